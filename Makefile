@@ -1,0 +1,45 @@
+# Everything a student or an instructor needs, in a few commands.
+# Each target creates .venv/ and installs the pinned dependencies first
+# when they are missing or requirements*.txt changed.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUBMISSION ?= starter/tensorflow_tutorial.py
+RUN ?= reference/tensorflow_tutorial.py
+ARGS ?=
+
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+export TF_ENABLE_ONEDNN_OPTS ?= 0
+
+.PHONY: help venv grade run test bench clean
+
+help:
+	@echo "make grade [SUBMISSION=path]   grade a submission (default: $(SUBMISSION))"
+	@echo "make run [RUN=path] [ARGS=..]  run the tutorial end to end (default: the reference)"
+	@echo "make test                      run the test suite"
+	@echo "make bench                     time the grader against a bare TensorFlow import"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
+	@touch $@
+
+grade: $(STAMP)
+	$(PY) -m grader check $(SUBMISSION) $(ARGS)
+
+run: $(STAMP)
+	$(PY) $(RUN) $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 tests
+
+bench: $(STAMP)
+	$(PY) bench/bench.py
+
+clean:
+	rm -rf $(VENV) .cache dist
