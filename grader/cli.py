@@ -1,0 +1,153 @@
+"""The command line: ``python -m grader check|calibrate|batch ...``.
+
+Exit status: 0 full marks, 1 points lost, 2 usage error, bad rubric or any
+other grader fault ("ungradable": never reported as a score of zero).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from . import engine
+from .errors import GraderError, UsageError
+from .report import to_dict, to_gradescope, to_json, to_text
+from .rubric import load_rubric
+
+DEFAULT_RUBRIC = engine.PROJECT_ROOT / "rubric.yaml"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors exit 2 with one line
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m grader", description="Grade the TensorFlow MNIST tutorial.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = sub.add_parser("check", help="grade one submission")
+    check.add_argument("file", type=Path)
+    check.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    check.add_argument("--format", choices=("text", "json", "gradescope"), default="text")
+    check.add_argument("--checks", choices=("all", "public"), default=None,
+                       help="all (instructor grading; the default where the reference is "
+                            "present) or public (the student's self-check)")
+    check.add_argument("--isolation", choices=("auto", "full", "basic"), default="auto")
+    check.add_argument("--output", type=Path, help="write the report here instead of stdout")
+
+    cal = sub.add_parser("calibrate", help="run the reference over many seeds and suggest "
+                                           "the model's accuracy threshold")
+    cal.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    cal.add_argument("--seeds", type=int, default=8)
+    cal.add_argument("--item", default="model")
+
+    try:
+        from .batch import add_arguments
+    except ImportError:
+        pass
+    else:
+        add_arguments(sub.add_parser("batch", help="grade a whole class"))
+    return parser
+
+
+def default_checks() -> str:
+    return "all" if engine.REFERENCE_PATH.is_file() else "public"
+
+
+def run_check(args) -> int:
+    rubric = load_rubric(args.rubric)
+    checks = args.checks or default_checks()
+    visibilities = ("public", "hidden") if checks == "all" else ("public",)
+    report = engine.grade(args.file, rubric, visibilities, isolation=args.isolation)
+    if checks == "all" and report.isolation != "full":
+        print("WARNING: grading without full isolation (" + report.isolation + "): the "
+              "submission ran as this user. Grade untrusted work as root on Linux.",
+              file=sys.stderr)
+    if args.format == "json":
+        text = to_json(report)
+    elif args.format == "gradescope":
+        text = json.dumps(to_gradescope(report), indent=2) + "\n"
+    else:
+        text = to_text(report)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return report.exit_code
+
+
+def run_calibrate(args) -> int:
+    rubric = load_rubric(args.rubric)
+    try:
+        item = rubric.item(args.item)
+    except StopIteration:
+        raise UsageError(f"{args.rubric.name} has no item {args.item!r}") from None
+    if args.seeds < 2:
+        raise UsageError("--seeds must be at least 2")
+    threshold_check = next((c for c in item.checks if c.kind == "accuracy_threshold"), None)
+    if threshold_check is None:
+        raise UsageError(f"item {item.id} has no accuracy_threshold check")
+    base = engine.plan(rubric, (threshold_check.visibility,))
+    task = next(t for t in base if t.item is item)
+    seeds = [rubric.seed + i for i in range(args.seeds)]
+    tasks = [replace(task, id=f"{item.id}-seed{s}") for s in seeds]
+    seed_of = {t.id: s for t, s in zip(tasks, seeds)}
+    print(f"Training the reference {len(seeds)} times ({task.params.get('steps')} steps each)...",
+          file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+        results, _ = engine.run_probes(engine.REFERENCE_PATH, tasks, rubric, "basic", Path(tmp),
+                                       seed_of=lambda t: seed_of[t.id], trusted=True)
+    labels = task.secret["test_labels"]
+    accuracies = []
+    for t in tasks:
+        out = results[t.id]
+        if not out.ok:
+            raise GraderError(f"the reference failed on seed {seed_of[t.id]}: {out.message}")
+        accuracies.append(float(np.mean(out.array("predictions") == labels)))
+    acc = np.array(accuracies)
+    margin = max(0.02, 3 * float(acc.std()))
+    suggested = float(np.floor((acc.min() - margin) * 100) / 100)
+    current = float(threshold_check.spec["min_accuracy"])
+    for s, a in zip(seeds, accuracies):
+        print(f"  seed {s}: test accuracy {a:.4f}")
+    print(f"accuracy: min {acc.min():.4f}  mean {acc.mean():.4f}  max {acc.max():.4f}  "
+          f"std {acc.std():.4f}")
+    print(f"suggested min_accuracy: {suggested:.2f} (the lowest run minus a margin of {margin:.3f})")
+    ok = bool((acc >= current).all())
+    print(f"current min_accuracy {current:.2f}: the reference "
+          f"{'passes on every seed' if ok else 'FAILS on some seeds'}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "check":
+            return run_check(args)
+        if args.command == "calibrate":
+            return run_calibrate(args)
+        from .batch import run_batch
+        return run_batch(args)
+    except GraderError as exc:
+        label = "usage error" if isinstance(exc, UsageError) else "ungradable"
+        print(f"{label}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of ours: still one line, still "ungradable"
+        if os.environ.get("GRADER_DEBUG"):
+            raise
+        print(f"ungradable: internal grader error: {type(exc).__name__}: {exc} "
+              "(set GRADER_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2

@@ -1,0 +1,282 @@
+"""Named mistakes: recognise a classic error from a wrong value.
+
+A diagnosis is a function registered under a name.  Given the submission's
+value, the reference's value and the probe's inputs, it returns a sentence
+naming the mistake (and what to try), or ``None`` when the value does not
+look like that mistake.  Checks list the diagnoses to try in rubric.yaml.
+The sentences describe the mistake, never the expected numbers, so they are
+safe to show for hidden checks too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .inputs import evaluate_values
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a diagnosis looks at."""
+
+    target: str
+    got: np.ndarray
+    expected: np.ndarray
+    inputs: dict
+    params: dict
+
+
+Diagnosis = Callable[[Case], "str | None"]
+DIAGNOSES: dict[str, Diagnosis] = {}
+
+
+def diagnosis(name: str):
+    def register(fn: Diagnosis) -> Diagnosis:
+        DIAGNOSES[name] = fn
+        return fn
+    return register
+
+
+def close(a, b, rtol: float = 1e-3, atol: float = 1e-4) -> bool:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size == b.size == 1:
+        a, b = a.reshape(()), b.reshape(())
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
+
+
+def softmax(z: np.ndarray, axis: int = 1) -> np.ndarray:
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _relu(x):
+    return np.maximum(x, 0)
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+# ------------------------------------------------------------------ the cost
+
+def _cost_inputs(case: Case):
+    return case.inputs["Z"].astype(np.float64), case.inputs["Y"].astype(np.float64)
+
+
+@diagnosis("cost_summed")
+def cost_summed(case: Case):
+    m = len(case.inputs["Z"])
+    if close(case.got, np.asarray(case.expected) * m):
+        return (f"the cost is {m}x the expected value, and the batch has {m} examples: "
+                "did you sum over the batch instead of averaging (tf.reduce_mean)?")
+    return None
+
+
+@diagnosis("cost_softmax_twice")
+def cost_softmax_twice(case: Case):
+    Z, Y = _cost_inputs(case)
+    if close(case.got, np.mean(-(Y * log_softmax(softmax(Z))).sum(1))):
+        return ("the cost matches a softmax applied twice: the softmax cross-entropy "
+                "applies the softmax itself, so pass it the logits Z2, not softmax(Z2)")
+    return None
+
+
+@diagnosis("cost_swapped")
+def cost_swapped(case: Case):
+    Z, Y = _cost_inputs(case)
+    if close(case.got, np.mean(-(Z * log_softmax(Y)).sum(1))):
+        return ("the cost matches labels and logits swapped: pass labels=Y and logits=Z2 "
+                "(use the keyword arguments)")
+    return None
+
+
+@diagnosis("cost_sigmoid")
+def cost_sigmoid(case: Case):
+    Z, Y = _cost_inputs(case)
+    per_entry = np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
+    if close(case.got, per_entry.mean()) or close(case.got, per_entry.sum(1).mean()):
+        return ("the cost matches a sigmoid cross-entropy: the digits are 10 exclusive "
+                "classes, so use the softmax cross-entropy")
+    return None
+
+
+@diagnosis("cost_squared_error")
+def cost_squared_error(case: Case):
+    Z, Y = _cost_inputs(case)
+    candidates = [np.mean((Z - Y) ** 2), np.mean((softmax(Z) - Y) ** 2),
+                  np.mean(((softmax(Z) - Y) ** 2).sum(1))]
+    if any(close(case.got, c) for c in candidates):
+        return ("the cost matches a squared error: for a 10-class classification use "
+                "the softmax cross-entropy")
+    return None
+
+
+@diagnosis("cost_sum_over_classes_missing")
+def cost_sum_over_classes_missing(case: Case):
+    if close(case.got, np.asarray(case.expected) / 10):
+        return ("the cost is a tenth of the expected value: did you average over the "
+                "10 classes as well as the examples? Sum over the classes, average over the batch")
+    return None
+
+
+# -------------------------------------------------------------- the accuracy
+
+def _accuracy_inputs(case: Case):
+    return case.inputs["Z"], case.inputs["Y"]
+
+
+@diagnosis("accuracy_cast_to_int")
+def accuracy_cast_to_int(case: Case):
+    expected = float(np.asarray(case.expected).reshape(-1)[0])
+    got = np.asarray(case.got, dtype=np.float64)
+    if got.size == 1 and float(got.reshape(-1)[0]) == 0.0 and 0 < expected < 1:
+        return ("the accuracy is 0 although some predictions are right: an integer mean "
+                "truncates; cast the comparison to float32 before averaging")
+    if case.target == "dtype" or got.dtype.kind in "iub":
+        return ("the accuracy is an integer tensor: cast the boolean comparison to "
+                "float32 before tf.reduce_mean, or the mean truncates to 0")
+    return None
+
+
+@diagnosis("accuracy_wrong_axis")
+def accuracy_wrong_axis(case: Case):
+    Z, Y = _accuracy_inputs(case)
+    if close(case.got, np.mean(np.argmax(Z, 0) == np.argmax(Y, 0))):
+        return ("the accuracy matches an argmax over axis 0 (across the batch): take the "
+                "argmax over axis 1, the 10 classes of each example")
+    return None
+
+
+@diagnosis("accuracy_percent")
+def accuracy_percent(case: Case):
+    if close(case.got, np.asarray(case.expected) * 100):
+        return "the accuracy is a percentage: return a fraction in [0, 1]"
+    return None
+
+
+@diagnosis("accuracy_count")
+def accuracy_count(case: Case):
+    m = len(case.inputs["Z"])
+    if close(case.got, np.asarray(case.expected) * m):
+        return ("the accuracy is the number of correct predictions: divide by the batch "
+                "size, i.e. use tf.reduce_mean rather than tf.reduce_sum")
+    return None
+
+
+@diagnosis("accuracy_error_rate")
+def accuracy_error_rate(case: Case):
+    if close(case.got, 1 - np.asarray(case.expected)):
+        return ("the value is the error rate (1 - accuracy): count the rows whose "
+                "predicted class equals the label")
+    return None
+
+
+# ------------------------------------------------------ forward propagation
+
+def _forward_parts(case: Case):
+    x = case.inputs["X"].reshape(len(case.inputs["X"]), -1).astype(np.float64)
+    W1, b1 = case.inputs["W1"].astype(np.float64), case.inputs["b1"].astype(np.float64)
+    W2, b2 = case.inputs["W2"].astype(np.float64), case.inputs["b2"].astype(np.float64)
+    return x, W1, b1, W2, b2
+
+
+@diagnosis("forward_swapped_outputs")
+def forward_swapped_outputs(case: Case):
+    x, W1, b1, W2, b2 = _forward_parts(case)
+    logits = _relu(x @ W1 + b1) @ W2 + b2
+    other = softmax(logits) if case.target == "Z2" else logits
+    if close(case.got, other):
+        return "Z2 and A2 are swapped: return (Z2, A2), the logits first, then the probabilities"
+    return None
+
+
+@diagnosis("forward_probabilities_as_logits")
+def forward_probabilities_as_logits(case: Case):
+    got = np.asarray(case.got, dtype=np.float64)
+    if got.ndim == 2 and got.shape[1] == 10 and np.allclose(got.sum(1), 1, atol=1e-4) \
+            and (got >= 0).all():
+        return ("Z2 holds probabilities (each row sums to 1): Z2 must be the logits of the "
+                "last linear layer, before the softmax; A2 = softmax(Z2)")
+    return None
+
+
+@diagnosis("forward_missing_relu")
+def forward_missing_relu(case: Case):
+    x, W1, b1, W2, b2 = _forward_parts(case)
+    if close(case.got, (x @ W1 + b1) @ W2 + b2):
+        return ("Z2 matches a network without the ReLU: apply tf.nn.relu to the first "
+                "linear layer's output")
+    return None
+
+
+@diagnosis("forward_wrong_activation")
+def forward_wrong_activation(case: Case):
+    x, W1, b1, W2, b2 = _forward_parts(case)
+    for name, fn in (("sigmoid", _sigmoid), ("tanh", np.tanh)):
+        if close(case.got, fn(x @ W1 + b1) @ W2 + b2):
+            return (f"Z2 matches a {name} hidden activation: the assignment's network uses "
+                    "ReLU (LINEAR -> RELU -> LINEAR -> SOFTMAX)")
+    return None
+
+
+@diagnosis("forward_missing_bias")
+def forward_missing_bias(case: Case):
+    x, W1, b1, W2, b2 = _forward_parts(case)
+    variants = {"b1": _relu(x @ W1) @ W2 + b2, "b2": _relu(x @ W1 + b1) @ W2,
+                "b1 and b2": _relu(x @ W1) @ W2}
+    for missing, value in variants.items():
+        if close(case.got, value):
+            return f"Z2 matches the network without {missing}: add the biases to each linear layer"
+    return None
+
+
+@diagnosis("forward_extra_relu")
+def forward_extra_relu(case: Case):
+    x, W1, b1, W2, b2 = _forward_parts(case)
+    if close(case.got, _relu(_relu(x @ W1 + b1) @ W2 + b2)):
+        return ("Z2 matches a ReLU applied to the logits too: the second linear layer's "
+                "output goes straight to the softmax")
+    return None
+
+
+@diagnosis("probabilities_not_softmax")
+def probabilities_not_softmax(case: Case):
+    got = np.asarray(case.got, dtype=np.float64)
+    expected = np.asarray(case.expected, dtype=np.float64)
+    if got.shape != expected.shape or got.ndim != 2:
+        return None
+    logits = np.log(np.clip(expected, 1e-30, None))
+    if close(got, softmax(logits, axis=0)):
+        return "A2 is a softmax over axis 0 (the batch): normalise over the 10 classes of each row"
+    if not np.allclose(got.sum(1), 1, atol=1e-3):
+        return ("the rows of A2 do not sum to 1: A2 must be the softmax of Z2 "
+                "(tf.nn.softmax), not a sigmoid or the logits themselves")
+    return None
+
+
+# ----------------------------------------------------------------- evaluate
+
+@diagnosis("evaluate_swapped")
+def evaluate_swapped(case: Case):
+    got = np.asarray(case.got, dtype=np.float64).reshape(-1)
+    if got.size == 2 and close(got[::-1], case.expected):
+        return "the pair is in the wrong order: return (cost, accuracy)"
+    return None
+
+
+@diagnosis("evaluate_partial")
+def evaluate_partial(case: Case):
+    n = len(case.inputs["images"])
+    for count in (1, 32, 50, 64, 100, 128, 200, 256):
+        if count < n and close(case.got, evaluate_values(case.inputs, count)):
+            return (f"the values match the first {count} examples only: evaluate every "
+                    "example (when batching, weight each batch by its size)")
+    return None

@@ -1,0 +1,490 @@
+"""Grade one submission: plan the probes, run them sandboxed, score the checks.
+
+The parent process (this module) never imports the submission or TensorFlow.
+It writes each probe's inputs into a fresh work directory, starts
+``child_runner.py`` there in the sandbox, watches its progress to give every
+item its own wall-clock budget, validates what comes back, and scores it
+against the reference's outputs on the same inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import sandbox
+from .checks import CHECKS, Context
+from .errors import UngradableError, UsageError
+from .inputs import make_inputs, one_hot
+from .outcome import ProbeOutput
+from .report import ERROR, FAILED, PASSED, PENDING, CheckResult, QuestionResult, Report
+from .rubric import Item, Rubric
+
+GRADER_VERSION = "1.0.0"
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+LOADER_PATH = PROJECT_ROOT / "starter" / "mnist_loader.py"
+REFERENCE_PATH = PROJECT_ROOT / "reference" / "tensorflow_tutorial.py"
+EXPECTED_DIR = PACKAGE_DIR / "expected"          # precomputed public outputs (student bundle)
+CACHE_DIR = PROJECT_ROOT / ".cache" / "expected"
+
+MAX_NPZ_BYTES = 64 * 2**20
+MAX_JSON_BYTES = 2 * 2**20
+MAX_ARRAY_SIZE = 5_000_000
+POLL_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str                 # "<item>-<visibility>", also the output file name
+    item: Item
+    visibility: str
+    params: dict
+    inputs: dict            # arrays the child receives
+    secret: dict            # arrays the parent keeps (the model's test labels)
+
+
+# ------------------------------------------------------------------ the data
+
+def load_loader():
+    """The shared MNIST loader, imported from starter/ (numpy only, no TensorFlow)."""
+    name = "_grader_mnist_loader"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, LOADER_PATH)
+    if spec is None or not LOADER_PATH.is_file():
+        raise UngradableError(f"{LOADER_PATH}: the MNIST loader is missing")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def grading_data(source: str | None):
+    """(x_train, y_train, x_test, y_test, description) for the model item."""
+    loader = load_loader()
+    try:
+        if source in (None, "offline"):
+            arrays, description = loader._read_offline_subset()  # never the Keras cache
+            return (*arrays, description)
+        if source == "keras":
+            cache = os.path.expanduser(os.path.join("~", ".keras", "datasets", "mnist.npz"))
+            return loader.load_arrays(cache, download=False)
+        path = Path(source)
+        if not path.is_absolute():
+            path = PROJECT_ROOT / path
+        return loader.load_arrays(path, download=False)
+    except loader.DataError as exc:
+        raise UngradableError(f"grading data: {exc}") from None
+
+
+def plan(rubric: Rubric, visibilities: tuple[str, ...]) -> list[Task]:
+    tasks = []
+    data_cache: dict = {}
+    for item in rubric.items:
+        for vis in item.visibilities(visibilities):
+            params = item.params[vis]
+            secret = {}
+            if item.probe == "model":
+                if item.data not in data_cache:
+                    data_cache[item.data] = grading_data(item.data)
+                x_train, y_train, x_test, y_test, _ = data_cache[item.data]
+                inputs = {"train_images": x_train, "train_labels": y_train, "test_images": x_test}
+                secret = {"test_labels": np.asarray(y_test, dtype=np.int64)}
+            else:
+                inputs = make_inputs(item.probe, rubric.seed_for(vis), item.id, params)
+            tasks.append(Task(f"{item.id}-{vis}", item, vis, params, inputs, secret))
+    return tasks
+
+
+# ------------------------------------------------------- running the child
+
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """Read a file the child wrote, refusing symlinks, devices, fifos and huge files."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit + 1)[:limit]
+    finally:
+        os.close(fd)
+
+
+def _plain_json(value, depth: int = 0) -> bool:
+    if depth > 6:
+        return False
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, list):
+        return len(value) <= 200_000 and all(_plain_json(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def read_output(out_dir: Path, task_id: str) -> ProbeOutput:
+    """Load and validate one task's result; anything odd is the submission's error."""
+    bad = ProbeOutput.failure(ERROR, "the grader could not read what your code returned")
+    raw_meta = _read_regular(out_dir / f"{task_id}.json", MAX_JSON_BYTES)
+    raw_arrays = _read_regular(out_dir / f"{task_id}.npz", MAX_NPZ_BYTES)
+    if raw_meta is None or raw_arrays is None:
+        return ProbeOutput.failure(ERROR, "no result was recorded")
+    try:
+        meta = json.loads(raw_meta.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return bad
+    if not isinstance(meta, dict) or not _plain_json(meta):
+        return bad
+    arrays = {}
+    try:
+        with np.load(io.BytesIO(raw_arrays), allow_pickle=False) as data:
+            for key in data.files:
+                value = data[key]
+                if value.dtype.kind not in "biuf" or value.size > MAX_ARRAY_SIZE:
+                    return bad
+                arrays[key] = value
+    except Exception:  # anything numpy or zipfile raise on a forged file
+        return bad
+    error = meta.get("error")
+    if error is not None:
+        if not isinstance(error, dict):
+            return bad
+        return ProbeOutput.failure(ERROR, str(error.get("message", "error"))[:500],
+                                   str(error.get("traceback", ""))[:4000])
+    return ProbeOutput(status="ok", meta=meta, arrays=arrays)
+
+
+def _limits(rubric: Rubric) -> sandbox.Limits:
+    lim = rubric.limits
+    return sandbox.Limits(cpu_seconds=int(lim["cpu_seconds"]),
+                          address_space_mib=int(lim["memory_mib"]),
+                          processes=int(lim["processes"]),
+                          file_size_mib=int(lim["file_size_mib"]),
+                          output_bytes=int(lim["output_kib"]) * 1024)
+
+
+def _child_env(rubric: Rubric, workdir: str) -> dict:
+    threads = str(rubric.limits["threads"])
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0",
+        "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
+        "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+        "CUDA_VISIBLE_DEVICES": "", "MNIST_OFFLINE": "1",
+    }
+
+
+def _prepare_workdir(root: Path, source: Path, rubric: Rubric, tasks: list[Task], seed_of) -> Path:
+    workdir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+    os.chmod(workdir, 0o755)
+    shutil.copyfile(source, workdir / rubric.submission_name)
+    shutil.copyfile(LOADER_PATH, workdir / "mnist_loader.py")
+    shutil.copyfile(PACKAGE_DIR / "child_runner.py", workdir / "grader_child.py")
+    (workdir / "inputs").mkdir()
+    job_tasks = []
+    for task in tasks:
+        entry = {"id": task.id, "probe": task.item.probe, "params": task.params,
+                 "seed": seed_of(task)}
+        if task.inputs:
+            np.savez(workdir / "inputs" / f"{task.id}.npz", **task.inputs)
+            entry["inputs"] = f"inputs/{task.id}.npz"
+        job_tasks.append(entry)
+    job = {"submission": rubric.submission_name, "seed": seed_of(tasks[0]),
+           "threads": rubric.limits["threads"], "output_chars": 20000, "tasks": job_tasks}
+    (workdir / "job.json").write_text(json.dumps(job))
+    return workdir
+
+
+def _progress(workdir: Path) -> list[str]:
+    raw = _read_regular(workdir / "progress", 1 << 20)
+    return [] if raw is None else raw.decode("utf-8", "replace").splitlines()
+
+
+@dataclass
+class _Phase:
+    name: str        # "startup", "import", or a task id
+    started: float
+    budget: float
+
+
+def _current_phase(lines: list[str], now: float, budgets: dict, phase: _Phase) -> _Phase:
+    """Which budget applies now, from the last progress line."""
+    state = "startup"
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        if word == "ready":
+            state = "between"
+        elif word == "start":
+            state = rest
+        elif word == "done":
+            state = "between"
+    if state != phase.name:
+        return _Phase(state, now, budgets.get(state, budgets["between"]))
+    return phase
+
+
+def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
+               workroot: Path, seed_of, trusted: bool = False) -> tuple[dict, str]:
+    """Run every task on ``source`` in sandboxed children; returns ({task id: output}, isolation).
+
+    One child runs the tasks in order.  When it dies or overruns an item's
+    budget, that item gets the failure and a fresh child takes the rest.
+    """
+    results: dict[str, ProbeOutput] = {}
+    remaining = list(tasks)
+    level = isolation
+    limits = _limits(rubric)
+    while remaining:
+        workdir = _prepare_workdir(workroot, source, rubric, remaining, seed_of)
+        budgets = {"startup": float(rubric.limits["startup_seconds"]),
+                   "import": float(rubric.limits["import_seconds"]), "between": 10.0}
+        budgets.update({t.id: t.item.budget_seconds for t in remaining})
+        try:
+            proc = sandbox.start([sys.executable, "-s", "-B", "grader_child.py"], workdir,
+                                 limits, _child_env(rubric, str(workdir)), isolation=isolation)
+        except sandbox.SandboxError as exc:
+            raise UngradableError(f"the sandbox cannot start: {exc}") from None
+        level = proc.isolation
+        started = time.monotonic()
+        phase = _Phase("startup", started, budgets["startup"])
+        timed_out = None
+        while proc.poll() is None:
+            now = time.monotonic()
+            phase = _current_phase(_progress(workdir), now, budgets, phase)
+            if now - phase.started > phase.budget:
+                timed_out = phase
+                proc.kill()
+                break
+            time.sleep(POLL_SECONDS)
+        proc.wait()
+        proc.kill()  # whatever it left behind
+        run = proc.result()
+        lines = _progress(workdir)
+        done = {line[5:] for line in lines if line.startswith("done ")}
+        started_ids = [line[6:] for line in lines if line.startswith("start ")]
+        out_dir = workdir / "out"
+        if "import" not in done:
+            if "import" not in started_ids and timed_out is None and not trusted:
+                if "ready" not in lines:
+                    detail = (run.stderr or "").strip().splitlines()[-1:] or ["no output"]
+                    raise UngradableError("the grading process could not start TensorFlow: "
+                                          f"{detail[0][:200]}")
+            if timed_out is not None and timed_out.name == "startup":
+                raise UngradableError("starting TensorFlow in the sandbox took longer than "
+                                      f"{budgets['startup']:.0f} s")
+            why = _death(run, timed_out, "importing your file")
+            for t in remaining:
+                results[t.id] = ProbeOutput.failure(why[0], why[1])
+            break
+        imported = read_output(out_dir, "import")
+        if imported.status == ERROR and imported.message != "no result was recorded":
+            for t in remaining:
+                results[t.id] = ProbeOutput.failure(ERROR, imported.message, imported.traceback)
+            break
+        for t in remaining:
+            if t.id in done:
+                results[t.id] = read_output(out_dir, t.id)
+        broken = next((t for t in remaining if t.id not in done), None)
+        if broken is not None and (broken.id in started_ids or timed_out is not None):
+            status, message = _death(run, timed_out, f"in {broken.item.probe}")
+            results[broken.id] = ProbeOutput.failure(status, message)
+        elif broken is not None:
+            results[broken.id] = ProbeOutput.failure(ERROR, "the process stopped before this item")
+        remaining = [t for t in remaining if t.id not in results]
+        if not trusted:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return results, level
+
+
+def _death(run, timed_out: _Phase | None, where: str) -> tuple[str, str]:
+    if timed_out is not None:
+        return "timeout", f"timed out after {timed_out.budget:g} s {where}"
+    if run.signal:
+        import signal as _signal
+        try:
+            name = _signal.Signals(run.signal).name
+        except ValueError:
+            name = f"signal {run.signal}"
+        hint = {"SIGXCPU": " (CPU time limit)", "SIGSEGV": " (a crash in native code)",
+                "SIGKILL": " (killed: memory or process limits?)",
+                "SIGXFSZ": " (file size limit)"}.get(name, "")
+        return "crashed", f"the process was killed by {name}{hint} {where}"
+    return "crashed", f"the process exited (exit code {run.returncode}) {where}"
+
+
+# ------------------------------------------------------- expected values
+
+def _digest(rubric: Rubric, tasks: list[Task], reference: Path) -> str:
+    h = hashlib.sha256()
+    for path in (reference, LOADER_PATH, PACKAGE_DIR / "child_runner.py",
+                 PROJECT_ROOT / "requirements.txt"):
+        if path.is_file():
+            h.update(path.read_bytes())
+    h.update(json.dumps(rubric.limits, sort_keys=True).encode())
+    for t in tasks:
+        h.update(json.dumps([t.id, t.item.probe, t.params], sort_keys=True, default=str).encode())
+        for key in sorted(t.inputs):
+            h.update(key.encode())
+            h.update(np.ascontiguousarray(t.inputs[key]).tobytes())
+    return h.hexdigest()[:24]
+
+
+def _load_saved(folder: Path, tasks: list[Task]) -> dict | None:
+    out = {}
+    for t in tasks:
+        result = read_output(folder, t.id)
+        if not result.ok:
+            return None
+        out[t.id] = result
+    return out
+
+
+def expected_outputs(rubric: Rubric, tasks: list[Task], workroot: Path) -> dict:
+    """The reference's outputs on the same inputs: shipped, cached, or computed now."""
+    if not REFERENCE_PATH.is_file():
+        saved = _load_saved(EXPECTED_DIR, tasks)
+        if saved is None:
+            raise UngradableError("no reference solution and no precomputed expected values "
+                                  f"for these checks in {EXPECTED_DIR}")
+        return saved
+    folder = CACHE_DIR / _digest(rubric, tasks, REFERENCE_PATH)
+    saved = _load_saved(folder, tasks) if folder.is_dir() else None
+    if saved is not None:
+        return saved
+    results, _ = run_probes(REFERENCE_PATH, tasks, rubric, "basic", workroot,
+                            seed_of=lambda t: rubric.seed_for(t.visibility), trusted=True)
+    failed = {k: v for k, v in results.items() if not v.ok}
+    if failed:
+        task_id, out = next(iter(failed.items()))
+        raise UngradableError(f"the reference solution fails {task_id}: {out.message}")
+    _save(folder, tasks, results)
+    return results
+
+
+def _save(folder: Path, tasks: list[Task], results: dict) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="tmp-", dir=_ensure(folder.parent)))
+    for t in tasks:
+        out = results[t.id]
+        np.savez(tmp / f"{t.id}.npz", **out.arrays)
+        (tmp / f"{t.id}.json").write_text(json.dumps(out.meta))
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another grader saved it first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------- scoring
+
+def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
+               rubric: Rubric) -> QuestionResult:
+    total_weight = sum(c.weight for c in item.checks)
+    by_vis = {t.visibility: t for t in tasks}
+    results = []
+    for spec in item.checks:
+        task = by_vis.get(spec.visibility)
+        if task is None:
+            continue
+        points = item.points * spec.weight / total_weight
+        out = got[task.id]
+        if not out.ok:
+            results.append(CheckResult(spec.name, spec.kind, ERROR, points, 0.0, spec.visibility,
+                                       out.message, _error_hint(out), out.traceback))
+            continue
+        ctx = Context(spec=spec.spec, got=out, expected=expected.get(task.id),
+                      inputs=task.inputs, params=task.params, tolerances=rubric.tolerances,
+                      secret=task.secret)
+        try:
+            verdict = CHECKS[spec.kind].fn(ctx)
+        except Exception as exc:  # a check tripping on odd data is the data's fault
+            results.append(CheckResult(spec.name, spec.kind, FAILED, points, 0.0, spec.visibility,
+                                       f"unexpected values ({type(exc).__name__})",
+                                       spec.spec.get("hint", "")))
+            continue
+        hidden = spec.visibility == "hidden"
+        if verdict.pending:
+            status, score = PENDING, 0.0
+        else:
+            status, score = (PASSED, points) if verdict.passed else (FAILED, 0.0)
+        message = verdict.message
+        hint = verdict.diagnosis or ""
+        if hidden and status == FAILED:
+            # hidden checks never show expected values: name the mistake or give the hint
+            message = verdict.diagnosis or spec.spec.get("hint") or \
+                "a hidden check failed on inputs you have not seen"
+            hint = spec.spec.get("hint", "") if verdict.diagnosis else ""
+        results.append(CheckResult(spec.name, spec.kind, status, points, score, spec.visibility,
+                                   message, hint))
+    run_vis = set(by_vis)
+    max_score = sum(r.points for r in results)
+    score = sum(r.score for r in results)
+    hidden_points = item.points - max_score if run_vis != {"public", "hidden"} else 0.0
+    if all(r.status == PASSED for r in results):
+        status, feedback = PASSED, "all checks passed"
+    elif any(r.status == ERROR for r in results):
+        first = next(r for r in results if r.status == ERROR)
+        status, feedback = ERROR, first.message
+    elif all(r.status in (PASSED, PENDING) for r in results):
+        status, feedback = PENDING, next(r for r in results if r.status == PENDING).message
+    else:
+        first = next(r for r in results if r.status == FAILED)
+        status, feedback = FAILED, first.hint or first.message
+    return QuestionResult(item.id, item.title, round(score, 6), round(max_score, 6), status,
+                          _one_line(feedback), tuple(results), round(hidden_points, 6))
+
+
+def _error_hint(out: ProbeOutput) -> str:
+    if "NotImplementedError" in out.message:
+        return "write your answer where the starter says YOUR CODE HERE"
+    if out.status == "timeout":
+        return "look for an endless loop, or work done at import time"
+    return ""
+
+
+def _one_line(text: str, limit: int = 110) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),
+          isolation: str = "auto") -> Report:
+    """Grade one file; raises GraderError (exit 2) for anything that is not the student's."""
+    if not submission.is_file():
+        raise UsageError(f"{submission}: no such file")
+    tasks = plan(rubric, visibilities)
+    with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+        workroot = Path(tmp)
+        os.chmod(workroot, 0o711)
+        expected = expected_outputs(rubric, tasks, workroot)
+        got, level = run_probes(submission.resolve(), tasks, rubric, isolation, workroot,
+                                seed_of=lambda t: rubric.seed_for(t.visibility))
+    questions = tuple(score_item(item, [t for t in tasks if t.item is item], got, expected, rubric)
+                      for item in rubric.items)
+    checks_run = "all" if set(visibilities) >= {"public", "hidden"} else "public"
+    return Report(submission=str(submission), total=round(sum(q.score for q in questions), 6),
+                  max_total=round(sum(q.max_score for q in questions), 6), questions=questions,
+                  isolation=level, checks_run=checks_run, full_total=rubric.max_total,
+                  grader_version=GRADER_VERSION, rubric_digest=rubric.digest[:16])

@@ -1,0 +1,115 @@
+"""The inputs each probe is called with, generated from the rubric's seeds.
+
+Every function here is pure numpy: the same (seed, item, params) always gives
+the same arrays, so the reference and the submission are probed on identical
+inputs and a grade can be reproduced.  Hidden inputs come from the rubric's
+``seed`` (which an instructor may keep secret), public ones from
+``public_seed``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Callable
+
+import numpy as np
+
+Inputs = dict[str, np.ndarray]
+_GENERATORS: dict[str, Callable[[np.random.Generator, dict], Inputs]] = {}
+
+
+def _generator(probe: str):
+    def register(fn):
+        _GENERATORS[probe] = fn
+        return fn
+    return register
+
+
+def rng_for(seed: int, item_id: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed), zlib.crc32(item_id.encode())])
+
+
+def make_inputs(probe: str, seed: int, item_id: str, params: dict) -> Inputs:
+    """The arrays the probe of ``item_id`` is run on (empty when it needs none)."""
+    fn = _GENERATORS.get(probe)
+    return {} if fn is None else fn(rng_for(seed, item_id), params)
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    out = np.zeros((len(labels), 10), dtype=np.float32)
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
+def _images(rng: np.random.Generator, m: int) -> np.ndarray:
+    """Digit-like images: mostly dark, some bright strokes, values in [0, 1]."""
+    ink = rng.random((m, 28, 28)) < 0.25
+    return (ink * rng.random((m, 28, 28))).astype(np.float32)
+
+
+@_generator("forward_propagation")
+def _forward(rng, params) -> Inputs:
+    m, h = int(params["m"]), int(params["n_hidden"])
+    return {
+        "X": _images(rng, m),
+        "W1": rng.normal(0, np.sqrt(2 / (784 + h)), (784, h)).astype(np.float32),
+        "b1": rng.normal(0, 0.3, h).astype(np.float32),
+        "W2": rng.normal(0, np.sqrt(2 / (h + 10)), (h, 10)).astype(np.float32),
+        "b2": rng.normal(0, 0.5, 10).astype(np.float32),
+    }
+
+
+@_generator("compute_cost")
+def _cost(rng, params) -> Inputs:
+    m = int(params["m"])
+    return {"Z": rng.normal(0, 2, (m, 10)).astype(np.float32),
+            "Y": one_hot(rng.integers(0, 10, m))}
+
+
+@_generator("compute_accuracy")
+def _accuracy(rng, params) -> Inputs:
+    m = int(params["m"])
+    Z = rng.normal(0, 1, (m, 10)).astype(np.float32)
+    labels = np.argmax(Z, axis=1)
+    wrong = rng.random(m) < 0.4
+    labels[wrong] = (labels[wrong] + rng.integers(1, 10, wrong.sum())) % 10
+    return {"Z": Z, "Y": one_hot(labels)}
+
+
+@_generator("create_train_step")
+def _train_step(rng, params) -> Inputs:
+    m = int(params["m"])
+    return {"X": _images(rng, m), "Y": one_hot(rng.integers(0, 10, m)),
+            "W0": rng.normal(0, 0.01, (784, 10)).astype(np.float32)}
+
+
+@_generator("initialize_session")
+def _session(rng, params) -> Inputs:
+    return {"A": rng.normal(0, 1, (3, 4)).astype(np.float32)}
+
+
+def _linear_task(rng, n: int) -> Inputs:
+    return {"images": _images(rng, n), "labels": one_hot(rng.integers(0, 10, n)),
+            "u": (rng.normal(0, 1, 784) / 28).astype(np.float32),
+            "v": rng.normal(0, 1, 10).astype(np.float32)}
+
+
+@_generator("train")
+def _train(rng, params) -> Inputs:
+    return _linear_task(rng, int(params["n"]))
+
+
+@_generator("evaluate")
+def _evaluate(rng, params) -> Inputs:
+    inputs = _linear_task(rng, int(params["n"]))
+    inputs["R"] = rng.normal(0, 1, (784, 10)).astype(np.float32)
+    return inputs
+
+
+def evaluate_values(inputs: Inputs, count: int | None = None) -> tuple[float, float]:
+    """The cost and accuracy tensors of the ``evaluate`` probe, in numpy."""
+    images = inputs["images"][:count].reshape(-1, 784).astype(np.float64)
+    labels = inputs["labels"][:count].astype(np.float64)
+    cost = np.mean((images @ inputs["u"]) * (labels @ inputs["v"]))
+    accuracy = np.mean(np.argmax(images @ inputs["R"], 1) == np.argmax(labels, 1))
+    return float(cost), float(accuracy)

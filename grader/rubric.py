@@ -1,0 +1,256 @@
+"""Load ``rubric.yaml`` and validate all of it before any submission runs.
+
+Every problem is collected with its key path and reported at once::
+
+    rubric.yaml: questions[3].checks[0].kind: 'acc' is not one of allclose, ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .checks import CHECKS, COMMON_KEYS, FREE_TEXT_MODES
+from .child_runner import PROBES
+from .diagnoses import DIAGNOSES
+from .errors import RubricError
+
+VISIBILITIES = ("public", "hidden")
+LIMIT_KEYS = {"startup_seconds": (int, float), "import_seconds": (int, float),
+              "cpu_seconds": int, "memory_mib": int, "processes": int, "file_size_mib": int,
+              "output_kib": int, "threads": int}
+MIN_MEMORY_MIB = 1280  # TensorFlow computes wrong results silently below ~1.25 GiB
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    kind: str
+    weight: float
+    visibility: str
+    spec: dict  # the whole YAML mapping, kind-specific keys included
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    title: str
+    probe: str
+    points: float
+    budget_seconds: float
+    params: dict          # visibility -> the probe's parameters
+    checks: tuple[CheckSpec, ...]
+    data: str | None = None
+
+    def visibilities(self, allowed: tuple[str, ...]) -> list[str]:
+        return [v for v in VISIBILITIES if v in allowed and any(c.visibility == v for c in self.checks)]
+
+    def points_for(self, visibility: str) -> float:
+        total = sum(c.weight for c in self.checks)
+        return self.points * sum(c.weight for c in self.checks if c.visibility == visibility) / total
+
+
+@dataclass(frozen=True)
+class Rubric:
+    path: Path
+    assignment: str
+    submission_name: str
+    seed: int
+    public_seed: int
+    tolerances: dict
+    limits: dict
+    items: tuple[Item, ...]
+    digest: str
+
+    @property
+    def max_total(self) -> float:
+        return sum(i.points for i in self.items)
+
+    def item(self, item_id: str) -> Item:
+        return next(i for i in self.items if i.id == item_id)
+
+    def seed_for(self, visibility: str) -> int:
+        return self.public_seed if visibility == "public" else self.seed
+
+
+class _Problems:
+    def __init__(self, name: str):
+        self.name = name
+        self.items: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(f"{self.name}: {path}: {message}")
+
+    def typed(self, mapping: dict, key: str, kind, path: str, required: bool = True) -> Any:
+        if key not in mapping:
+            if required:
+                self.add(f"{path}.{key}" if path else key, "is missing")
+            return None
+        value = mapping[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            self.add(f"{path}.{key}" if path else key,
+                     f"{value!r} is a {type(value).__name__}, expected {names}")
+            return None
+        return value
+
+
+def _one_of(value, allowed) -> str:
+    return f"{value!r} is not one of {', '.join(sorted(allowed))}"
+
+
+def _validate_check(problems: _Problems, raw: Any, path: str) -> CheckSpec | None:
+    if not isinstance(raw, dict):
+        problems.add(path, f"expected a mapping, got {type(raw).__name__}")
+        return None
+    kind = problems.typed(raw, "kind", str, path)
+    name = problems.typed(raw, "name", str, path)
+    weight = problems.typed(raw, "weight", (int, float), path, required=False)
+    visibility = raw.get("visibility", "public")
+    if visibility not in VISIBILITIES:
+        problems.add(f"{path}.visibility", _one_of(visibility, VISIBILITIES))
+    if weight is not None and weight <= 0:
+        problems.add(f"{path}.weight", f"{weight!r} must be positive")
+    for key, value in raw.items():
+        if key in COMMON_KEYS and key not in ("kind", "name", "weight", "visibility"):
+            problems.typed(raw, key, COMMON_KEYS[key], path)
+    for i, diag in enumerate(raw.get("diagnoses") or []):
+        if diag not in DIAGNOSES:
+            problems.add(f"{path}.diagnoses[{i}]", _one_of(diag, DIAGNOSES))
+    if kind is None:
+        return None
+    if kind not in CHECKS:
+        problems.add(f"{path}.kind", _one_of(kind, CHECKS))
+        return None
+    spec = CHECKS[kind]
+    for key, typ in spec.required.items():
+        problems.typed(raw, key, typ, path)
+    for key, typ in spec.optional.items():
+        problems.typed(raw, key, typ, path, required=False)
+    known = set(COMMON_KEYS) | set(spec.required) | set(spec.optional)
+    for key in raw:
+        if key not in known:
+            problems.add(f"{path}.{key}", f"unknown key for a {kind} check")
+    if kind == "free_text" and raw.get("mode") not in FREE_TEXT_MODES:
+        problems.add(f"{path}.mode", _one_of(raw.get("mode"), FREE_TEXT_MODES))
+    if name is None or weight is None and "weight" in raw:
+        return None
+    return CheckSpec(name=name, kind=kind, weight=float(weight or 1), visibility=visibility,
+                     spec=dict(raw))
+
+
+def _validate_item(problems: _Problems, raw: Any, path: str) -> Item | None:
+    if not isinstance(raw, dict):
+        problems.add(path, f"expected a mapping, got {type(raw).__name__}")
+        return None
+    item_id = problems.typed(raw, "id", str, path)
+    title = problems.typed(raw, "title", str, path)
+    probe = problems.typed(raw, "probe", str, path)
+    points = problems.typed(raw, "points", (int, float), path)
+    budget = problems.typed(raw, "budget_seconds", (int, float), path)
+    if probe is not None and probe not in PROBES:
+        problems.add(f"{path}.probe", _one_of(probe, PROBES))
+    if points is not None and points < 0:
+        problems.add(f"{path}.points", f"{points!r} must not be negative")
+    if budget is not None and budget <= 0:
+        problems.add(f"{path}.budget_seconds", f"{budget!r} must be positive")
+    params = raw.get("params", {}) or {}
+    if not isinstance(params, dict):
+        problems.add(f"{path}.params", "expected a mapping of visibility to parameters")
+        params = {}
+    for vis, value in params.items():
+        if vis not in VISIBILITIES:
+            problems.add(f"{path}.params.{vis}", _one_of(vis, VISIBILITIES))
+        elif not isinstance(value, dict):
+            problems.add(f"{path}.params.{vis}", "expected a mapping")
+    raw_checks = raw.get("checks")
+    checks = []
+    if not isinstance(raw_checks, list) or not raw_checks:
+        problems.add(f"{path}.checks", "expected a non-empty list of checks")
+    else:
+        for j, c in enumerate(raw_checks):
+            spec = _validate_check(problems, c, f"{path}.checks[{j}]")
+            if spec is not None:
+                checks.append(spec)
+                if spec.visibility == "hidden" and "hidden" not in params and params:
+                    problems.add(f"{path}.params", "has no 'hidden' parameters for its hidden checks")
+    data = raw.get("data")
+    if data is not None and not isinstance(data, str):
+        problems.add(f"{path}.data", "expected offline, keras or a path")
+    known = {"id", "title", "probe", "points", "budget_seconds", "params", "checks", "data"}
+    for key in raw:
+        if key not in known:
+            problems.add(f"{path}.{key}", "unknown key")
+    if None in (item_id, title, probe, points, budget) or not checks:
+        return None
+    resolved = {vis: dict(params.get(vis, params.get("public", {})) or {}) for vis in VISIBILITIES}
+    return Item(id=item_id, title=title, probe=probe, points=float(points),
+                budget_seconds=float(budget), params=resolved, checks=tuple(checks), data=data)
+
+
+def parse_rubric(data: Any, path: Path, text: str = "") -> Rubric:
+    """Validate already-parsed YAML; raises RubricError listing every problem."""
+    problems = _Problems(path.name)
+    if not isinstance(data, dict):
+        raise RubricError(f"{path.name}: expected a mapping at the top level")
+    seed = problems.typed(data, "seed", int, "")
+    public_seed = problems.typed(data, "public_seed", int, "")
+    tolerances = problems.typed(data, "tolerances", dict, "") or {}
+    for key in ("rtol", "atol"):
+        value = problems.typed(tolerances, key, (int, float), "tolerances")
+        if value is not None and value < 0:
+            problems.add(f"tolerances.{key}", f"{value!r} must not be negative")
+    limits = problems.typed(data, "limits", dict, "") or {}
+    for key, typ in LIMIT_KEYS.items():
+        value = problems.typed(limits, key, typ, "limits")
+        if value is not None and value <= 0:
+            problems.add(f"limits.{key}", f"{value!r} must be positive")
+    memory = limits.get("memory_mib")
+    if isinstance(memory, int) and 0 < memory < MIN_MEMORY_MIB:
+        problems.add("limits.memory_mib", f"{memory} is below {MIN_MEMORY_MIB}: TensorFlow "
+                                          "computes wrong results with so little address space")
+    items, seen = [], set()
+    raw_items = data.get("questions")
+    if not isinstance(raw_items, list) or not raw_items:
+        problems.add("questions", "expected a non-empty list")
+        raw_items = []
+    for i, raw in enumerate(raw_items):
+        item = _validate_item(problems, raw, f"questions[{i}]")
+        if item is None:
+            continue
+        if item.id in seen:
+            problems.add(f"questions[{i}].id", f"{item.id!r} appears twice")
+        seen.add(item.id)
+        items.append(item)
+    for key in data:
+        if key not in {"assignment", "submission_name", "seed", "public_seed", "tolerances",
+                       "limits", "questions"}:
+            problems.add(key, "unknown key")
+    if problems.items:
+        raise RubricError("\n".join(problems.items))
+    digest = hashlib.sha256((text or json.dumps(data, sort_keys=True, default=str)).encode()).hexdigest()
+    return Rubric(path=path, assignment=str(data.get("assignment", "")),
+                  submission_name=str(data.get("submission_name", "tensorflow_tutorial.py")),
+                  seed=seed, public_seed=public_seed, tolerances=dict(tolerances),
+                  limits=dict(limits), items=tuple(items), digest=digest)
+
+
+def load_rubric(path: str | Path) -> Rubric:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RubricError(f"{path}: cannot read the rubric: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise RubricError(f"{path.name}: not valid YAML{line}: "
+                          f"{getattr(exc, 'problem', None) or exc}") from None
+    return parse_rubric(data, path, text)

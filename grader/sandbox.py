@@ -1,0 +1,1000 @@
+"""Run an untrusted command with isolation and resource limits.
+
+The trusted grader uses this module to start the child Python process that
+imports a student's submission. It depends on the standard library only and
+never imports TensorFlow.
+
+Two isolation levels exist:
+
+``full`` (the grader runs as root on Linux)
+    ``unshare`` puts the child in new network, PID, mount, IPC and UTS
+    namespaces. A small init process (this file run as a script, PID 1 of the
+    new PID namespace, still root) builds a minimal root on a tmpfs, chroots
+    into it and starts the command through ``setpriv`` as an unprivileged
+    uid/gid that no other live sandbox uses. Inside, the command sees:
+
+    - ``/usr``, ``/bin``, ``/sbin``, ``/lib*`` and the Python installation
+      (``sys.base_prefix`` and the virtualenv ``sys.prefix``, each at its own
+      path) read-only;
+    - a synthetic ``/etc`` (passwd, group, hosts and the loader cache);
+    - the work directory read-write at ``/sandbox`` (:data:`FULL_WORKDIR`),
+      which is also its current directory;
+    - fresh tmpfs mounts on ``/tmp`` and ``/dev/shm``, a minimal ``/dev`` and
+      the ``/proc`` of its own PID namespace (other users' processes hidden);
+    - a network namespace holding only the loopback interface.
+
+    Nothing else of the host exists there: not the repository, not ``/root``,
+    not the grader's temporary files. When the command exits, or when the
+    grader calls :meth:`SandboxedProcess.kill`, the init process dies and the
+    kernel kills every process left in the PID namespace.
+
+``basic`` (not root, e.g. a student's laptop)
+    A plain child process in a new session with the same resource limits.
+    The grader becomes a child subreaper, so that daemonized grandchildren are
+    re-parented to it; when the command exits or is killed, its process
+    group, every orphan re-parented to the grader and every process carrying
+    the run's random token in its environment are killed and reaped. There is
+    no filesystem or network isolation, and when the grader itself runs as
+    root the process limit is not enforced by the kernel.
+
+Wall-clock budgets are the caller's job: poll() and kill() (or wait() with a
+timeout) give it what it needs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import pwd
+import grp
+import resource
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "FULL_WORKDIR",
+    "Limits",
+    "RunResult",
+    "SandboxError",
+    "SandboxedProcess",
+    "detect_isolation",
+    "start",
+]
+
+#: Where the work directory appears inside a ``full`` sandbox.
+FULL_WORKDIR = "/sandbox"
+
+#: Name of the environment variable that marks every process of a ``basic`` run.
+TOKEN_VARIABLE = "GRADER_SANDBOX_TOKEN"
+
+_ISOLATION_LEVELS = ("auto", "full", "basic")
+_CPU_HARD_MARGIN_SECONDS = 5
+_READ_CHUNK = 1 << 20
+_PIPE_SIZE = 1 << 20
+_SETUP_TIMEOUT_SECONDS = 30.0
+_CLEANUP_TIMEOUT_SECONDS = 10.0
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Unprivileged uids/gids handed to full sandboxes, one per live sandbox.
+_UID_FIRST = 61000
+_UID_COUNT = 1000
+
+# Sizes of the tmpfs mounts inside a full sandbox.
+_ROOT_TMPFS = "size=8m,nr_inodes=4096,mode=755"
+_TMP_TMPFS = "size=256m,nr_inodes=16384,mode=1777"
+_SHM_TMPFS = "size=64m,nr_inodes=4096,mode=1777"
+_DEV_TMPFS = "size=64k,nr_inodes=64,mode=755"
+
+# Host files copied into the sandbox's /etc when they exist.
+_ETC_FILES = ("ld.so.cache", "ld.so.conf", "nsswitch.conf", "host.conf", "localtime")
+_DEVICES = ("null", "zero", "full", "random", "urandom")
+
+# Linux constants not exposed by the standard library.
+_PR_SET_CHILD_SUBREAPER = 36
+_MS_RDONLY = 0x1
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_MS_NOEXEC = 0x8
+_MS_REMOUNT = 0x20
+_MS_BIND = 0x1000
+_MS_REC = 0x4000
+_MS_PRIVATE = 0x40000
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits applied to the sandboxed command and its descendants."""
+
+    cpu_seconds: int = 600
+    """RLIMIT_CPU per process: SIGXCPU at this soft limit, SIGKILL 5 s later."""
+    address_space_mib: int = 4096
+    """RLIMIT_AS per process. TensorFlow 2.21 importing and training a small
+    model peaks near 1.5 GiB of address space on 2 cores (more with more
+    cores: each thread stack counts), and below ~1.25 GiB it can fail
+    silently, hence the margin."""
+    processes: int = 256
+    """RLIMIT_NPROC: processes and threads of the sandbox's uid."""
+    file_size_mib: int = 64
+    """RLIMIT_FSIZE: largest file the command can write."""
+    open_files: int = 256
+    """RLIMIT_NOFILE."""
+    output_bytes: int = 64 * 1024
+    """Bytes of stdout and of stderr (each) kept; the rest is discarded."""
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished sandboxed command did."""
+
+    returncode: int
+    """Exit status; minus the signal number when a signal killed it."""
+    signal: int | None
+    """The signal that killed it, or None when it exited."""
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    wall_seconds: float
+    """From start() to the exit, sandbox setup included."""
+    killed_by_us: bool
+    """True when kill() was called before the command ended by itself."""
+
+
+class SandboxError(Exception):
+    """The sandbox itself cannot start or clean up: a grader fault, never a
+    student's zero."""
+
+
+# --------------------------------------------------------------------------
+# Isolation level detection
+# --------------------------------------------------------------------------
+
+_probe_lock = threading.Lock()
+_probe_result: tuple[str, str] | None = None
+
+
+def detect_isolation(requested: str = "auto") -> tuple[str, str]:
+    """Return ``(level, reason)`` for the isolation that :func:`start` will use.
+
+    ``"auto"`` gives ``"full"`` when the grader is root and namespaces, chroot
+    and setpriv work (checked once by starting a tiny sandbox; the answer is
+    cached), else ``"basic"``. ``"full"`` raises :class:`SandboxError` when
+    full isolation is unavailable; ``"basic"`` is always granted.
+    """
+    if requested not in _ISOLATION_LEVELS:
+        raise ValueError(f"isolation must be one of {', '.join(_ISOLATION_LEVELS)}; got {requested!r}")
+    if requested == "basic":
+        return "basic", "basic isolation was requested"
+    global _probe_result
+    with _probe_lock:
+        if _probe_result is None:
+            _probe_result = _probe_full_isolation()
+    level, reason = _probe_result
+    if requested == "full" and level != "full":
+        raise SandboxError(f"full isolation is unavailable: {reason}")
+    return level, reason
+
+
+def _probe_full_isolation() -> tuple[str, str]:
+    if sys.platform != "linux":
+        return "basic", f"full isolation needs Linux, this is {sys.platform}"
+    if os.geteuid() != 0:
+        return "basic", "full isolation needs root"
+    for tool in ("unshare", "setpriv"):
+        if _find_tool(tool) is None:
+            return "basic", f"{tool} (util-linux) is not installed"
+    with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as tmp:
+        workdir = Path(tmp)
+        check = "import os; assert os.getuid() != 0; open('probe', 'w').write(os.getcwd())"
+        try:
+            proc = _start_full([sys.executable, "-I", "-S", "-c", check], workdir, Limits(), {})
+        except SandboxError as exc:
+            return "basic", f"the full isolation self-test could not start: {exc}"
+        if proc.wait(_SETUP_TIMEOUT_SECONDS) is None:
+            proc.kill()
+        result = proc.result()
+        probe = workdir / "probe"
+        if result.returncode != 0 or not probe.is_file() or probe.read_text() != FULL_WORKDIR:
+            detail = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
+            return "basic", f"the full isolation self-test failed: {detail[0]}"
+    return "full", "root, with namespaces, chroot and setpriv working"
+
+
+def _find_tool(name: str) -> str | None:
+    found = shutil.which(name, path=_SYSTEM_PATH)
+    # The tools run inside the new root too, where only /usr, /bin and /sbin exist.
+    if found and found.startswith(("/usr/", "/bin/", "/sbin/")):
+        return found
+    return None
+
+
+# --------------------------------------------------------------------------
+# The running sandbox
+# --------------------------------------------------------------------------
+
+# Pids of the children this module started and has not reaped yet. The basic
+# mode's cleanup kills the grader's other children, never these.
+_tracked_lock = threading.Lock()
+_tracked_pids: set[int] = set()
+
+
+class SandboxedProcess:
+    """A running sandboxed command. Create it with :func:`start`.
+
+    ``pid`` is the grader's direct child: the command itself in ``basic``
+    mode, the ``unshare`` process in ``full`` mode. Use it as a context
+    manager to have the whole tree killed on exit.
+    """
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        isolation: str,
+        workdir_inside: str,
+        limits: Limits,
+        started: float,
+        *,
+        token: str | None = None,
+        status_fd: int | None = None,
+        init_pid: int | None = None,
+        uid_lease: _UidLease | None = None,
+    ) -> None:
+        self.pid = popen.pid
+        self.isolation = isolation
+        self.workdir_inside = workdir_inside
+        """The work directory's path as the command sees it."""
+        self._popen = popen
+        self._started = started
+        self._token = token
+        self._status_fd = status_fd
+        self._init_pidfd = _open_pidfd(init_pid, popen.pid) if init_pid else None
+        self._init_pid = init_pid
+        self._uid_lease = uid_lease
+        self._stdout = _CappedReader(popen.stdout, limits.output_bytes, "stdout")
+        self._stderr = _CappedReader(popen.stderr, limits.output_bytes, "stderr")
+        self._lock = threading.Lock()
+        self._killed_by_us = False
+        self._ended: float | None = None
+        self._status_text = ""
+        self._done = threading.Event()
+        threading.Thread(target=self._watch, name=f"sandbox-wait-{self.pid}", daemon=True).start()
+
+    def __enter__(self) -> SandboxedProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()
+
+    def poll(self) -> int | None:
+        """The return code once the command has ended (see RunResult), else None."""
+        return self._returncode() if self._done.is_set() else None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the command to end; None when ``timeout`` seconds pass first."""
+        if not self._done.wait(timeout):
+            return None
+        return self._returncode()
+
+    def kill(self) -> None:
+        """Kill the whole process tree and reap it. Idempotent; returns once
+        no process of the run is left."""
+        with self._lock:
+            if not self._done.is_set() and self._ended is None:
+                self._killed_by_us = True
+        if self.isolation == "full":
+            self._kill_full()
+        else:
+            self._kill_basic()
+        if not self._done.wait(_CLEANUP_TIMEOUT_SECONDS):
+            raise SandboxError(f"sandbox {self.pid} did not die within {_CLEANUP_TIMEOUT_SECONDS:g} s of SIGKILL")
+        if self.isolation == "basic":
+            _kill_strays(self._token)
+
+    def result(self) -> RunResult:
+        """The outcome; only after the command has ended (wait() or kill())."""
+        if not self._done.is_set():
+            raise RuntimeError("the sandboxed command is still running: call wait() or kill() first")
+        returncode = self._returncode()
+        assert self._ended is not None
+        return RunResult(
+            returncode=returncode,
+            signal=-returncode if returncode < 0 else None,
+            stdout=self._stdout.text(),
+            stderr=self._stderr.text(),
+            stdout_truncated=self._stdout.truncated,
+            stderr_truncated=self._stderr.truncated,
+            wall_seconds=self._ended - self._started,
+            killed_by_us=self._killed_by_us,
+        )
+
+    # -- internals ---------------------------------------------------------
+
+    def _kill_full(self) -> None:
+        # SIGKILL to the namespace's init kills every process in it; unshare
+        # then exits once they are all gone. Killing unshare instead would
+        # return before the namespace is empty.
+        if self._done.is_set():
+            return
+        if self._init_pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self._init_pidfd, signal.SIGKILL)
+                return
+            except ProcessLookupError:
+                return
+            except OSError:
+                pass
+        self._send_to_child(signal.SIGKILL)
+
+    def _kill_basic(self) -> None:
+        if self._done.is_set():
+            return
+        self._send_to_child(signal.SIGKILL)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _send_to_child(self, signum: int) -> None:
+        try:
+            self._popen.send_signal(signum)  # a no-op once reaped
+        except ProcessLookupError:
+            pass
+
+    def _watch(self) -> None:
+        self._popen.wait()
+        with self._lock:
+            self._ended = time.monotonic()
+        with _tracked_lock:
+            _tracked_pids.discard(self.pid)
+        try:
+            if self.isolation == "basic":
+                _kill_strays(self._token)
+            else:
+                self._status_text = _read_available(self._status_fd)
+                self._close_full_handles()
+        finally:
+            self._done.set()
+
+    def _close_full_handles(self) -> None:
+        for fd in (self._status_fd, self._init_pidfd):
+            if fd is not None:
+                os.close(fd)
+        self._status_fd = self._init_pidfd = None
+        if self._uid_lease is not None:
+            self._uid_lease.release()
+            self._uid_lease = None
+
+    def _returncode(self) -> int:
+        returncode = self._popen.returncode
+        assert returncode is not None
+        if self.isolation == "full":
+            # The init process reports how the command ended: unshare's own
+            # status only tells how the init process ended.
+            for line in self._status_text.splitlines():
+                kind, _, value = line.partition(" ")
+                if kind == "exit":
+                    return int(value)
+                if kind == "signal":
+                    return -int(value)
+            if self._killed_by_us:
+                return -signal.SIGKILL
+        return returncode
+
+
+class _CappedReader:
+    """Drains a pipe on a thread, keeping only its first ``cap`` bytes."""
+
+    def __init__(self, stream, cap: int, name: str) -> None:  # type: ignore[no-untyped-def]
+        self._stream = stream
+        self._cap = cap
+        self._data = bytearray()
+        self.truncated = False
+        try:
+            fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        except (AttributeError, OSError):
+            pass  # a bigger pipe only saves system calls
+        self._thread = threading.Thread(target=self._drain, name=f"sandbox-{name}", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        fd = self._stream.fileno()
+        try:
+            while chunk := os.read(fd, _READ_CHUNK):
+                room = self._cap - len(self._data)
+                if room > 0:
+                    self._data += chunk[:room]
+                if len(chunk) > room:
+                    self.truncated = True
+        finally:
+            self._stream.close()
+
+    def text(self) -> str:
+        self._thread.join(_CLEANUP_TIMEOUT_SECONDS)
+        return bytes(self._data).decode("utf-8", errors="replace")
+
+
+def _read_available(fd: int | None) -> str:
+    if fd is None:
+        return ""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _open_pidfd(pid: int, parent: int) -> int | None:
+    """A pidfd for ``pid``, only if it is still ``parent``'s child (so that a
+    recycled pid is never signalled)."""
+    if not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    stat = _read_stat(pid)
+    if stat is None or stat[0] != parent:
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
+# --------------------------------------------------------------------------
+# start()
+# --------------------------------------------------------------------------
+
+
+def start(
+    argv: list[str],
+    workdir: Path,
+    limits: Limits,
+    env: dict[str, str],
+    isolation: str = "auto",
+) -> SandboxedProcess:
+    """Start ``argv`` in a sandbox with ``limits``.
+
+    The command runs with its current directory set to ``workdir`` (seen as
+    :data:`FULL_WORKDIR` in full mode: give it relative paths), stdin from
+    /dev/null and exactly ``env`` as its environment (basic mode adds
+    :data:`TOKEN_VARIABLE`). In full mode ``workdir`` is first chowned
+    (recursively) to the sandbox's uid; what the command writes there stays
+    owned by it. Raises :class:`SandboxError` when the sandbox cannot start.
+    """
+    if not argv:
+        raise ValueError("argv must name a program")
+    workdir = Path(workdir).resolve()
+    if not workdir.is_dir():
+        raise SandboxError(f"work directory {workdir} does not exist")
+    level, _ = detect_isolation(isolation)
+    if level == "full":
+        return _start_full(list(argv), workdir, limits, dict(env))
+    return _start_basic(list(argv), workdir, limits, dict(env))
+
+
+def _rlimits(limits: Limits, processes: int) -> dict[int, tuple[int, int]]:
+    mib = 1 << 20
+    return {
+        resource.RLIMIT_CPU: (limits.cpu_seconds, limits.cpu_seconds + _CPU_HARD_MARGIN_SECONDS),
+        resource.RLIMIT_AS: (limits.address_space_mib * mib,) * 2,
+        resource.RLIMIT_NPROC: (processes,) * 2,
+        resource.RLIMIT_FSIZE: (limits.file_size_mib * mib,) * 2,
+        resource.RLIMIT_NOFILE: (limits.open_files,) * 2,
+        resource.RLIMIT_CORE: (0, 0),
+    }
+
+
+# -- basic ----------------------------------------------------------------
+
+_subreaper_lock = threading.Lock()
+_subreaper_set = False
+
+
+def _start_basic(argv: list[str], workdir: Path, limits: Limits, env: dict[str, str]) -> SandboxedProcess:
+    _become_subreaper()
+    token = os.urandom(16).hex()
+    env[TOKEN_VARIABLE] = token
+    # RLIMIT_NPROC counts every process and thread of the uid, so the budget
+    # sits on top of what the uid already runs.
+    rlimits = _rlimits(limits, _count_tasks_of_uid(os.getuid()) + limits.processes)
+    strict = sys.platform == "linux"
+
+    def apply_limits() -> None:
+        for which, value in rlimits.items():
+            try:
+                resource.setrlimit(which, value)
+            except (ValueError, OSError):
+                if strict:
+                    raise
+
+    started = time.monotonic()
+    try:
+        with _tracked_lock:
+            popen = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=apply_limits,
+            )
+            _tracked_pids.add(popen.pid)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxError(f"cannot start {argv[0]}: {exc}") from exc
+    return SandboxedProcess(popen, "basic", str(workdir), limits, started, token=token)
+
+
+def _become_subreaper() -> None:
+    """Make orphaned descendants re-parent to this process (once)."""
+    global _subreaper_set
+    with _subreaper_lock:
+        if _subreaper_set or sys.platform != "linux":
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise SandboxError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+        _subreaper_set = True
+
+
+def _kill_strays(token: str | None) -> None:
+    """Kill and reap what a basic run left: orphans re-parented to us that
+    are in another session than ours and not tracked, and any process whose
+    environment carries ``token``. Repeats until a pass finds nothing."""
+    if not os.path.isdir("/proc/self"):
+        return
+    me, my_session = os.getpid(), os.getsid(0)
+    needle = f"{TOKEN_VARIABLE}={token}".encode() if token else None
+    deadline = time.monotonic() + _CLEANUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        with _tracked_lock:
+            orphans, marked = [], []
+            for pid in _pids():
+                stat = _read_stat(pid)
+                if stat is None:
+                    continue
+                ppid, session = stat
+                if ppid == me and session != my_session and pid not in _tracked_pids:
+                    orphans.append(pid)
+                elif needle is not None and _environ_contains(pid, needle):
+                    marked.append(pid)
+            for pid in orphans + marked:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if not orphans and not marked:
+            return
+        for pid in orphans:
+            _reap(pid, deadline)
+        if marked:
+            time.sleep(0.01)  # their own parents (ours, re-parented) reap them
+    raise SandboxError("could not kill every process of a basic sandbox run")
+
+
+def _reap(pid: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.002)
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _read_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, session id) of ``pid``, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[1]), int(fields[3])
+
+
+def _environ_contains(pid: int, needle: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            return needle in file.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def _count_tasks_of_uid(uid: int) -> int:
+    """Processes and threads whose real uid is ``uid`` (what RLIMIT_NPROC counts)."""
+    if not os.path.isdir("/proc/self"):
+        return 0
+    total = 0
+    for pid in _pids():
+        try:
+            with open(f"/proc/{pid}/status") as file:
+                status = dict(line.split(":", 1) for line in file if ":" in line)
+            if int(status["Uid"].split()[0]) == uid:
+                total += int(status["Threads"])
+        except (OSError, KeyError, ValueError):
+            continue
+    return total
+
+
+# -- full -----------------------------------------------------------------
+
+
+def _state_dir() -> Path:
+    """A root-only directory for uid locks and the new root's mount point."""
+    base = Path("/run") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())
+    path = base / "grader-sandbox"
+    path.mkdir(mode=0o700, exist_ok=True)
+    if path.is_symlink() or path.stat().st_uid != 0:
+        raise SandboxError(f"{path} is not a directory owned by root")
+    (path / "uids").mkdir(mode=0o700, exist_ok=True)
+    (path / "root").mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+class _UidLease:
+    """An unprivileged uid/gid reserved for one sandbox with an flock, so that
+    concurrent sandboxes (even from other grader processes) never share one
+    and RLIMIT_NPROC of one never counts another's processes."""
+
+    _counter = 0
+    _counter_lock = threading.Lock()
+
+    def __init__(self, lock_dir: Path) -> None:
+        with _UidLease._counter_lock:
+            _UidLease._counter += 1
+            offset = os.getpid() + _UidLease._counter
+        busy = _uids_of_live_processes()
+        for step in range(_UID_COUNT):
+            uid = _UID_FIRST + (offset + step) % _UID_COUNT
+            if uid in busy or _uid_or_gid_is_named(uid):
+                continue
+            fd = os.open(lock_dir / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.uid = uid
+            self._fd: int | None = fd
+            return
+        raise SandboxError(f"no free sandbox uid in {_UID_FIRST}-{_UID_FIRST + _UID_COUNT - 1}")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _uid_or_gid_is_named(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        pass
+    try:
+        grp.getgrgid(uid)
+        return True
+    except KeyError:
+        return False
+
+
+def _uids_of_live_processes() -> set[int]:
+    uids = set()
+    for pid in _pids():
+        try:
+            uids.add(os.stat(f"/proc/{pid}").st_uid)
+        except OSError:
+            continue
+    return uids
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    os.lchown(root, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, uid)
+
+
+def _read_only_trees() -> tuple[list[str], list[tuple[str, str]]]:
+    """Host directories bound read-only at the same path, and top-level
+    symlinks (merged /usr) recreated as they are."""
+    binds, links = ["/usr"], []
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            links.append((os.readlink(top), top))
+        elif os.path.isdir(top):
+            binds.append(top)
+    python_trees = {sys.base_prefix, sys.prefix, os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+    for tree in sorted(python_trees):
+        if not any(tree == bound or tree.startswith(bound + "/") for bound in binds):
+            binds.append(tree)
+    return binds, links
+
+
+def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, str]) -> SandboxedProcess:
+    unshare, setpriv = _find_tool("unshare"), _find_tool("setpriv")
+    if unshare is None or setpriv is None:
+        raise SandboxError("unshare and setpriv (util-linux) are needed for full isolation")
+    state = _state_dir()
+    lease = _UidLease(state / "uids")
+    try:
+        _chown_tree(workdir, lease.uid)
+        binds, links = _read_only_trees()
+        status_r, status_w = os.pipe()
+    except BaseException:
+        lease.release()
+        raise
+    config = {
+        "root": str(state / "root"),
+        "binds": binds,
+        "links": links,
+        "workdir": str(workdir),
+        "uid": lease.uid,
+        "rlimits": {str(which): value for which, value in _rlimits(limits, limits.processes).items()},
+        "setpriv": setpriv,
+        "argv": argv,
+        "env": env,
+        "status_fd": status_w,
+    }
+    command = [
+        unshare, "--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
+        "--", sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), "--namespace-init", json.dumps(config),
+    ]  # fmt: skip
+    started = time.monotonic()
+    try:
+        with _tracked_lock:
+            popen = subprocess.Popen(
+                command,
+                cwd="/",
+                env={"PATH": _SYSTEM_PATH},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(status_w,),
+            )
+            _tracked_pids.add(popen.pid)
+    except OSError as exc:
+        lease.release()
+        os.close(status_r)
+        raise SandboxError(f"cannot run {unshare}: {exc}") from exc
+    finally:
+        os.close(status_w)
+    ready = _await_ready(status_r)
+    if ready is None:
+        _abandon(popen, status_r, lease)
+    os.set_blocking(status_r, False)
+    return SandboxedProcess(
+        popen, "full", FULL_WORKDIR, limits, started, status_fd=status_r, init_pid=ready, uid_lease=lease
+    )
+
+
+def _await_ready(status_r: int) -> int | None:
+    """The init process's host pid once it reports the sandbox is built, or
+    None when it reports an error or dies first."""
+    deadline = time.monotonic() + _SETUP_TIMEOUT_SECONDS
+    received = b""
+    while b"\n" not in received:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([status_r], [], [], remaining)[0]:
+            return None
+        chunk = os.read(status_r, 4096)
+        if not chunk:
+            return None
+        received += chunk
+    kind, _, value = received.partition(b"\n")[0].decode().partition(" ")
+    return int(value) if kind == "ready" else None
+
+
+def _abandon(popen: subprocess.Popen[bytes], status_r: int, lease: _UidLease) -> None:
+    """Kill a sandbox that did not start and raise SandboxError saying why."""
+    try:
+        popen.kill()
+        _, stderr = popen.communicate(timeout=_CLEANUP_TIMEOUT_SECONDS)
+    finally:
+        with _tracked_lock:
+            _tracked_pids.discard(popen.pid)
+        os.set_blocking(status_r, False)
+        report = _read_available(status_r)
+        os.close(status_r)
+        lease.release()
+    reasons = [line.partition(" ")[2] for line in report.splitlines() if line.startswith("error ")]
+    reasons += stderr.decode(errors="replace").strip().splitlines()[-1:]
+    raise SandboxError("the full sandbox did not start: " + ("; ".join(reasons) or "no reason given"))
+
+
+# --------------------------------------------------------------------------
+# Inside the namespaces: PID 1, still root (``--namespace-init``)
+# --------------------------------------------------------------------------
+
+
+def _namespace_init(config: dict) -> None:  # type: ignore[type-arg]
+    """Build the new root, start the command unprivileged, reap every
+    orphan, report how the command ended on the status pipe and exit (which
+    makes the kernel kill whatever is left in the PID namespace)."""
+    status = config["status_fd"]
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        # PID 1 gets only the signals it handles: let these end the sandbox.
+        signal.signal(signum, lambda signum, frame: os._exit(128 + signum))
+    try:
+        host_pid = _host_pid()
+        _build_root(config)
+        os.chdir(config["root"])
+        os.chroot(".")
+        os.chdir("/")
+    except Exception as exc:  # reported to the grader as a SandboxError
+        os.write(status, f"error {type(exc).__name__}: {exc}\n".encode())
+        os._exit(125)
+    os.set_inheritable(status, False)
+    os.write(status, f"ready {host_pid}\n".encode())
+    child = os.fork()
+    if child == 0:
+        _exec_unprivileged(config)
+    while True:
+        pid, wait_status = os.wait()
+        if pid == child:
+            if os.WIFSIGNALED(wait_status):
+                os.write(status, f"signal {os.WTERMSIG(wait_status)}\n".encode())
+            else:
+                os.write(status, f"exit {os.waitstatus_to_exitcode(wait_status)}\n".encode())
+            os._exit(0)
+
+
+def _host_pid() -> int:
+    # /proc is still the host's here, so NSpid lists the host pid first.
+    with open("/proc/self/status") as file:
+        for line in file:
+            if line.startswith("NSpid:"):
+                return int(line.split()[1])
+    raise OSError("no NSpid in /proc/self/status")
+
+
+def _exec_unprivileged(config: dict) -> None:  # type: ignore[type-arg]
+    try:
+        for which, value in config["rlimits"].items():
+            resource.setrlimit(int(which), tuple(value))
+        os.umask(0o022)
+        os.chdir(FULL_WORKDIR)
+        uid = config["uid"]
+        drop = [
+            config["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+            "--inh-caps=-all", "--bounding-set=-all", "--",
+        ]  # fmt: skip
+        os.execve(config["setpriv"], drop + config["argv"], config["env"])
+    except BaseException as exc:
+        os.write(2, f"sandbox: cannot start {config['argv'][0]}: {exc}\n".encode())
+    os._exit(127)
+
+
+def _build_root(config: dict) -> None:  # type: ignore[type-arg]
+    root = config["root"]
+    uid = config["uid"]
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
+
+    def inside(path: str) -> str:
+        return root + path
+
+    for tree in config["binds"]:
+        os.makedirs(inside(tree), mode=0o755, exist_ok=True)
+        _bind(tree, inside(tree), read_only=True)
+    for target, link in config["links"]:
+        os.symlink(target, inside(link))
+
+    etc = inside("/etc")
+    os.makedirs(etc, mode=0o755, exist_ok=True)
+    for name in _ETC_FILES:
+        source = os.path.join("/etc", name)
+        if os.path.lexists(source):
+            shutil.copy2(source, os.path.join(etc, name), follow_symlinks=False)
+    _write(f"{etc}/passwd", f"root:x:0:0::/root:/usr/sbin/nologin\nsandbox:x:{uid}:{uid}::/tmp:/usr/sbin/nologin\n")
+    _write(f"{etc}/group", f"root:x:0:\nsandbox:x:{uid}:\n")
+    _write(f"{etc}/hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    _write(f"{etc}/hostname", "sandbox\n")
+
+    os.makedirs(inside(FULL_WORKDIR), mode=0o755)
+    _bind(config["workdir"], inside(FULL_WORKDIR), read_only=False)
+
+    os.makedirs(inside("/tmp"), mode=0o755)
+    _mount("tmpfs", inside("/tmp"), "tmpfs", _MS_NOSUID | _MS_NODEV, _TMP_TMPFS)
+
+    dev = inside("/dev")
+    os.makedirs(dev, mode=0o755)
+    _mount("tmpfs", dev, "tmpfs", _MS_NOSUID | _MS_NOEXEC, _DEV_TMPFS)
+    for name in _DEVICES:
+        _write(f"{dev}/{name}", "")
+        _bind(f"/dev/{name}", f"{dev}/{name}", read_only=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):  # fmt: skip
+        os.symlink(target, f"{dev}/{name}")
+    os.makedirs(f"{dev}/shm", mode=0o755)
+    _mount("tmpfs", f"{dev}/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, _SHM_TMPFS)
+
+    os.makedirs(inside("/proc"), mode=0o555)
+    _mount_proc(inside("/proc"))
+
+    _bring_loopback_up()
+    socket.sethostname("sandbox")
+    _mount(None, root, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as file:
+        file.write(text)
+
+
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    return libc
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    def encode(text: str | None) -> bytes | None:
+        return None if text is None else text.encode()
+
+    if _libc().mount(encode(source), encode(target), encode(fstype), flags, encode(data)) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"mount {fstype or source or ''} on {target}: {os.strerror(error)}")
+
+
+def _bind(source: str, target: str, *, read_only: bool) -> None:
+    _mount(source, target, None, _MS_BIND)
+    # Per-mount flags of a bind mount only change on a remount.
+    flags = _MS_REMOUNT | _MS_BIND | _MS_NOSUID | _MS_NODEV
+    if source.startswith("/dev/"):
+        flags &= ~_MS_NODEV
+    _mount(None, target, None, flags | (_MS_RDONLY if read_only else 0))
+
+
+def _mount_proc(target: str) -> None:
+    # Hide the root-owned init process (its command line holds the config).
+    for options in ("hidepid=invisible", "hidepid=2", None):
+        try:
+            _mount("proc", target, "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, options)
+            return
+        except OSError:
+            if options is None:
+                raise
+
+
+def _bring_loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--namespace-init"]:
+    _namespace_init(json.loads(sys.argv[2]))
