@@ -159,12 +159,18 @@ def _read_bytes(path: str) -> bytes:
 
 def _read_npz(path: str) -> Arrays:
     try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise _error(path, f"cannot read: {_describe(exc)}") from None
+    if head == b"\x93NUMPY":
+        raise _error(path, "holds a single .npy array, not an .npz archive of " + ", ".join(NPZ_KEYS))
+    if not zipfile.is_zipfile(path):
+        raise _error(path, "not an .npz archive (not a zip file)")
+    try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
         raise _error(path, f"cannot read as .npz: {_describe(exc)}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        keys = ", ".join(NPZ_KEYS)
-        raise _error(path, f"holds a single .npy array, not an .npz archive of {keys}")
     with archive:
         missing = [key for key in NPZ_KEYS if key not in archive.files]
         if missing:
