@@ -26,7 +26,7 @@ tf.disable_v2_behavior()
 try:
     from mnist_loader import load_mnist
 except ImportError:  # run from the repository: the loader lives in starter/
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "starter"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "starter"))
     from mnist_loader import load_mnist
 
 
@@ -167,7 +167,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Train a 2-layer network on MNIST with TensorFlow.")
     parser.add_argument("--steps", type=int, default=20000, help="optimization steps (default 20000)")
     parser.add_argument("--batch-size", type=int, default=100, help="mini-batch size (default 100)")
-    parser.add_argument("--learning-rate", type=float, default=0.001, help="Adam learning rate (default 0.001)")
+    parser.add_argument("--learning-rate", type=float, default=0.001,
+                        help="learning rate of the optimizer (default 0.001)")
     parser.add_argument("--hidden", type=int, default=128, help="hidden units (default 128)")
     parser.add_argument("--data", metavar="PATH", default=None,
                         help="an MNIST .npz file or a folder of IDX files (default: $MNIST_PATH, "

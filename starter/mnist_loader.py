@@ -158,13 +158,14 @@ def _read_bytes(path: str) -> bytes:
 
 
 def _read_npz(path: str) -> Arrays:
+    """Read and validate an .npz archive in the Keras layout (x_train, y_train, x_test, y_test)."""
     try:
         with open(path, "rb") as f:
             head = f.read(6)
     except OSError as exc:
         raise _error(path, f"cannot read: {_describe(exc)}") from None
     if head == b"\x93NUMPY":
-        raise _error(path, "holds a single .npy array, not an .npz archive of " + ", ".join(NPZ_KEYS))
+        raise _error(path, f"holds a single .npy array, not an .npz archive of {', '.join(NPZ_KEYS)}")
     if not zipfile.is_zipfile(path):
         raise _error(path, "not an .npz archive (not a zip file)")
     try:

@@ -262,7 +262,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Train a 2-layer network on MNIST with TensorFlow.")
     parser.add_argument("--steps", type=int, default=20000, help="optimization steps (default 20000)")
     parser.add_argument("--batch-size", type=int, default=100, help="mini-batch size (default 100)")
-    parser.add_argument("--learning-rate", type=float, default=0.001, help="Adam learning rate (default 0.001)")
+    parser.add_argument("--learning-rate", type=float, default=0.001,
+                        help="learning rate of the optimizer (default 0.001)")
     parser.add_argument("--hidden", type=int, default=128, help="hidden units (default 128)")
     parser.add_argument("--data", metavar="PATH", default=None,
                         help="an MNIST .npz file or a folder of IDX files (default: $MNIST_PATH, "
