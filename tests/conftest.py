@@ -1,0 +1,15 @@
+"""Shared test set-up: the repository root on sys.path, TensorFlow kept quiet.
+
+The pytest processes themselves never import TensorFlow: everything that needs
+it runs in a child process, as the grader does.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
