@@ -36,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["DataError", "DataSet", "Datasets", "load_arrays", "load_mnist"]
+__all__ = ["DataError", "DataSet", "Datasets", "load_arrays", "load_mnist", "load_offline_subset"]
 
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
@@ -310,6 +310,16 @@ def load_arrays(
             note = f" [download failed: {reason if len(reason) < 100 else reason[:97] + '...'}]"
     arrays, source = _read_offline_subset()
     return (*arrays, source + note)
+
+
+def load_offline_subset() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """Like `load_arrays`, but always the offline subset (d): never the cache or a download.
+
+    The grader grades on it by default, so that a grade never depends on what
+    happens to be in ~/.keras on the grading machine.
+    """
+    arrays, source = _read_offline_subset()
+    return (*arrays, source)
 
 
 class DataSet:

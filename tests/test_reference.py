@@ -15,18 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import tutorial_env
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "reference" / "tensorflow_tutorial.py"
 MIN_TEST_ACCURACY_300_STEPS = 0.85
-
-
-def tutorial_env(tmp_path: Path) -> dict[str, str]:
-    """Offline, no Keras cache, no MNIST_PATH: the tutorial runs on the offline subset."""
-    env = {k: v for k, v in os.environ.items() if k != "MNIST_PATH"}
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    env.update(HOME=str(home), MNIST_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
-    return env
 
 
 def test_reference_runs_the_tutorial_end_to_end(tmp_path):

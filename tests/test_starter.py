@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import tutorial_env
+
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,15 +126,6 @@ dataset = {
 print(json.dumps({"import_seconds": import_seconds, "graph_ops": graph_ops, "raised": raised,
                   "improvements": t.IMPROVEMENTS, "dataset": dataset}))
 """
-
-
-def tutorial_env(tmp_path: Path) -> dict[str, str]:
-    """Offline, no Keras cache, no MNIST_PATH: the tutorial runs on the offline subset."""
-    env = {k: v for k, v in os.environ.items() if k != "MNIST_PATH"}
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    env.update(HOME=str(home), MNIST_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
-    return env
 
 
 def test_starter_imports_quietly_and_every_question_is_unanswered(tmp_path):
