@@ -1,0 +1,116 @@
+"""Benchmarks, measured side by side in one run: ratios, not absolute times.
+
+    make bench                 # everything
+    python bench/bench.py --only grade
+
+grade: ``make grade`` on the reference (expected values cached, as after the
+       first grade) against a bare ``python -c "import tensorflow"``; target <= 2.5x.
+batch: ``python -m grader batch`` over 20 submissions with --jobs 1 and --jobs 2;
+       target speedup >= 1.8x, peak memory per worker <= 800 MiB.
+
+Each command runs several times, alternating, and the median is kept: these
+machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
+
+
+def timed(argv: list[str], cwd: Path = ROOT) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MiB of the largest process in the tree, exit code)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stderr.close()
+    return wall, usage.ru_maxrss / 1024, proc.returncode
+
+
+def compare(label: str, runs: dict[str, list[str]], repeat: int) -> dict[str, tuple[float, float]]:
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, argv in runs.items():
+            wall, rss, code = timed(argv)
+            if code not in (0, 1):
+                sys.exit(f"bench: {name} failed with exit code {code}: {' '.join(argv)}")
+            samples[name].append((wall, rss))
+    result = {}
+    print(f"\n{label}")
+    for name, values in samples.items():
+        wall = statistics.median(v[0] for v in values)
+        rss = max(v[1] for v in values)
+        result[name] = (wall, rss)
+        print(f"  {name:<34} median {wall:6.2f} s   peak RSS {rss:7.0f} MiB   "
+              f"(runs: {', '.join(f'{v[0]:.2f}' for v in values)})")
+    return result
+
+
+def bench_grade(repeat: int) -> bool:
+    reference = "reference/tensorflow_tutorial.py"
+    grade = ["make", "-s", "--no-print-directory", "grade", f"SUBMISSION={reference}"]
+    timed(grade)  # warm the expected-values cache, as any grade after the first
+    res = compare("make grade on the reference vs a bare TensorFlow import", {
+        "python -c 'import tensorflow'": [PY, "-c", "import tensorflow"],
+        "make grade (reference)": grade,
+    }, repeat)
+    ratio = res["make grade (reference)"][0] / res["python -c 'import tensorflow'"][0]
+    ok = ratio <= 2.5
+    print(f"  ratio: {ratio:.2f}x (target <= 2.5x) {'OK' if ok else 'OVER TARGET'}")
+    return ok
+
+
+def bench_batch(repeat: int) -> bool:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from grader import batch  # noqa: F401
+    except ImportError:
+        print("\nbatch: the batch command is not available")
+        return True
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        src = Path(tmp) / "class"
+        src.mkdir()
+        files = [ROOT / "reference" / "tensorflow_tutorial.py", ROOT / "starter" / "tensorflow_tutorial.py"]
+        for i in range(20):
+            shutil.copyfile(files[i % 4 == 3], src / f"student{i:02d}.py")
+        runs = {f"batch --jobs {j}": [PY, "-m", "grader", "batch", str(src), "--out",
+                                      str(Path(tmp) / f"out{j}"), "--jobs", str(j), "--force"]
+                for j in (1, 2)}
+        res = compare("batch: 20 submissions, --jobs 1 vs --jobs 2", runs, repeat)
+    speedup = res["batch --jobs 1"][0] / res["batch --jobs 2"][0]
+    peak = max(r[1] for r in res.values())
+    ok = speedup >= 1.8 and peak <= 800
+    print(f"  speedup: {speedup:.2f}x (target >= 1.8x); peak memory of one process: "
+          f"{peak:.0f} MiB (target <= 800 MiB) {'OK' if ok else 'OFF TARGET'}")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("grade", "batch"))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    ok = True
+    if args.only in (None, "grade"):
+        ok &= bench_grade(args.repeat)
+    if args.only in (None, "batch"):
+        ok &= bench_batch(max(1, args.repeat - 2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
