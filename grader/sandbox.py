@@ -17,10 +17,11 @@ Two isolation levels exist:
       (``sys.base_prefix`` and the virtualenv ``sys.prefix``, each at its own
       path) read-only;
     - a synthetic ``/etc`` (passwd, group, hosts and the loader cache);
-    - the work directory read-write at ``/sandbox`` (:data:`FULL_WORKDIR`),
-      which is also its current directory;
     - fresh tmpfs mounts on ``/tmp`` and ``/dev/shm``, a minimal ``/dev`` and
       the ``/proc`` of its own PID namespace (other users' processes hidden);
+    - the work directory read-write at its own host path (so absolute paths
+      mean the same in both modes), which is also its current directory; the
+      directories above it exist but are empty;
     - a network namespace holding only the loopback interface.
 
     Nothing else of the host exists there: not the repository, not ``/root``,
@@ -64,7 +65,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "FULL_WORKDIR",
     "Limits",
     "RunResult",
     "SandboxError",
@@ -72,9 +72,6 @@ __all__ = [
     "detect_isolation",
     "start",
 ]
-
-#: Where the work directory appears inside a ``full`` sandbox.
-FULL_WORKDIR = "/sandbox"
 
 #: Name of the environment variable that marks every process of a ``basic`` run.
 TOKEN_VARIABLE = "GRADER_SANDBOX_TOKEN"
@@ -215,7 +212,7 @@ def _probe_full_isolation() -> tuple[str, str]:
             proc.kill()
         result = proc.result()
         probe = workdir / "probe"
-        if result.returncode != 0 or not probe.is_file() or probe.read_text() != FULL_WORKDIR:
+        if result.returncode != 0 or not probe.is_file() or probe.read_text() != str(workdir.resolve()):
             detail = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
             return "basic", f"the full isolation self-test failed: {detail[0]}"
     return "full", "root, with namespaces, chroot and setpriv working"
@@ -251,7 +248,6 @@ class SandboxedProcess:
         self,
         popen: subprocess.Popen[bytes],
         isolation: str,
-        workdir_inside: str,
         limits: Limits,
         started: float,
         *,
@@ -262,8 +258,6 @@ class SandboxedProcess:
     ) -> None:
         self.pid = popen.pid
         self.isolation = isolation
-        self.workdir_inside = workdir_inside
-        """The work directory's path as the command sees it."""
         self._popen = popen
         self._started = started
         self._token = token
@@ -479,12 +473,13 @@ def start(
 ) -> SandboxedProcess:
     """Start ``argv`` in a sandbox with ``limits``.
 
-    The command runs with its current directory set to ``workdir`` (seen as
-    :data:`FULL_WORKDIR` in full mode: give it relative paths), stdin from
-    /dev/null and exactly ``env`` as its environment (basic mode adds
-    :data:`TOKEN_VARIABLE`). In full mode ``workdir`` is first chowned
-    (recursively) to the sandbox's uid; what the command writes there stays
-    owned by it. Raises :class:`SandboxError` when the sandbox cannot start.
+    The command runs in ``workdir`` (at the same path in both modes), with
+    stdin from /dev/null and exactly ``env`` as its environment (basic mode
+    adds :data:`TOKEN_VARIABLE`). ``limits`` apply to the command and to each
+    of its descendants. In full mode ``workdir`` is first chowned
+    (recursively) to the sandbox's uid, and what the command writes there
+    stays owned by that uid: treat it as untrusted (symlinks included).
+    Raises :class:`SandboxError` when the sandbox cannot start.
     """
     if not argv:
         raise ValueError("argv must name a program")
@@ -521,7 +516,8 @@ def _start_basic(argv: list[str], workdir: Path, limits: Limits, env: dict[str, 
     env[TOKEN_VARIABLE] = token
     # RLIMIT_NPROC counts every process and thread of the uid, so the budget
     # sits on top of what the uid already runs.
-    rlimits = _rlimits(limits, _count_tasks_of_uid(os.getuid()) + limits.processes)
+    wanted = _rlimits(limits, _count_tasks_of_uid(os.getuid()) + limits.processes)
+    rlimits = {which: _within_hard_limit(which, value) for which, value in wanted.items()}
     strict = sys.platform == "linux"
 
     def apply_limits() -> None:
@@ -548,7 +544,19 @@ def _start_basic(argv: list[str], workdir: Path, limits: Limits, env: dict[str, 
             _tracked_pids.add(popen.pid)
     except (OSError, subprocess.SubprocessError) as exc:
         raise SandboxError(f"cannot start {argv[0]}: {exc}") from exc
-    return SandboxedProcess(popen, "basic", str(workdir), limits, started, token=token)
+    return SandboxedProcess(popen, "basic", limits, started, token=token)
+
+
+def _within_hard_limit(which: int, value: tuple[int, int]) -> tuple[int, int]:
+    """``value`` lowered to this process's hard limit, which an unprivileged
+    process cannot raise (when already nested in a sandbox, say)."""
+    try:
+        _, hard = resource.getrlimit(which)
+    except (ValueError, OSError):
+        return value
+    if hard == resource.RLIM_INFINITY:
+        return value
+    return min(value[0], hard), min(value[1], hard)
 
 
 def _become_subreaper() -> None:
@@ -743,15 +751,22 @@ def _read_only_trees() -> tuple[list[str], list[tuple[str, str]]]:
     return binds, links
 
 
+def _check_full_workdir(workdir: Path, reserved: list[str]) -> None:
+    for path in reserved:
+        if workdir == Path(path) or Path(path).is_relative_to(workdir) or workdir.is_relative_to(path):
+            raise SandboxError(f"work directory {workdir} overlaps {path}, which the sandbox mounts itself")
+
+
 def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, str]) -> SandboxedProcess:
     unshare, setpriv = _find_tool("unshare"), _find_tool("setpriv")
     if unshare is None or setpriv is None:
         raise SandboxError("unshare and setpriv (util-linux) are needed for full isolation")
+    binds, links = _read_only_trees()
     state = _state_dir()
+    _check_full_workdir(workdir, binds + [str(state), "/proc", "/dev", "/etc"])
     lease = _UidLease(state / "uids")
     try:
         _chown_tree(workdir, lease.uid)
-        binds, links = _read_only_trees()
         status_r, status_w = os.pipe()
     except BaseException:
         lease.release()
@@ -796,7 +811,7 @@ def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, s
         _abandon(popen, status_r, lease)
     os.set_blocking(status_r, False)
     return SandboxedProcess(
-        popen, "full", FULL_WORKDIR, limits, started, status_fd=status_r, init_pid=ready, uid_lease=lease
+        popen, "full", limits, started, status_fd=status_r, init_pid=ready, uid_lease=lease
     )
 
 
@@ -844,6 +859,7 @@ def _namespace_init(config: dict) -> None:  # type: ignore[type-arg]
     orphan, report how the command ended on the status pipe and exit (which
     makes the kernel kill whatever is left in the PID namespace)."""
     status = config["status_fd"]
+    os.umask(0o022)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         # PID 1 gets only the signals it handles: let these end the sandbox.
         signal.signal(signum, lambda signum, frame: os._exit(128 + signum))
@@ -884,8 +900,9 @@ def _exec_unprivileged(config: dict) -> None:  # type: ignore[type-arg]
     try:
         for which, value in config["rlimits"].items():
             resource.setrlimit(int(which), tuple(value))
-        os.umask(0o022)
-        os.chdir(FULL_WORKDIR)
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(signum, signal.SIG_DFL)  # Python ignores them; exec keeps that
+        os.chdir(config["workdir"])
         uid = config["uid"]
         drop = [
             config["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
@@ -923,9 +940,6 @@ def _build_root(config: dict) -> None:  # type: ignore[type-arg]
     _write(f"{etc}/hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     _write(f"{etc}/hostname", "sandbox\n")
 
-    os.makedirs(inside(FULL_WORKDIR), mode=0o755)
-    _bind(config["workdir"], inside(FULL_WORKDIR), read_only=False)
-
     os.makedirs(inside("/tmp"), mode=0o755)
     _mount("tmpfs", inside("/tmp"), "tmpfs", _MS_NOSUID | _MS_NODEV, _TMP_TMPFS)
 
@@ -943,6 +957,10 @@ def _build_root(config: dict) -> None:  # type: ignore[type-arg]
 
     os.makedirs(inside("/proc"), mode=0o555)
     _mount_proc(inside("/proc"))
+
+    # Last, as it may sit below /tmp or another mount made above.
+    os.makedirs(inside(config["workdir"]), mode=0o755, exist_ok=True)
+    _bind(config["workdir"], inside(config["workdir"]), read_only=False)
 
     _bring_loopback_up()
     socket.sethostname("sandbox")

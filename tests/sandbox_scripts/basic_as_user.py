@@ -1,0 +1,87 @@
+"""Basic isolation as an unprivileged user sees it; prints a JSON report.
+
+tests/test_sandbox.py runs this inside a full sandbox (so as a non-root uid),
+next to a copy of grader/sandbox.py, then checks the report.
+"""
+
+import json
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from grader import sandbox
+
+FORK_BOMB = """
+    import os, time
+    children, outcome = 0, "no limit hit"
+    try:
+        for _ in range(500):
+            if os.fork() == 0:
+                time.sleep(120)
+                os._exit(0)
+            children += 1
+    except OSError as exc:
+        outcome = type(exc).__name__
+    with open("forks.tmp", "w") as f:
+        f.write(json.dumps({"children": children, "outcome": outcome}))
+    os.rename("forks.tmp", "forks.json")
+    time.sleep(120)
+"""
+
+DAEMON = """
+    import os, sys, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            code = ("import os, time; open('daemon.tmp', 'w').write(str(os.getpid())); "
+                    "os.rename('daemon.tmp', 'daemon.pid'); time.sleep(120)")
+            os.execve(sys.executable, [sys.executable, "-c", code], {})
+        os._exit(0)
+    os.wait()
+    while not os.path.exists("daemon.pid"):
+        time.sleep(0.01)
+"""
+
+
+def launch(name: str, source: str, limits: sandbox.Limits) -> tuple[sandbox.SandboxedProcess, Path]:
+    workdir = Path(name).resolve()
+    workdir.mkdir()
+    (workdir / "main.py").write_text("import json\n" + textwrap.dedent(source))
+    env = {"LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+    return sandbox.start([sys.executable, "main.py"], workdir, limits, env, "auto"), workdir
+
+
+def wait_for(path: Path, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return path.read_text()
+
+
+def other_processes() -> list[int]:
+    """Every process this uid can see except this one (/proc hides the rest)."""
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+
+
+def main() -> None:
+    report = {"isolation": sandbox.detect_isolation("auto"), "uid": os.getuid()}
+
+    proc, workdir = launch("bomb", FORK_BOMB, sandbox.Limits(processes=16))
+    bomb = json.loads(wait_for(workdir / "forks.json"))
+    proc.kill()
+    bomb["left_after_kill"] = other_processes()
+    report["fork_bomb"] = bomb
+
+    proc, workdir = launch("daemon", DAEMON, sandbox.Limits())
+    returncode = proc.wait(20)
+    daemon_pid = int((workdir / "daemon.pid").read_text())
+    report["daemon"] = {"returncode": returncode, "alive_after_exit": os.path.exists(f"/proc/{daemon_pid}")}
+    proc.kill()
+
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

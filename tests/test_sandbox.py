@@ -1,0 +1,426 @@
+"""Tests for grader/sandbox.py: isolation and limits against hostile scripts.
+
+Each test writes a small Python script into a fresh work directory and runs
+it through the sandbox; nothing here imports TensorFlow (one test runs it in
+the sandbox). Tests run under both isolation levels: ``full`` needs root and
+is skipped otherwise; ``basic`` runs everywhere. When the tests run as root,
+``basic`` runs the command as root too: its limits and tree kill are checked,
+but RLIMIT_NPROC is not enforced for root and there is no filesystem or
+network confinement. test_basic_mode_as_an_unprivileged_user checks basic
+mode as a student's laptop runs it, from inside a full sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from grader import sandbox
+from grader.sandbox import Limits, SandboxError, detect_isolation, start
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = Path(__file__).resolve().parent / "sandbox_scripts"
+BASE_ENV = {"LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+IS_ROOT = os.geteuid() == 0
+
+
+def _full_or_skip() -> None:
+    level, reason = detect_isolation("auto")
+    if level != "full":
+        pytest.skip(f"full isolation unavailable: {reason}")
+
+
+@pytest.fixture(params=["full", "basic"])
+def isolation(request: pytest.FixtureRequest) -> str:
+    if request.param == "full":
+        _full_or_skip()
+    return request.param
+
+
+@pytest.fixture
+def full() -> str:
+    _full_or_skip()
+    return "full"
+
+
+class Launcher:
+    """Starts scripts in their own work directories; kills them all at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: list[sandbox.SandboxedProcess] = []
+        self.count = 0
+
+    def __call__(self, isolation: str, source: str, limits: Limits = Limits(), *, args: tuple = (), **env: str):
+        self.count += 1
+        workdir = self.tmp_path / f"work{self.count}"
+        workdir.mkdir()
+        (workdir / "main.py").write_text(textwrap.dedent(source))
+        marker = os.urandom(8).hex()
+        env = {**BASE_ENV, "TEST_MARKER": marker, **env}
+        proc = start([sys.executable, "main.py", *args], workdir, limits, env, isolation)
+        self.started.append(proc)
+        return proc, workdir, marker
+
+    def run(self, isolation: str, source: str, limits: Limits = Limits(), *, timeout: float = 30,
+            args: tuple = (), **env: str):  # fmt: skip
+        proc, workdir, marker = self(isolation, source, limits, args=args, **env)
+        if proc.wait(timeout) is None:
+            proc.kill()
+            pytest.fail(f"the script did not finish within {timeout} s: {proc.result()}")
+        return proc.result(), workdir
+
+
+@pytest.fixture
+def launch(tmp_path: Path):
+    launcher = Launcher(tmp_path)
+    yield launcher
+    for proc in launcher.started:
+        proc.kill()
+
+
+def wait_for_file(path: Path, proc: sandbox.SandboxedProcess, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"the script ended before writing {path.name}: {proc.result()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{path.name} did not appear within {timeout} s")
+        time.sleep(0.02)
+    return path.read_text()
+
+
+def live_processes(marker: str | None = None, uid: int | None = None, pids: tuple[int, ...] = ()) -> list[str]:
+    """Processes (zombies included) carrying ``marker`` in their environment,
+    running as ``uid``, or with one of ``pids``."""
+    found = []
+    needle = f"TEST_MARKER={marker}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        real_uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+        if (marker and needle in environ) or (uid is not None and real_uid == uid) or int(entry.name) in pids:
+            found.append(f"{entry.name}: {status.splitlines()[0]}")
+    return found
+
+
+def limit_is_enforced(isolation: str) -> bool:
+    """RLIMIT_NPROC does not apply to root, as basic mode runs when we are root."""
+    return isolation == "full" or not IS_ROOT
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_script_runs_in_workdir_and_the_parent_reads_its_files(isolation, launch):
+    result, workdir = launch.run(isolation, """
+        import json, os, sys
+        with open("out.txt", "w") as f:
+            f.write("written inside")
+        print("to stdout")
+        print("to stderr", file=sys.stderr)
+        info = {"cwd": os.getcwd(), "env": sorted(os.environ), "stdin": sys.stdin.read()}
+        with open("info.json", "w") as f:
+            json.dump(info, f)
+        sys.exit(3)
+    """)
+    assert (result.returncode, result.signal, result.killed_by_us) == (3, None, False)
+    assert (result.stdout, result.stderr) == ("to stdout\n", "to stderr\n")
+    assert not result.stdout_truncated and not result.stderr_truncated
+    assert 0 < result.wall_seconds < 20
+    assert (workdir / "out.txt").read_text() == "written inside"
+    info = json.loads((workdir / "info.json").read_text())
+    expected_env = set(BASE_ENV) | {"TEST_MARKER"} | ({sandbox.TOKEN_VARIABLE} if isolation == "basic" else set())
+    assert info == {"cwd": str(workdir.resolve()), "env": sorted(expected_env), "stdin": ""}
+
+
+def test_kill_stops_a_loop_that_ignores_sigterm_and_sigxcpu(isolation, launch):
+    proc, workdir, marker = launch(isolation, """
+        import signal
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU):
+            signal.signal(signum, signal.SIG_IGN)
+        open("ready", "w").close()
+        while True:
+            pass
+    """)
+    wait_for_file(workdir / "ready", proc)
+    assert proc.poll() is None
+    began = time.monotonic()
+    proc.kill()
+    assert time.monotonic() - began < 3
+    assert proc.poll() == -signal.SIGKILL
+    result = proc.result()
+    assert (result.signal, result.killed_by_us) == (signal.SIGKILL, True)
+    assert live_processes(marker) == []
+    proc.kill()  # idempotent
+    assert proc.result() == result
+
+
+def test_cpu_limit_kills_even_when_sigxcpu_is_caught(isolation, launch):
+    # soft limit 1 s: SIGXCPU; the hard limit 5 s later sends SIGKILL.
+    limits = Limits(cpu_seconds=1)
+    plain, _, _ = launch(isolation, "while True:\n    pass\n", limits)
+    stubborn, workdir, _ = launch(isolation, """
+        import signal
+        def caught(signum, frame):
+            open("caught", "a").write("SIGXCPU\\n")
+        signal.signal(signal.SIGXCPU, caught)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            pass
+    """, limits)
+    assert plain.wait(20) == -signal.SIGXCPU
+    assert stubborn.wait(30) == -signal.SIGKILL
+    for proc, signum in ((plain, signal.SIGXCPU), (stubborn, signal.SIGKILL)):
+        result = proc.result()
+        assert (result.signal, result.killed_by_us) == (signum, False)
+    assert (workdir / "caught").read_text().startswith("SIGXCPU")
+
+
+def test_memory_bomb_fails_and_the_parent_is_unaffected(isolation, launch):
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    result, _ = launch.run(isolation, """
+        blocks = []
+        while True:
+            blocks.append(bytearray(16 << 20))
+    """, Limits(address_space_mib=512))
+    assert result.returncode != 0
+    assert "MemoryError" in result.stderr or result.signal in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT)
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
+    room = bytearray(600 << 20)  # the parent still allocates beyond the child's limit
+    assert len(room) == 600 << 20
+
+
+def test_fork_bomb_is_bounded_and_nothing_survives_kill(isolation, launch):
+    proc, workdir, marker = launch(isolation, """
+        import os, time
+        children, outcome = 0, "no limit hit"
+        try:
+            for _ in range(500):
+                if os.fork() == 0:
+                    time.sleep(120)
+                    os._exit(0)
+                children += 1
+        except OSError as exc:
+            outcome = type(exc).__name__
+        with open("forks.tmp", "w") as f:
+            f.write(f"{children} {outcome}")
+        os.rename("forks.tmp", "forks.txt")
+        time.sleep(120)
+    """, Limits(processes=32))
+    children, outcome = wait_for_file(workdir / "forks.txt", proc, timeout=30).split(" ", 1)
+    if limit_is_enforced(isolation):
+        assert int(children) < 32 and outcome == "BlockingIOError"
+    else:
+        assert int(children) == 500  # root ignores RLIMIT_NPROC
+    uid = (workdir / "forks.txt").stat().st_uid if isolation == "full" else None
+    assert len(live_processes(marker, uid)) == int(children) + 1
+    proc.kill()
+    assert proc.result().killed_by_us
+    assert live_processes(marker, uid) == []
+
+
+def test_setsid_daemon_without_the_environment_is_gone_after_exit(isolation, launch):
+    proc, workdir, marker = launch(isolation, """
+        import os, sys, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                code = ("import os, time; open('daemon.tmp', 'w').write(str(os.getpid())); "
+                        "os.rename('daemon.tmp', 'daemon.pid'); time.sleep(120)")
+                os.execve(sys.executable, [sys.executable, "-c", code], {})  # drops every variable
+            os._exit(0)
+        os.wait()
+        while not os.path.exists("daemon.pid"):
+            time.sleep(0.01)
+    """)
+    assert proc.wait(20) == 0
+    daemon_pid = int((workdir / "daemon.pid").read_text())
+    if isolation == "full":  # the pid is the namespace's; the uid is the sandbox's own
+        leftovers = live_processes(marker, uid=(workdir / "daemon.pid").stat().st_uid)
+    else:
+        leftovers = live_processes(marker, pids=(daemon_pid,))
+    assert leftovers == []
+    proc.kill()
+    assert not proc.result().killed_by_us
+
+
+def test_a_gigabyte_of_output_is_capped_and_drained(isolation, launch):
+    result, _ = launch.run(isolation, """
+        import sys
+        chunk = b"x" * (1 << 20)
+        for _ in range(1024):
+            sys.stdout.buffer.write(chunk)
+        sys.stderr.write("e" * 100_000)
+    """)
+    assert result.returncode == 0
+    assert result.stdout == "x" * 64 * 1024 and result.stdout_truncated
+    assert result.stderr == "e" * 64 * 1024 and result.stderr_truncated
+    assert result.wall_seconds < 15
+
+
+def test_undecodable_output_is_replaced(isolation, launch):
+    result, _ = launch.run(isolation, "import sys; sys.stdout.buffer.write(b'ok \\xff\\xfe')")
+    assert result.stdout == "ok \ufffd\ufffd"
+
+
+def test_writing_a_200_mib_file_fails(isolation, launch):
+    result, workdir = launch.run(isolation, """
+        import errno
+        try:
+            with open("big.bin", "wb") as f:
+                for _ in range(200):
+                    f.write(bytes(1 << 20))
+        except OSError as exc:
+            print(errno.errorcode[exc.errno])
+        else:
+            print("wrote 200 MiB")
+    """)
+    assert (result.returncode, result.stdout) == (0, "EFBIG\n")
+    assert (workdir / "big.bin").stat().st_size <= 64 << 20
+
+
+def test_segfault_reports_the_signal(isolation, launch):
+    result, _ = launch.run(isolation, "import ctypes\nctypes.string_at(0)\n")
+    assert (result.returncode, result.signal, result.killed_by_us) == (-signal.SIGSEGV, signal.SIGSEGV, False)
+
+
+def test_only_loopback_network_in_full_mode(full, launch):
+    # No packet can leave: the script connects only after seeing that the
+    # namespace has no interface but loopback.
+    result, _ = launch.run(full, """
+        import errno, json, socket
+        report = {"interfaces": sorted(name for _, name in socket.if_nameindex())}
+        if report["interfaces"] == ["lo"]:
+            with socket.socket() as sock:
+                sock.settimeout(1)
+                try:
+                    sock.connect(("192.0.2.1", 9))
+                    report["outside"] = "connected"
+                except OSError as exc:
+                    report["outside"] = errno.errorcode.get(exc.errno, repr(exc))
+            with socket.create_server(("127.0.0.1", 0)) as server:
+                with socket.create_connection(server.getsockname(), timeout=1) as client:
+                    conn, _ = server.accept()
+                    client.sendall(b"ping")
+                    report["loopback"] = conn.recv(4).decode()
+        print(json.dumps(report))
+    """)
+    assert json.loads(result.stdout) == {"interfaces": ["lo"], "outside": "ENETUNREACH", "loopback": "ping"}
+    assert result.wall_seconds < 5
+
+
+def test_filesystem_and_privileges_are_confined_in_full_mode(full, launch, tmp_path):
+    (tmp_path / "secret.txt").write_text("parent's file")
+    with tempfile.NamedTemporaryFile(prefix="sandbox-sentinel-") as sentinel:
+        python_home = os.path.realpath(sys.base_prefix)
+        host_root = [f"/root/{name}" for name in os.listdir("/root") if not python_home.startswith(f"/root/{name}")]
+        absent = [str(REPO / "reference"), str(REPO / "grader"), str(REPO / "tests"), str(REPO / ".git"),
+                  str(tmp_path / "secret.txt"), sentinel.name, "/home", "/var", "/run", "/opt", "/sys", *host_root]
+        unwritable = ["/", "/usr", "/etc", "/bin", "/dev", str(REPO), sys.prefix, python_home]
+        source = """
+            import ctypes, json, os, sys
+            report = {"exists": [p for p in sys.argv[1].split(":") if os.path.lexists(p)], "written": []}
+            for directory in sys.argv[2].split(":"):
+                try:
+                    open(os.path.join(directory, "sandbox-probe"), "w").close()
+                    report["written"].append(directory)
+                except OSError:
+                    pass
+            try:
+                os.setuid(0)
+                report["setuid"] = "succeeded"
+            except PermissionError:
+                report["setuid"] = "PermissionError"
+            status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines())
+            report["ids"] = [os.getuid(), os.geteuid(), os.getgid(), os.getgroups()]
+            report["caps"] = [status["CapEff"], status["CapBnd"], status["NoNewPrivs"]]
+            report["processes"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+            open("/tmp/scratch", "w").write("tmp is writable")
+            print(json.dumps(report))
+        """
+        result, workdir = launch.run(full, source, args=(":".join(absent), ":".join(unwritable)))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["exists"] == []
+    assert report["written"] == []
+    assert report["setuid"] == "PermissionError"
+    uid = report["ids"][0]
+    assert uid >= 1000 and report["ids"] == [uid, uid, uid, []]
+    assert report["caps"] == ["0000000000000000", "0000000000000000", "1"]
+    assert report["processes"] == [2]  # itself; the root init process is hidden
+    assert (workdir / "main.py").stat().st_uid == uid
+
+
+def test_concurrent_full_sandboxes_get_distinct_uids(full, launch):
+    script = "import os, time\nopen('uid', 'w').write(str(os.getuid()))\ntime.sleep(0.5)\n"
+    runs = [launch(full, script) for _ in range(3)]
+    for proc, _, _ in runs:
+        assert proc.wait(20) == 0
+    uids = {int((workdir / "uid").read_text()) for _, workdir, _ in runs}
+    assert len(uids) == 3 and 0 not in uids
+
+
+def test_tensorflow_computes_in_full_mode_with_default_limits(full, launch):
+    result, _ = launch.run(full, """
+        import tensorflow.compat.v1 as tf
+        tf.disable_v2_behavior()
+        product = tf.matmul(tf.constant([[1.0, 2.0], [3.0, 4.0]]), tf.constant([[5.0], [6.0]]))
+        with tf.Session() as session:
+            print(session.run(product).ravel().tolist())
+    """, timeout=120, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[17.0, 39.0]"
+
+
+def test_basic_mode_as_an_unprivileged_user(full, tmp_path):
+    """Basic mode as on a student's laptop: run by a non-root uid (inside a
+    full sandbox), RLIMIT_NPROC holds and the tree kill finds daemons."""
+    workdir = tmp_path / "work"
+    (workdir / "grader").mkdir(parents=True)
+    shutil.copy(REPO / "grader" / "sandbox.py", workdir / "grader" / "sandbox.py")
+    shutil.copy(SCRIPTS / "basic_as_user.py", workdir / "driver.py")
+    with start([sys.executable, "driver.py"], workdir, Limits(), BASE_ENV, "full") as proc:
+        assert proc.wait(60) == 0, proc.result()
+        report = json.loads(proc.result().stdout)
+    assert report["isolation"][0] == "basic" and "root" in report["isolation"][1]
+    assert report["uid"] != 0
+    assert report["fork_bomb"]["outcome"] == "BlockingIOError"
+    assert report["fork_bomb"]["children"] < 16
+    assert report["fork_bomb"]["left_after_kill"] == []
+    assert report["daemon"]["returncode"] == 0
+    assert report["daemon"]["alive_after_exit"] is False
+
+
+def test_usage_errors(tmp_path):
+    assert detect_isolation("basic")[0] == "basic"
+    with pytest.raises(ValueError):
+        detect_isolation("strict")
+    with pytest.raises(ValueError):
+        Limits(cpu_seconds=0)
+    with pytest.raises(SandboxError):
+        start([sys.executable, "-c", "pass"], tmp_path / "missing", Limits(), {}, "basic")
+    if IS_ROOT and detect_isolation()[0] == "full":
+        with pytest.raises(SandboxError, match="overlaps"):
+            start([sys.executable, "-c", "pass"], Path(sys.prefix), Limits(), {}, "full")
+    proc = start([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path, Limits(), {}, "basic")
+    with proc:
+        with pytest.raises(RuntimeError):
+            proc.result()
+        assert proc.wait(0.05) is None
+    assert proc.result().killed_by_us
