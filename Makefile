@@ -7,19 +7,22 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUBMISSION ?= starter/tensorflow_tutorial.py
-RUN ?= reference/tensorflow_tutorial.py
+RUN ?= $(if $(wildcard reference/tensorflow_tutorial.py),reference/tensorflow_tutorial.py,starter/tensorflow_tutorial.py)
 ARGS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export TF_ENABLE_ONEDNN_OPTS ?= 0
 
-.PHONY: help venv grade run test bench clean
+.PHONY: help venv grade run test bench calibrate student-bundle gradescope clean
 
 help:
 	@echo "make grade [SUBMISSION=path]   grade a submission (default: $(SUBMISSION))"
 	@echo "make run [RUN=path] [ARGS=..]  run the tutorial end to end (default: the reference)"
 	@echo "make test                      run the test suite"
 	@echo "make bench                     time the grader against a bare TensorFlow import"
+	@echo "make calibrate                 suggest the model item's accuracy threshold"
+	@echo "make student-bundle            build dist/student.zip (no reference, public checks)"
+	@echo "make gradescope                build dist/gradescope_autograder.zip"
 
 venv: $(STAMP)
 
@@ -40,6 +43,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench.py
+
+calibrate: $(STAMP)
+	$(PY) -m grader calibrate
+
+student-bundle: $(STAMP)
+	$(PY) -m grader bundle student
+
+gradescope: $(STAMP)
+	$(PY) -m grader bundle gradescope
 
 clean:
 	rm -rf $(VENV) .cache dist

@@ -50,6 +50,17 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--seeds", type=int, default=8)
     cal.add_argument("--item", default="model")
 
+    bundle = sub.add_parser("bundle", help="build dist/student.zip or "
+                                           "dist/gradescope_autograder.zip")
+    bundle.add_argument("kind", choices=("student", "gradescope"))
+    bundle.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    bundle.add_argument("--out", type=Path)
+
+    gs = sub.add_parser("gradescope", help="grade /autograder/submission into "
+                                           "/autograder/results/results.json (run_autograder)")
+    gs.add_argument("--root", type=Path, default=Path("/autograder"))
+    gs.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+
     try:
         from .batch import add_arguments
     except ImportError:
@@ -129,6 +140,21 @@ def run_calibrate(args) -> int:
     return 0 if ok else 1
 
 
+def run_bundle(args) -> int:
+    from . import distribute
+    if not engine.REFERENCE_PATH.is_file():
+        raise UsageError("bundles are built from the instructor's repository (no reference here)")
+    load_rubric(args.rubric)  # validate first
+    if args.kind == "student":
+        out = distribute.student_bundle(args.out or engine.PROJECT_ROOT / "dist" / "student.zip",
+                                        args.rubric)
+    else:
+        out = distribute.gradescope_bundle(
+            args.out or engine.PROJECT_ROOT / "dist" / "gradescope_autograder.zip", args.rubric)
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -136,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_check(args)
         if args.command == "calibrate":
             return run_calibrate(args)
+        if args.command == "bundle":
+            return run_bundle(args)
+        if args.command == "gradescope":
+            from .distribute import run_gradescope
+            return run_gradescope(args.root, args.rubric)
         from .batch import run_batch
         return run_batch(args)
     except GraderError as exc:

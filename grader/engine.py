@@ -379,12 +379,17 @@ def expected_outputs(rubric: Rubric, tasks: list[Task], workroot: Path) -> dict:
     return results
 
 
-def _save(folder: Path, tasks: list[Task], results: dict) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="tmp-", dir=_ensure(folder.parent)))
+def save_outputs(folder: Path, tasks: list[Task], results: dict) -> None:
+    """Write outputs in the child's format, so that read_output loads them back."""
     for t in tasks:
         out = results[t.id]
-        np.savez(tmp / f"{t.id}.npz", **out.arrays)
-        (tmp / f"{t.id}.json").write_text(json.dumps(out.meta))
+        np.savez(folder / f"{t.id}.npz", **out.arrays)
+        (folder / f"{t.id}.json").write_text(json.dumps(out.meta))
+
+
+def _save(folder: Path, tasks: list[Task], results: dict) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="tmp-", dir=_ensure(folder.parent)))
+    save_outputs(tmp, tasks, results)
     try:
         os.replace(tmp, folder)
     except OSError:  # another grader saved it first
@@ -437,10 +442,9 @@ def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
             hint = spec.spec.get("hint", "") if verdict.diagnosis else ""
         results.append(CheckResult(spec.name, spec.kind, status, points, score, spec.visibility,
                                    message, hint))
-    run_vis = set(by_vis)
     max_score = sum(r.points for r in results)
     score = sum(r.score for r in results)
-    hidden_points = item.points - max_score if run_vis != {"public", "hidden"} else 0.0
+    hidden_points = item.points + item.hidden_points - max_score  # checks not run here
     if all(r.status == PASSED for r in results):
         status, feedback = PASSED, "all checks passed"
     elif any(r.status == ERROR for r in results):
@@ -482,8 +486,9 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
                                 seed_of=lambda t: rubric.seed_for(t.visibility))
     questions = tuple(score_item(item, [t for t in tasks if t.item is item], got, expected, rubric)
                       for item in rubric.items)
-    checks_run = "all" if set(visibilities) >= {"public", "hidden"} else "public"
+    complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
+    checks_run = "all" if complete else "public"
     return Report(submission=str(submission), total=round(sum(q.score for q in questions), 6),
                   max_total=round(sum(q.max_score for q in questions), 6), questions=questions,
-                  isolation=level, checks_run=checks_run, full_total=rubric.max_total,
+                  isolation=level, checks_run=checks_run, full_total=rubric.full_total,
                   grader_version=GRADER_VERSION, rubric_digest=rubric.digest[:16])

@@ -46,6 +46,7 @@ class Item:
     params: dict          # visibility -> the probe's parameters
     checks: tuple[CheckSpec, ...]
     data: str | None = None
+    hidden_points: float = 0.0   # points of hidden checks left out of this rubric (student copy)
 
     def visibilities(self, allowed: tuple[str, ...]) -> list[str]:
         return [v for v in VISIBILITIES if v in allowed and any(c.visibility == v for c in self.checks)]
@@ -70,6 +71,11 @@ class Rubric:
     @property
     def max_total(self) -> float:
         return sum(i.points for i in self.items)
+
+    @property
+    def full_total(self) -> float:
+        """The total with the hidden checks a student copy leaves out."""
+        return sum(i.points + i.hidden_points for i in self.items)
 
     def item(self, item_id: str) -> Item:
         return next(i for i in self.items if i.id == item_id)
@@ -182,7 +188,11 @@ def _validate_item(problems: _Problems, raw: Any, path: str) -> Item | None:
     data = raw.get("data")
     if data is not None and not isinstance(data, str):
         problems.add(f"{path}.data", "expected offline, keras or a path")
-    known = {"id", "title", "probe", "points", "budget_seconds", "params", "checks", "data"}
+    hidden_points = problems.typed(raw, "hidden_points", (int, float), path, required=False) or 0
+    if hidden_points < 0:
+        problems.add(f"{path}.hidden_points", f"{hidden_points!r} must not be negative")
+    known = {"id", "title", "probe", "points", "budget_seconds", "params", "checks", "data",
+             "hidden_points"}
     for key in raw:
         if key not in known:
             problems.add(f"{path}.{key}", "unknown key")
@@ -190,7 +200,8 @@ def _validate_item(problems: _Problems, raw: Any, path: str) -> Item | None:
         return None
     resolved = {vis: dict(params.get(vis, params.get("public", {})) or {}) for vis in VISIBILITIES}
     return Item(id=item_id, title=title, probe=probe, points=float(points),
-                budget_seconds=float(budget), params=resolved, checks=tuple(checks), data=data)
+                budget_seconds=float(budget), params=resolved, checks=tuple(checks), data=data,
+                hidden_points=float(hidden_points))
 
 
 def parse_rubric(data: Any, path: Path, text: str = "") -> Rubric:
