@@ -36,7 +36,9 @@ Two isolation levels exist:
     group, every orphan re-parented to the grader and every process carrying
     the run's random token in its environment are killed and reaped. There is
     no filesystem or network isolation, and when the grader itself runs as
-    root the process limit is not enforced by the kernel.
+    root the process limit is not enforced by the kernel. The cleanup also
+    kills any other child of the grader that started its own session, so a
+    grader using basic mode should not run such children of its own.
 
 Wall-clock budgets are the caller's job: poll() and kill() (or wait() with a
 timeout) give it what it needs.
@@ -46,10 +48,10 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import grp
 import json
 import os
 import pwd
-import grp
 import resource
 import select
 import shutil
@@ -121,11 +123,13 @@ class Limits:
     """RLIMIT_CPU per process: SIGXCPU at this soft limit, SIGKILL 5 s later."""
     address_space_mib: int = 4096
     """RLIMIT_AS per process. TensorFlow 2.21 importing and training a small
-    model peaks near 1.5 GiB of address space on 2 cores (more with more
-    cores: each thread stack counts), and below ~1.25 GiB it can fail
-    silently, hence the margin."""
+    model peaks at about 1.45 GiB of address space on 2 cores and aborts
+    (std::bad_alloc) under about 1.35 GiB; it needs more on machines with
+    more cores (each thread's stack counts), hence the margin."""
     processes: int = 256
-    """RLIMIT_NPROC: processes and threads of the sandbox's uid."""
+    """RLIMIT_NPROC: processes and threads of the sandbox's uid (TensorFlow
+    runs about 7 threads on 2 cores, more with more cores). In basic mode
+    the uid is the grader's own, and root ignores this limit."""
     file_size_mib: int = 64
     """RLIMIT_FSIZE: largest file the command can write."""
     open_files: int = 256
@@ -301,7 +305,7 @@ class SandboxedProcess:
         else:
             self._kill_basic()
         if not self._done.wait(_CLEANUP_TIMEOUT_SECONDS):
-            raise SandboxError(f"sandbox {self.pid} did not die within {_CLEANUP_TIMEOUT_SECONDS:g} s of SIGKILL")
+            raise SandboxError(f"sandbox {self.pid} survived SIGKILL for {_CLEANUP_TIMEOUT_SECONDS:g} s")
         if self.isolation == "basic":
             _kill_strays(self._token)
 
@@ -328,17 +332,22 @@ class SandboxedProcess:
         # SIGKILL to the namespace's init kills every process in it; unshare
         # then exits once they are all gone. Killing unshare instead would
         # return before the namespace is empty.
-        if self._done.is_set():
-            return
-        if self._init_pidfd is not None:
-            try:
-                signal.pidfd_send_signal(self._init_pidfd, signal.SIGKILL)
+        with self._lock:  # _watch closes the pidfd under this lock
+            if self._done.is_set():
                 return
-            except ProcessLookupError:
-                return
-            except OSError:
-                pass
-        self._send_to_child(signal.SIGKILL)
+            if self._init_pidfd is not None:
+                try:
+                    signal.pidfd_send_signal(self._init_pidfd, signal.SIGKILL)
+                    return
+                except ProcessLookupError:
+                    return
+                except OSError:
+                    pass
+            stat = _read_stat(self._init_pid) if self._init_pid else None
+            if stat is not None and stat[0] == self.pid:  # without pidfds: still unshare's child
+                os.kill(self._init_pid, signal.SIGKILL)
+            else:
+                self._send_to_child(signal.SIGKILL)  # --kill-child passes SIGKILL on to init
 
     def _kill_basic(self) -> None:
         if self._done.is_set():
@@ -371,10 +380,13 @@ class SandboxedProcess:
             self._done.set()
 
     def _close_full_handles(self) -> None:
-        for fd in (self._status_fd, self._init_pidfd):
-            if fd is not None:
-                os.close(fd)
-        self._status_fd = self._init_pidfd = None
+        with self._lock:
+            for fd in (self._status_fd, self._init_pidfd):
+                if fd is not None:
+                    os.close(fd)
+            self._status_fd = self._init_pidfd = None
+        # unshare exits only after the init process, and the kernel empties a
+        # PID namespace before its init is reaped: the uid is free again.
         if self._uid_lease is not None:
             self._uid_lease.release()
             self._uid_lease = None
@@ -510,7 +522,9 @@ _subreaper_lock = threading.Lock()
 _subreaper_set = False
 
 
-def _start_basic(argv: list[str], workdir: Path, limits: Limits, env: dict[str, str]) -> SandboxedProcess:
+def _start_basic(
+    argv: list[str], workdir: Path, limits: Limits, env: dict[str, str]
+) -> SandboxedProcess:
     _become_subreaper()
     token = os.urandom(16).hex()
     env[TOKEN_VARIABLE] = token
@@ -744,7 +758,8 @@ def _read_only_trees() -> tuple[list[str], list[tuple[str, str]]]:
             links.append((os.readlink(top), top))
         elif os.path.isdir(top):
             binds.append(top)
-    python_trees = {sys.base_prefix, sys.prefix, os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+    python_trees = {sys.base_prefix, sys.prefix}
+    python_trees |= {os.path.realpath(tree) for tree in python_trees}
     for tree in sorted(python_trees):
         if not any(tree == bound or tree.startswith(bound + "/") for bound in binds):
             binds.append(tree)
@@ -754,7 +769,7 @@ def _read_only_trees() -> tuple[list[str], list[tuple[str, str]]]:
 def _check_full_workdir(workdir: Path, reserved: list[str]) -> None:
     for path in reserved:
         if workdir == Path(path) or Path(path).is_relative_to(workdir) or workdir.is_relative_to(path):
-            raise SandboxError(f"work directory {workdir} overlaps {path}, which the sandbox mounts itself")
+            raise SandboxError(f"work directory {workdir} overlaps {path}, which the sandbox mounts")
 
 
 def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, str]) -> SandboxedProcess:
@@ -785,7 +800,8 @@ def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, s
     }
     command = [
         unshare, "--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
-        "--", sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), "--namespace-init", json.dumps(config),
+        "--", sys.executable, "-I", "-S", "-B", os.path.abspath(__file__),
+        "--namespace-init", json.dumps(config),
     ]  # fmt: skip
     started = time.monotonic()
     try:
@@ -806,33 +822,32 @@ def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, s
         raise SandboxError(f"cannot run {unshare}: {exc}") from exc
     finally:
         os.close(status_w)
-    ready = _await_ready(status_r)
-    if ready is None:
-        _abandon(popen, status_r, lease)
+    kind, _, value = _first_status_line(status_r).partition(" ")
+    if kind != "ready":
+        _abandon(popen, status_r, lease, value if kind == "error" else "")
     os.set_blocking(status_r, False)
     return SandboxedProcess(
-        popen, "full", limits, started, status_fd=status_r, init_pid=ready, uid_lease=lease
+        popen, "full", limits, started, status_fd=status_r, init_pid=int(value), uid_lease=lease
     )
 
 
-def _await_ready(status_r: int) -> int | None:
-    """The init process's host pid once it reports the sandbox is built, or
-    None when it reports an error or dies first."""
+def _first_status_line(status_r: int) -> str:
+    """What the init process reports once the sandbox is built ("ready PID")
+    or failed ("error WHY"); "" if it dies or takes too long first."""
     deadline = time.monotonic() + _SETUP_TIMEOUT_SECONDS
     received = b""
     while b"\n" not in received:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not select.select([status_r], [], [], remaining)[0]:
-            return None
+            return ""
         chunk = os.read(status_r, 4096)
         if not chunk:
-            return None
+            return ""
         received += chunk
-    kind, _, value = received.partition(b"\n")[0].decode().partition(" ")
-    return int(value) if kind == "ready" else None
+    return received.partition(b"\n")[0].decode(errors="replace")
 
 
-def _abandon(popen: subprocess.Popen[bytes], status_r: int, lease: _UidLease) -> None:
+def _abandon(popen: subprocess.Popen[bytes], status_r: int, lease: _UidLease, reason: str) -> None:
     """Kill a sandbox that did not start and raise SandboxError saying why."""
     try:
         popen.kill()
@@ -840,11 +855,9 @@ def _abandon(popen: subprocess.Popen[bytes], status_r: int, lease: _UidLease) ->
     finally:
         with _tracked_lock:
             _tracked_pids.discard(popen.pid)
-        os.set_blocking(status_r, False)
-        report = _read_available(status_r)
         os.close(status_r)
         lease.release()
-    reasons = [line.partition(" ")[2] for line in report.splitlines() if line.startswith("error ")]
+    reasons = [reason] if reason else []
     reasons += stderr.decode(errors="replace").strip().splitlines()[-1:]
     raise SandboxError("the full sandbox did not start: " + ("; ".join(reasons) or "no reason given"))
 
@@ -916,34 +929,29 @@ def _exec_unprivileged(config: dict) -> None:  # type: ignore[type-arg]
 
 def _build_root(config: dict) -> None:  # type: ignore[type-arg]
     root = config["root"]
-    uid = config["uid"]
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
-
-    def inside(path: str) -> str:
-        return root + path
-
+    # Fresh mounts first, then host trees: a virtualenv or a work directory
+    # may well live below /tmp.
+    os.makedirs(f"{root}/tmp", mode=0o755)
+    _mount("tmpfs", f"{root}/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, _TMP_TMPFS)
+    _build_dev(f"{root}/dev")
+    os.makedirs(f"{root}/proc", mode=0o555)
+    _mount_proc(f"{root}/proc")
     for tree in config["binds"]:
-        os.makedirs(inside(tree), mode=0o755, exist_ok=True)
-        _bind(tree, inside(tree), read_only=True)
+        os.makedirs(root + tree, mode=0o755, exist_ok=True)
+        _bind(tree, root + tree, read_only=True)
     for target, link in config["links"]:
-        os.symlink(target, inside(link))
+        os.symlink(target, root + link)
+    _build_etc(f"{root}/etc", config["uid"])
+    os.makedirs(root + config["workdir"], mode=0o755, exist_ok=True)
+    _bind(config["workdir"], root + config["workdir"], read_only=False)
+    _bring_loopback_up()
+    socket.sethostname("sandbox")
+    _mount(None, root, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
 
-    etc = inside("/etc")
-    os.makedirs(etc, mode=0o755, exist_ok=True)
-    for name in _ETC_FILES:
-        source = os.path.join("/etc", name)
-        if os.path.lexists(source):
-            shutil.copy2(source, os.path.join(etc, name), follow_symlinks=False)
-    _write(f"{etc}/passwd", f"root:x:0:0::/root:/usr/sbin/nologin\nsandbox:x:{uid}:{uid}::/tmp:/usr/sbin/nologin\n")
-    _write(f"{etc}/group", f"root:x:0:\nsandbox:x:{uid}:\n")
-    _write(f"{etc}/hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    _write(f"{etc}/hostname", "sandbox\n")
 
-    os.makedirs(inside("/tmp"), mode=0o755)
-    _mount("tmpfs", inside("/tmp"), "tmpfs", _MS_NOSUID | _MS_NODEV, _TMP_TMPFS)
-
-    dev = inside("/dev")
+def _build_dev(dev: str) -> None:
     os.makedirs(dev, mode=0o755)
     _mount("tmpfs", dev, "tmpfs", _MS_NOSUID | _MS_NOEXEC, _DEV_TMPFS)
     for name in _DEVICES:
@@ -955,16 +963,18 @@ def _build_root(config: dict) -> None:  # type: ignore[type-arg]
     os.makedirs(f"{dev}/shm", mode=0o755)
     _mount("tmpfs", f"{dev}/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, _SHM_TMPFS)
 
-    os.makedirs(inside("/proc"), mode=0o555)
-    _mount_proc(inside("/proc"))
 
-    # Last, as it may sit below /tmp or another mount made above.
-    os.makedirs(inside(config["workdir"]), mode=0o755, exist_ok=True)
-    _bind(config["workdir"], inside(config["workdir"]), read_only=False)
-
-    _bring_loopback_up()
-    socket.sethostname("sandbox")
-    _mount(None, root, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
+def _build_etc(etc: str, uid: int) -> None:
+    os.makedirs(etc, mode=0o755)
+    for name in _ETC_FILES:
+        source = os.path.join("/etc", name)
+        if os.path.lexists(source):
+            shutil.copy2(source, os.path.join(etc, name), follow_symlinks=False)
+    shell = "/usr/sbin/nologin"
+    _write(f"{etc}/passwd", f"root:x:0:0::/root:{shell}\nsandbox:x:{uid}:{uid}::/tmp:{shell}\n")
+    _write(f"{etc}/group", f"root:x:0:\nsandbox:x:{uid}:\n")
+    _write(f"{etc}/hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    _write(f"{etc}/hostname", "sandbox\n")
 
 
 def _write(path: str, text: str) -> None:
@@ -974,11 +984,14 @@ def _write(path: str, text: str) -> None:
 
 def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    text = ctypes.c_char_p
+    libc.mount.argtypes = [text, text, text, ctypes.c_ulong, text]
     return libc
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     def encode(text: str | None) -> bytes | None:
         return None if text is None else text.encode()
 

@@ -77,7 +77,8 @@ def main() -> None:
     proc, workdir = launch("daemon", DAEMON, sandbox.Limits())
     returncode = proc.wait(20)
     daemon_pid = int((workdir / "daemon.pid").read_text())
-    report["daemon"] = {"returncode": returncode, "alive_after_exit": os.path.exists(f"/proc/{daemon_pid}")}
+    alive = os.path.exists(f"/proc/{daemon_pid}")
+    report["daemon"] = {"returncode": returncode, "alive_after_exit": alive}
     proc.kill()
 
     print(json.dumps(report))
