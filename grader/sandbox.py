@@ -386,8 +386,10 @@ class SandboxedProcess:
                     os.close(fd)
             self._status_fd = self._init_pidfd = None
         # unshare exits only after the init process, and the kernel empties a
-        # PID namespace before its init is reaped: the uid is free again.
+        # PID namespace before its init is reaped, so nothing should run as
+        # the sandbox's uid any more; make sure before handing the uid out again.
         if self._uid_lease is not None:
+            _kill_uid(self._uid_lease.uid)
             self._uid_lease.release()
             self._uid_lease = None
 
@@ -717,6 +719,24 @@ class _UidLease:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process running as ``uid`` until none is left."""
+    deadline = time.monotonic() + _CLEANUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        found = False
+        for pid in _pids():
+            try:
+                if os.stat(f"/proc/{pid}").st_uid == uid:
+                    found = True
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+        if not found:
+            return
+        time.sleep(0.01)
+    raise SandboxError(f"processes of sandbox uid {uid} survived SIGKILL")
 
 
 def _uid_or_gid_is_named(uid: int) -> bool:
