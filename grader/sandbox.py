@@ -500,22 +500,43 @@ def start(
     workdir = Path(workdir).resolve()
     if not workdir.is_dir():
         raise SandboxError(f"work directory {workdir} does not exist")
+    if not _program_exists(argv, env):
+        raise SandboxError(f"{argv[0]} is not an executable program")
     level, _ = detect_isolation(isolation)
     if level == "full":
         return _start_full(list(argv), workdir, limits, dict(env))
     return _start_basic(list(argv), workdir, limits, dict(env))
 
 
-def _rlimits(limits: Limits, processes: int) -> dict[int, tuple[int, int]]:
+# prlimit(1)'s names for the limits set.
+_RLIMITS = {
+    "cpu": resource.RLIMIT_CPU,
+    "as": resource.RLIMIT_AS,
+    "nproc": resource.RLIMIT_NPROC,
+    "fsize": resource.RLIMIT_FSIZE,
+    "nofile": resource.RLIMIT_NOFILE,
+    "core": resource.RLIMIT_CORE,
+}
+
+
+def _rlimits(limits: Limits, processes: int) -> dict[str, tuple[int, int]]:
+    """(soft, hard) by name; hard equals soft (so the command cannot raise
+    it) except for CPU time, where SIGKILL follows SIGXCPU."""
     mib = 1 << 20
     return {
-        resource.RLIMIT_CPU: (limits.cpu_seconds, limits.cpu_seconds + _CPU_HARD_MARGIN_SECONDS),
-        resource.RLIMIT_AS: (limits.address_space_mib * mib,) * 2,
-        resource.RLIMIT_NPROC: (processes,) * 2,
-        resource.RLIMIT_FSIZE: (limits.file_size_mib * mib,) * 2,
-        resource.RLIMIT_NOFILE: (limits.open_files,) * 2,
-        resource.RLIMIT_CORE: (0, 0),
+        "cpu": (limits.cpu_seconds, limits.cpu_seconds + _CPU_HARD_MARGIN_SECONDS),
+        "as": (limits.address_space_mib * mib,) * 2,
+        "nproc": (processes,) * 2,
+        "fsize": (limits.file_size_mib * mib,) * 2,
+        "nofile": (limits.open_files,) * 2,
+        "core": (0, 0),
     }
+
+
+def _program_exists(argv: list[str], env: dict[str, str]) -> bool:
+    if os.sep in argv[0]:
+        return os.access(argv[0], os.X_OK)
+    return shutil.which(argv[0], path=env.get("PATH", os.defpath)) is not None
 
 
 # -- basic ----------------------------------------------------------------
@@ -533,29 +554,36 @@ def _start_basic(
     # RLIMIT_NPROC counts every process and thread of the uid, so the budget
     # sits on top of what the uid already runs.
     wanted = _rlimits(limits, _count_tasks_of_uid(os.getuid()) + limits.processes)
-    rlimits = {which: _within_hard_limit(which, value) for which, value in wanted.items()}
-    strict = sys.platform == "linux"
+    rlimits = {name: _within_hard_limit(_RLIMITS[name], value) for name, value in wanted.items()}
+    prlimit = _find_tool("prlimit") if sys.platform == "linux" else None
 
-    def apply_limits() -> None:
-        for which, value in rlimits.items():
+    def apply_limits() -> None:  # best effort: macOS refuses some of them
+        for name, value in rlimits.items():
             try:
-                resource.setrlimit(which, value)
+                resource.setrlimit(_RLIMITS[name], value)
             except (ValueError, OSError):
-                if strict:
-                    raise
+                pass
+
+    if prlimit is not None:
+        # A wrapper that sets the limits on itself and execs the command:
+        # preexec_fn is not safe while the grader runs threads.
+        options = [f"--{name}={soft}:{hard}" for name, (soft, hard) in rlimits.items()]
+        command, preexec = [prlimit, *options, "--", *argv], None
+    else:
+        command, preexec = argv, apply_limits
 
     started = time.monotonic()
     try:
         with _tracked_lock:
             popen = subprocess.Popen(
-                argv,
+                command,
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=apply_limits,
+                preexec_fn=preexec,
             )
             _tracked_pids.add(popen.pid)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -812,7 +840,7 @@ def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, s
         "links": links,
         "workdir": str(workdir),
         "uid": lease.uid,
-        "rlimits": {str(which): value for which, value in _rlimits(limits, limits.processes).items()},
+        "rlimits": _rlimits(limits, limits.processes),
         "setpriv": setpriv,
         "argv": argv,
         "env": env,
@@ -931,8 +959,8 @@ def _host_pid() -> int:
 
 def _exec_unprivileged(config: dict) -> None:  # type: ignore[type-arg]
     try:
-        for which, value in config["rlimits"].items():
-            resource.setrlimit(int(which), tuple(value))
+        for name, value in config["rlimits"].items():
+            resource.setrlimit(_RLIMITS[name], tuple(value))
         for signum in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(signum, signal.SIG_DFL)  # Python ignores them; exec keeps that
         os.chdir(config["workdir"])

@@ -154,6 +154,33 @@ def test_script_runs_in_workdir_and_the_parent_reads_its_files(isolation, launch
     assert info == {"cwd": str(workdir.resolve()), "env": sorted(expected_env), "stdin": ""}
 
 
+def check_limits_reach_the_command(isolation: str, launch: Launcher) -> None:
+    limits = Limits(cpu_seconds=7, address_space_mib=900, processes=40, file_size_mib=3, open_files=50)
+    result, _ = launch.run(isolation, """
+        import json, resource
+        names = ["CPU", "AS", "NPROC", "FSIZE", "NOFILE", "CORE"]
+        print(json.dumps({name: resource.getrlimit(getattr(resource, "RLIMIT_" + name)) for name in names}))
+    """, limits)
+    got = json.loads(result.stdout)
+    nproc = got.pop("NPROC")
+    mib = 1 << 20
+    assert got == {"CPU": [7, 12], "AS": [900 * mib] * 2, "FSIZE": [3 * mib] * 2, "NOFILE": [50, 50],
+                   "CORE": [0, 0]}  # fmt: skip
+    if isolation == "full":
+        assert nproc == [40, 40]
+    else:  # on top of what the uid already runs
+        assert nproc[0] == nproc[1] > 40
+
+
+def test_the_limits_reach_the_command(isolation, launch):
+    check_limits_reach_the_command(isolation, launch)
+
+
+def test_basic_mode_sets_the_limits_without_prlimit(launch, monkeypatch):
+    monkeypatch.setattr(sandbox, "_find_tool", lambda name: None)  # as where util-linux is missing
+    check_limits_reach_the_command("basic", launch)
+
+
 def test_kill_stops_a_loop_that_ignores_sigterm_and_sigxcpu(isolation, launch):
     proc, workdir, marker = launch(isolation, """
         import signal
@@ -440,8 +467,10 @@ def test_usage_errors(tmp_path):
         detect_isolation("strict")
     with pytest.raises(ValueError):
         Limits(cpu_seconds=0)
-    with pytest.raises(SandboxError):
+    with pytest.raises(SandboxError, match="work directory"):
         start([sys.executable, "-c", "pass"], tmp_path / "missing", Limits(), {}, "basic")
+    with pytest.raises(SandboxError, match="not an executable"):
+        start(["no-such-program"], tmp_path, Limits(), {"PATH": "/usr/bin:/bin"}, "basic")
     if IS_ROOT and detect_isolation()[0] == "full":
         with pytest.raises(SandboxError, match="overlaps"):
             start([sys.executable, "-c", "pass"], Path(sys.prefix), Limits(), {}, "full")
