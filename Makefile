@@ -23,6 +23,7 @@ help:
 	@echo "make calibrate                 suggest the model item's accuracy threshold"
 	@echo "make student-bundle            build dist/student.zip (no reference, public checks)"
 	@echo "make gradescope                build dist/gradescope_autograder.zip"
+	@echo "make batch SRC=path OUT=dir    grade a class (folder or .zip) into a gradebook [ARGS=--force ..]"
 
 venv: $(STAMP)
 
@@ -52,6 +53,11 @@ student-bundle: $(STAMP)
 
 gradescope: $(STAMP)
 	$(PY) -m grader bundle gradescope
+
+batch: $(STAMP)
+	@test -n "$(SRC)" && test -n "$(OUT)" || \
+		{ echo "usage: make batch SRC=folder-or-zip OUT=folder [ARGS='--jobs N --force']" >&2; exit 2; }
+	$(PY) -m grader batch "$(SRC)" --out "$(OUT)" $(ARGS)
 
 clean:
 	rm -rf $(VENV) .cache dist

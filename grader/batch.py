@@ -88,8 +88,29 @@ SCORE_NEUTRAL_MODULES = frozenset({"batch.py", "summary.py", "notebook.py", "cli
 
 # ------------------------------------------------------------------ the CLI
 
+_EPILOG = """\
+layouts of SRC (detected; they may be mixed):
+  files        <student>.py or <student>.ipynb, one per student
+  folders      <student>/... holding tensorflow_tutorial.py (or .ipynb, or one .py)
+  gradescope   submission_metadata.yml beside submission_<id>/ folders
+  canvas       <name>[_LATE]_<userid>_<submissionid>_<file>
+  A .zip of any of them; a single folder wrapping everything is opened.
+
+DIR gets gradebook.csv, reports/<student>.json and .txt, submissions/<student>.py
+(the file graded), summary.json, score_distribution.png, summary.html, state.json.
+
+status: graded, timeout, crashed (scored), ungradable (a grader fault: no score),
+pending (interrupted before its turn), skipped-* (not graded: the reason is in
+summary.json and reports/<student>.txt).
+
+exit status: 0 done, 1 done but some ungradable, 2 usage error or a fault that
+affects every submission (nothing graded), 130 interrupted."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "Grade a whole class: a gradebook, feedback and a summary."
+    parser.epilog = _EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("src", type=Path, metavar="SRC",
                         help="a folder or a .zip: one file or folder per student, or a "
                              "Gradescope or Canvas export")
@@ -479,9 +500,11 @@ class _Output:
         return entry
 
     def _entry(self, sub: Submission, key: str, status: str, reason: str, seconds: float) -> dict:
-        return {"source": sub.source, "status": status, "reason": reason, "key": key,
-                "seconds": round(seconds, 3), "info": sub.info,
-                "graded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        entry = {"source": sub.source, "status": status, "reason": reason, "key": key,
+                 "seconds": round(seconds, 3), "info": sub.info}
+        if key:
+            entry["graded_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return entry
 
     def save(self) -> None:
         """state.json, then gradebook.csv: each replaced whole, never half-written."""

@@ -13,6 +13,9 @@ that an indented block stays valid) with the original text in a comment:
   removes the whole cell;
 - help requests (``tf.reshape?``, ``??np``) and ``get_ipython()`` calls.
 
+``from __future__`` imports, valid in any cell of a notebook, are moved to the
+top of the file, the only place Python accepts them.
+
 A cell that already compiles as Python is kept exactly as it is.  A cell with
 a magic *and* a string or expression whose own line starts with ``%`` or ``!``
 may come out wrong: that is rare enough in this assignment to accept.
@@ -29,6 +32,7 @@ __all__ = ["NotebookError", "extract"]
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun"})
 _ASSIGNED_ESCAPE = re.compile(r"^\s*[A-Za-z_][\w.,\s]*=\s*[!%]")
 _HELP = re.compile(r"^\s*(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")
+_FUTURE = re.compile(r"^from\s+__future__\s+import\s+[^#;]+$")
 
 
 class NotebookError(Exception):
@@ -94,6 +98,7 @@ def extract(path: Path) -> str:
         raise NotebookError(f"not a readable Jupyter notebook ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
     parts = [f"# Python extracted from {path.name}: the code cells, IPython syntax removed."]
+    futures: list[str] = []
     for number, cell in enumerate(notebook.get("cells", []), start=1):
         if cell.get("cell_type") != "code":
             continue
@@ -105,5 +110,12 @@ def extract(path: Path) -> str:
             kept = "\n".join("# " + line for line in str(source).splitlines())
             parts.append(f"# %% cell {number} (removed: not a Python cell)\n{kept}")
         else:
-            parts.append(f"# %% cell {number}\n{cleaned}")
+            lines = cleaned.splitlines()
+            for i, line in enumerate(lines):
+                if _FUTURE.match(line.rstrip()):
+                    futures.append(line.rstrip())
+                    lines[i] = "# moved to the top: " + line.rstrip()
+            parts.append(f"# %% cell {number}\n" + "\n".join(lines))
+    if futures:
+        parts.insert(1, "\n".join(dict.fromkeys(futures)))
     return "\n\n".join(parts) + "\n"

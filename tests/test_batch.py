@@ -1,0 +1,379 @@
+"""grader/batch.py, grader/notebook.py and grader/summary.py.
+
+The end-to-end tests run ``python -m grader batch`` and ``check`` as
+subprocesses on a small class; this process never imports TensorFlow.  The
+other tests exercise discovery, notebook extraction and rendering directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from grader import batch, summary
+from grader.notebook import extract
+from grader.rubric import load_rubric
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "reference" / "tensorflow_tutorial.py"
+STARTER = ROOT / "starter" / "tensorflow_tutorial.py"
+RUBRIC = load_rubric(ROOT / "rubric.yaml")
+HEADER = ["student", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10", "Q11", "model",
+          "total", "status"]
+COST_MEAN = "return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=Y, logits=Z2))"
+HANGS = "import time\ntime.sleep(3600)\n"
+HOSTILE = """import os, sys
+if os.fork() == 0:          # a daemon that should not outlive its grade
+    os.setsid()
+    import time
+    time.sleep(3600)
+sys.stdout.write("x" * 5_000_000)
+os._exit(3)
+"""
+
+
+# ---------------------------------------------------------------- helpers
+
+def run_grader(*args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def short_rubric(tmp_path: Path) -> Path:
+    """rubric.yaml with a short import budget, so that a hanging submission costs little."""
+    data = yaml.safe_load((ROOT / "rubric.yaml").read_text())
+    data["limits"]["import_seconds"] = 4
+    path = tmp_path / "rubric-short.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def notebook_from(source: str, path: Path) -> Path:
+    """A notebook of ``source`` split into cells, with magics and shell escapes around."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell("# TensorFlow tutorial"))
+    nb.cells.append(nbformat.v4.new_code_cell("!pip install tensorflow\n%matplotlib inline"))
+    head, *functions = source.split("\ndef ")
+    nb.cells.append(nbformat.v4.new_code_cell(head))
+    nb.cells += [nbformat.v4.new_code_cell("def " + f) for f in functions]
+    nb.cells.append(nbformat.v4.new_code_cell("%%time\nlisting = !ls\nsteps = 3\nlen?"))
+    nb.cells.append(nbformat.v4.new_code_cell("%%bash\necho not python"))
+    nbformat.write(nb, str(path))
+    return path
+
+
+def read_gradebook(out: Path) -> list[dict]:
+    text = (out / "gradebook.csv").read_text()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == HEADER
+    return [dict(zip(rows[0], r)) for r in rows[1:]]
+
+
+def check_json(path: Path, rubric: Path) -> dict:
+    proc = run_grader("check", path, "--format", "json", "--rubric", rubric)
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads(proc.stdout)
+
+
+def make_class(src: Path) -> None:
+    src.mkdir()
+    reference = REFERENCE.read_text()
+    (src / "alice.py").write_text(reference)
+    (src / "bob.py").write_bytes(STARTER.read_bytes())
+    assert reference.count(COST_MEAN) == 1
+    (src / "carl.py").write_text(reference.replace(COST_MEAN, COST_MEAN.replace("mean", "sum")))
+    notebook_from(reference, src / "erin.ipynb")
+    (src / "hank.py").write_text(HANGS)
+    (src / "mallory.py").write_text(HOSTILE)
+    (src / "notes.txt").write_text("I could not finish, sorry.\n")
+    (src / ".DS_Store").write_bytes(b"\0\1")
+
+
+# ------------------------------------------------------------ end to end
+
+def test_batch_grades_a_class_like_check_and_resumes(tmp_path):
+    rubric = short_rubric(tmp_path)
+    src, out = tmp_path / "class", tmp_path / "out"
+    make_class(src)
+
+    proc = run_grader("batch", src, "--out", out, "--jobs", 2, "--rubric", rubric)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["student"]: r for r in read_gradebook(out)}
+    assert sorted(rows) == ["alice", "bob", "carl", "erin", "hank", "mallory", "notes"]
+    status = {name: r["status"] for name, r in rows.items()}
+    assert status == {"alice": "graded", "bob": "graded", "carl": "graded", "erin": "graded",
+                      "hank": "timeout", "mallory": "crashed", "notes": "skipped-not-python"}
+    assert rows["notes"]["total"] == "" and rows["notes"]["Q2"] == ""
+    assert float(rows["alice"]["total"]) == 100 and float(rows["erin"]["total"]) == 100
+    assert float(rows["carl"]["Q5"]) < 10 and float(rows["bob"]["total"]) == 0
+    assert "not a .py or .ipynb" in (out / "reports" / "notes.txt").read_text()
+    assert "timed out" in (out / "reports" / "hank.txt").read_text()
+
+    graded = ["alice", "bob", "carl", "erin", "hank", "mallory"]
+    for name in graded:
+        assert (out / "reports" / f"{name}.txt").read_text().startswith("Grading ")
+        assert (out / "submissions" / f"{name}.py").is_file()
+    erin = (out / "submissions" / "erin.py").read_text()
+    assert "!pip" not in erin.replace("# removed: !pip", "") and "%%bash" in erin
+
+    # the same scores as `check` on the same file (for the notebook: the file graded)
+    with ThreadPoolExecutor(2) as pool:
+        checked = dict(zip(graded, pool.map(
+            lambda n: check_json(out / "submissions" / f"{n}.py", rubric), graded)))
+    for name in graded:
+        report = json.loads((out / "reports" / f"{name}.json").read_text())
+        assert [q["id"] for q in report["questions"]] == HEADER[1:-2]
+        assert report["total"] == checked[name]["total"], name
+        for q, c in zip(report["questions"], checked[name]["questions"]):
+            assert q["score"] == c["score"] and float(rows[name][q["id"]]) == pytest.approx(
+                q["score"], abs=1e-6), (name, q["id"])
+
+    result = json.loads((out / "summary.json").read_text())
+    assert result["counts"] == {"crashed": 1, "graded": 4, "skipped-not-python": 1, "timeout": 1}
+    assert {i["id"] for i in result["items"]} == set(HEADER[1:-1])
+    assert any(i["path"] == ".DS_Store" for i in result["ignored"])
+    page = (out / "summary.html").read_text()
+    assert f"src='{summary.PNG_NAME}'" in page
+    assert (out / summary.PNG_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # a rerun regrades nothing and is quick
+    before = (out / "state.json").read_text()
+    started = time.monotonic()
+    proc = run_grader("batch", src, "--out", out, "--rubric", rubric)
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 20
+    assert "0 to grade, 6 unchanged" in proc.stderr
+    assert json.loads((out / "state.json").read_text())["students"] == \
+        json.loads(before)["students"]
+
+
+def test_batch_over_a_zip_of_student_folders_resumes_and_force_regrades(tmp_path):
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("class/dave/tensorflow_tutorial.py", STARTER.read_text())
+        zf.writestr("class/dave/mnist_loader.py", "# provided\n")
+        zf.writestr("class/fay/report.pdf", "%PDF-1.4\n")
+        zf.writestr("../escape.py", "print('outside')\n")
+    out = tmp_path / "out"
+    proc = run_grader("batch", archive, "--out", out, "--jobs", 1)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["student"]: r for r in read_gradebook(out)}
+    assert rows["dave"]["status"] == "graded" and rows["dave"]["total"] == "0"
+    assert rows["fay"]["status"] == "skipped-not-python"
+    ignored = json.loads((out / "summary.json").read_text())["ignored"]
+    assert any("outside" in i["reason"] for i in ignored)
+    assert not (tmp_path / "escape.py").exists()
+    first = json.loads((out / "state.json").read_text())["students"]["dave"]
+
+    proc = run_grader("batch", archive, "--out", out)
+    assert "0 to grade, 1 unchanged" in proc.stderr
+    proc = run_grader("batch", archive, "--out", out, "--force")
+    assert proc.returncode == 0 and "1 to grade" in proc.stderr, proc.stderr
+    again = json.loads((out / "state.json").read_text())["students"]["dave"]
+    assert again["key"] == first["key"] and again["graded_at"] >= first["graded_at"]
+    graded_copy = (out / "submissions" / "dave.py").stat().st_mtime
+    assert (out / "reports" / "dave.json").stat().st_mtime > graded_copy
+
+
+def test_a_rubric_that_does_not_validate_stops_the_batch_before_grading(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 1\n")
+    src = tmp_path / "class"
+    src.mkdir()
+    (src / "a.py").write_text("x = 1\n")
+    proc = run_grader("batch", src, "--out", tmp_path / "out", "--rubric", bad)
+    assert proc.returncode == 2 and "ungradable" in proc.stderr
+    assert not (tmp_path / "out" / "gradebook.csv").exists()
+
+
+# ---------------------------------------------------------------- discovery
+
+def names(found) -> dict:
+    return {s.student: (s.source, s.status) for s in found.submissions}
+
+
+def test_loose_files_folders_and_collisions(tmp_path):
+    (tmp_path / "Zoë Smith.py").write_text("x = 1\n")
+    (tmp_path / "Zoe_Smith.ipynb").write_text("{}")
+    (tmp_path / "mnist_loader.py").write_text("")
+    (tmp_path / "=cmd.py").write_text("")
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "tensorflow_tutorial.py").write_text("")
+    (tmp_path / "ann" / "scratch.py").write_text("")
+    (tmp_path / "ben").mkdir()
+    (tmp_path / "ben" / "a.py").write_text("")
+    (tmp_path / "ben" / "b.py").write_text("")
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "sub").mkdir()
+    (tmp_path / "cat" / "sub" / "tensorflow_tutorial.ipynb").write_text("{}")
+    (tmp_path / "dan").mkdir()
+    found = batch.discover(tmp_path, RUBRIC)
+    assert found.layout == "files+folders"
+    assert names(found) == {
+        "Zoe_Smith": ("Zoe_Smith.ipynb", ""), "Zoe_Smith-2": ("Zoë Smith.py", ""),
+        "cmd": ("=cmd.py", ""),
+        "ann": ("ann/tensorflow_tutorial.py", ""), "ben": ("ben/", "skipped-ambiguous"),
+        "cat": ("cat/sub/tensorflow_tutorial.ipynb", ""), "dan": ("dan/", "skipped-no-submission"),
+    }
+    assert {"path": "mnist_loader.py", "reason": "a file provided with the assignment"} in found.ignored
+
+
+def test_gradescope_export(tmp_path):
+    root = tmp_path / "assignment_1_export"
+    (root / "submission_11").mkdir(parents=True)
+    (root / "submission_11" / "tensorflow_tutorial.py").write_text("")
+    (root / "submission_12").mkdir()
+    (root / "submission_12" / "answers.docx").write_text("")
+    (root / "submission_metadata.yml").write_text(
+        "submission_11:\n  :submitters:\n  - :name: Ada Lovelace\n    :sid: '42'\n"
+        "    :email: ada@example.edu\n  :score: 0.0\n"
+        "submission_12:\n  :submitters:\n  - :name: Alan Turing\n    :sid: '7'\n")
+    found = batch.discover(tmp_path, RUBRIC)
+    assert found.layout == "gradescope"
+    assert names(found) == {"Ada_Lovelace": ("submission_11/tensorflow_tutorial.py", ""),
+                            "Alan_Turing": ("submission_12/", "skipped-not-python")}
+    assert found.submissions[0].info == {"submission": "submission_11", "sid": "42",
+                                         "email": "ada@example.edu"}
+
+
+def test_canvas_export(tmp_path):
+    for name in ("lovelaceada_101_5001_tensorflow_tutorial.py",
+                 "lovelaceada_101_5001_mnist_loader.py",
+                 "turingalan_LATE_102_5002_tensorflow_tutorial-1.ipynb",
+                 "hopper_103_5003_essay.pdf"):
+        (tmp_path / name).write_text("{}")
+    found = batch.discover(tmp_path, RUBRIC)
+    assert found.layout == "canvas"
+    assert names(found) == {
+        "hopper": ("hopper_103_*", "skipped-not-python"),
+        "lovelaceada": ("lovelaceada_101_5001_tensorflow_tutorial.py", ""),
+        "turingalan": ("turingalan_LATE_102_5002_tensorflow_tutorial-1.ipynb", "")}
+    assert next(s for s in found.submissions if s.student == "turingalan").info["late"] is True
+
+
+def test_zip_extraction_refuses_escapes(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok/x.py", "x = 1\n")
+        zf.writestr("../evil.py", "")
+        zf.writestr("/abs.py", "")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    left_out = batch._extract_zip(archive, dest)
+    assert (dest / "ok" / "x.py").read_text() == "x = 1\n"
+    assert not (tmp_path / "evil.py").exists()
+    assert {i["path"] for i in left_out} >= {"../evil.py"}
+
+
+def test_the_output_folder_inside_src_is_not_a_student(tmp_path):
+    (tmp_path / "a.py").write_text("")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "tensorflow_tutorial.py").write_text("")
+    found = batch.discover(tmp_path, RUBRIC, exclude=(tmp_path / "out").resolve())
+    assert names(found) == {"a": ("a.py", "")}
+
+
+# ---------------------------------------------------------------- notebooks
+
+def test_notebook_cells_become_python_without_ipython_syntax(tmp_path):
+    path = notebook_from("from __future__ import annotations\nimport os\n\ndef f():\n    return 1\n",
+                         tmp_path / "n.ipynb")
+    text = extract(path)
+    compile(text, "n.py", "exec")
+    lines = text.splitlines()
+    assert lines[2] == "from __future__ import annotations"
+    code = [line.split("#")[0].rstrip() for line in lines]
+    assert not any(c.lstrip().startswith(("!", "%")) or "= !" in c or c.endswith("?") for c in code)
+    assert "steps = 3" in lines and "# echo not python" in lines
+
+
+def test_a_cell_that_compiles_is_kept_as_it_is(tmp_path):
+    source = 'x = """\n!not a shell escape\n%not a magic\n"""\ny = (10\n     % 3)\n'
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nbformat.write(nb, str(tmp_path / "n.ipynb"))
+    assert source.rstrip("\n") in extract(tmp_path / "n.ipynb")
+
+
+def test_an_unreadable_notebook_is_a_notebook_error(tmp_path):
+    (tmp_path / "n.ipynb").write_text("{not json")
+    with pytest.raises(batch.NotebookError, match="not a readable Jupyter notebook"):
+        extract(tmp_path / "n.ipynb")
+
+
+# ---------------------------------------------------------------- rendering
+
+def test_gradebook_rows_and_number_format():
+    students = {"b": {"status": "graded", "scores": {"Q2": 5.0, "Q3": 20 / 3}, "total": 35 / 3},
+                "a": {"status": "ungradable", "scores": {}, "total": None, "reason": "x"}}
+    text = summary.gradebook_csv(["Q2", "Q3"], students)
+    assert text == "student,Q2,Q3,total,status\na,,,,ungradable\nb,5,6.666667,11.666667,graded\n"
+
+
+def test_the_resume_key_changes_with_the_rubric(tmp_path):
+    other = tmp_path / "r.yaml"
+    data = yaml.safe_load((ROOT / "rubric.yaml").read_text())
+    data["seed"] += 1
+    other.write_text(yaml.safe_dump(data))
+    vis = ("public", "hidden")
+    key = batch._context_digest(RUBRIC, vis, "auto")
+    assert key == batch._context_digest(RUBRIC, vis, "auto")
+    assert key != batch._context_digest(load_rubric(other), vis, "auto")
+    assert key != batch._context_digest(RUBRIC, ("public",), "auto")
+
+
+def test_progress_prints_plain_lines_off_a_terminal():
+    stream = io.StringIO()
+    progress = batch._Progress(2, 1, stream)
+    progress.finished("ann", {"status": "graded", "total": 87.5, "max_total": 100, "seconds": 4.2})
+    progress.finished("bob", {"status": "ungradable", "reason": "the sandbox cannot start",
+                              "seconds": 0.1})
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("[1/2] ann: graded, 87.5/100 (4.2 s, ETA ")
+    assert lines[1].startswith("[2/2] bob: ungradable, the sandbox cannot start")
+
+
+def test_a_grader_fault_on_one_submission_is_ungradable_not_zero(tmp_path, monkeypatch):
+    from grader.errors import UngradableError
+    from grader.report import Report
+
+    def fake_grade(path, rubric, visibilities, isolation="auto"):
+        if path.stem == "a":
+            raise UngradableError("the sandbox cannot start: no free uid")
+        if path.stem == "b":
+            raise RuntimeError("a bug")
+        return Report(str(path), 0.0, 100.0, (), "full", "all", 100.0, "x", "y")
+
+    monkeypatch.setattr(batch.engine, "grade", fake_grade)
+    out = tmp_path / "out"
+    output = batch._Output(out, RUBRIC, "ctx")
+    todo = []
+    for name in ("a", "b", "c"):
+        path = tmp_path / f"{name}.py"
+        path.write_text("")
+        todo.append((batch.Submission(name, f"{name}.py", path), "key-" + name, path))
+    assert batch._grade_all(todo, output, RUBRIC, ("public",), "basic", 2) is False
+    rows = {r["student"]: r for r in read_gradebook_with(out, [i.id for i in RUBRIC.items])}
+    assert rows["a"]["status"] == rows["b"]["status"] == "ungradable"
+    assert rows["a"]["total"] == "" and rows["c"]["total"] == "0"
+    assert "no free uid" in output.students["a"]["reason"]
+    assert "internal grader error: RuntimeError" in output.students["b"]["reason"]
+    assert "problem on the grader's side" in (out / "reports" / "a.txt").read_text()
+    assert not output.reusable("a", "key-a") and output.reusable("c", "key-c")
+
+
+def read_gradebook_with(out: Path, ids: list[str]) -> list[dict]:
+    rows = list(csv.reader(io.StringIO((out / "gradebook.csv").read_text())))
+    assert rows[0] == ["student", *ids, "total", "status"]
+    return [dict(zip(rows[0], r)) for r in rows[1:]]
