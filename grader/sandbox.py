@@ -71,6 +71,7 @@ __all__ = [
     "RunResult",
     "SandboxError",
     "SandboxedProcess",
+    "TOKEN_VARIABLE",
     "detect_isolation",
     "start",
 ]

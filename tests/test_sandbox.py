@@ -113,9 +113,12 @@ def live_processes(marker: str | None = None, uid: int | None = None,
             continue
         try:
             status = (entry / "status").read_text()
+        except OSError:
+            continue  # gone
+        try:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
-            continue
+            environ = []
         real_uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
         if (marker and needle in environ) or real_uid == uid or int(entry.name) in pids:
             found.append(f"{entry.name}: {status.splitlines()[0]}")
