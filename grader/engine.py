@@ -44,6 +44,9 @@ MAX_NPZ_BYTES = 64 * 2**20
 MAX_JSON_BYTES = 2 * 2**20
 MAX_ARRAY_SIZE = 5_000_000
 POLL_SECONDS = 0.02
+# The contract functions the model item calls, in order.
+PIPELINE = ("create_placeholders", "initialize_parameters", "forward_propagation", "compute_cost",
+            "create_train_step", "initialize_session", "train")
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,12 @@ def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
             results[broken.id] = ProbeOutput.failure(status, message)
         elif broken is not None:
             results[broken.id] = ProbeOutput.failure(ERROR, "the process stopped before this item")
+        if broken is not None and results[broken.id].status == "timeout":
+            # the whole-pipeline item would call the same function and hang again
+            for t in remaining:
+                if t.item.probe == "model" and broken.item.probe in PIPELINE:
+                    results.setdefault(t.id, ProbeOutput.failure(
+                        "timeout", f"not run: {broken.item.probe}() timed out in {broken.item.id}"))
         remaining = [t for t in remaining if t.id not in results]
         if not trusted:
             shutil.rmtree(workdir, ignore_errors=True)
