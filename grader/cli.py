@@ -86,7 +86,7 @@ def run_check(args) -> int:
     if args.format == "json":
         text = to_json(report)
     elif args.format == "gradescope":
-        text = json.dumps(to_gradescope(report), indent=2) + "\n"
+        text = json.dumps(to_gradescope(report, rubric.gradescope_hidden_visibility), indent=2) + "\n"
     else:
         text = to_text(report)
     if args.output:

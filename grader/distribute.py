@@ -210,8 +210,8 @@ def run_gradescope(root: Path, rubric_path: Path) -> int:
     if submission.suffix == ".ipynb":
         submission = _notebook_to_script(submission, rubric.submission_name)
     report = engine.grade(submission, rubric, ("public", "hidden"), isolation="auto")
-    hidden = "after_published"
-    results_path.write_text(json.dumps(to_gradescope(report, hidden), indent=2) + "\n")
+    results_path.write_text(json.dumps(to_gradescope(report, rubric.gradescope_hidden_visibility),
+                                       indent=2) + "\n")
     return report.exit_code
 
 

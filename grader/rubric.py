@@ -21,6 +21,7 @@ from .diagnoses import DIAGNOSES
 from .errors import RubricError
 
 VISIBILITIES = ("public", "hidden")
+GRADESCOPE_VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 LIMIT_KEYS = {"startup_seconds": (int, float), "import_seconds": (int, float),
               "cpu_seconds": int, "memory_mib": int, "processes": int, "file_size_mib": int,
               "output_kib": int, "threads": int}
@@ -67,6 +68,7 @@ class Rubric:
     limits: dict
     items: tuple[Item, ...]
     digest: str
+    gradescope_hidden_visibility: str = "after_published"
 
     @property
     def max_total(self) -> float:
@@ -238,9 +240,12 @@ def parse_rubric(data: Any, path: Path, text: str = "") -> Rubric:
             problems.add(f"questions[{i}].id", f"{item.id!r} appears twice")
         seen.add(item.id)
         items.append(item)
+    gs_visibility = data.get("gradescope_hidden_visibility", "after_published")
+    if gs_visibility not in GRADESCOPE_VISIBILITIES:
+        problems.add("gradescope_hidden_visibility", _one_of(gs_visibility, GRADESCOPE_VISIBILITIES))
     for key in data:
         if key not in {"assignment", "submission_name", "seed", "public_seed", "tolerances",
-                       "limits", "questions"}:
+                       "limits", "questions", "gradescope_hidden_visibility"}:
             problems.add(key, "unknown key")
     if problems.items:
         raise RubricError("\n".join(problems.items))
@@ -248,7 +253,8 @@ def parse_rubric(data: Any, path: Path, text: str = "") -> Rubric:
     return Rubric(path=path, assignment=str(data.get("assignment", "")),
                   submission_name=str(data.get("submission_name", "tensorflow_tutorial.py")),
                   seed=seed, public_seed=public_seed, tolerances=dict(tolerances),
-                  limits=dict(limits), items=tuple(items), digest=digest)
+                  limits=dict(limits), items=tuple(items), digest=digest,
+                  gradescope_hidden_visibility=gs_visibility)
 
 
 def load_rubric(path: str | Path) -> Rubric:

@@ -117,3 +117,12 @@ def test_a_bad_rubric_exits_2_before_any_submission_runs(tmp_path, raw):
         + run.stderr.split("is not one of ")[1].strip()]
     assert "Traceback" not in run.stderr
     assert not marker.exists()
+
+
+def test_gradescope_hidden_visibility_is_checked(raw):
+    assert load_rubric(RUBRIC).gradescope_hidden_visibility == "after_published"
+    raw["gradescope_hidden_visibility"] = "never"
+    (line,) = problems(raw)
+    assert line.startswith("rubric.yaml: gradescope_hidden_visibility: 'never' is not one of ")
+    raw["gradescope_hidden_visibility"] = "after_due_date"
+    assert parse_rubric(raw, Path("rubric.yaml")).gradescope_hidden_visibility == "after_due_date"
