@@ -23,7 +23,6 @@ from pathlib import Path
 import yaml
 
 from . import engine
-from .errors import UngradableError
 from .outcome import ProbeOutput
 from .report import to_gradescope
 from .rubric import Rubric, load_rubric
@@ -207,20 +206,7 @@ def run_gradescope(root: Path, rubric_path: Path) -> int:
         results_path.write_text(json.dumps({"score": 0.0, "output": message,
                                             "visibility": "visible", "tests": []}, indent=2))
         return 1
-    if submission.suffix == ".ipynb":
-        submission = _notebook_to_script(submission, rubric.submission_name)
     report = engine.grade(submission, rubric, ("public", "hidden"), isolation="auto")
     results_path.write_text(json.dumps(to_gradescope(report, rubric.gradescope_hidden_visibility),
                                        indent=2) + "\n")
     return report.exit_code
-
-
-def _notebook_to_script(notebook: Path, name: str) -> Path:
-    try:
-        from .notebook import notebook_to_source
-    except ImportError:
-        raise UngradableError("notebooks cannot be graded: grader/notebook.py is missing") from None
-    folder = Path(tempfile.mkdtemp(prefix="notebook-"))
-    script = folder / name
-    script.write_text(notebook_to_source(notebook))
-    return script

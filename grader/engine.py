@@ -481,6 +481,21 @@ def _one_line(text: str, limit: int = 110) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _as_script(submission: Path, folder: Path, rubric: Rubric) -> tuple[Path, str]:
+    """A notebook's code cells as a script beside nothing else; (path, problem)."""
+    if submission.suffix != ".ipynb":
+        return submission, ""
+    from .notebook import NotebookError, extract
+    try:
+        source = extract(submission)
+    except NotebookError as exc:
+        return submission, f"{submission.name}: {exc}"
+    folder.mkdir()
+    script = folder / rubric.submission_name
+    script.write_text(source)
+    return script, ""
+
+
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),
           isolation: str = "auto") -> Report:
     """Grade one file; raises GraderError (exit 2) for anything that is not the student's."""
@@ -491,8 +506,13 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
         workroot = Path(tmp)
         os.chmod(workroot, 0o711)
         expected = expected_outputs(rubric, tasks, workroot)
-        got, level = run_probes(submission.resolve(), tasks, rubric, isolation, workroot,
-                                seed_of=lambda t: rubric.seed_for(t.visibility))
+        source, problem = _as_script(submission.resolve(), workroot / "notebook", rubric)
+        if problem:  # a broken notebook is the student's, like a syntax error
+            got = {t.id: ProbeOutput.failure(ERROR, problem) for t in tasks}
+            level = sandbox.detect_isolation(isolation)[0]
+        else:
+            got, level = run_probes(source, tasks, rubric, isolation, workroot,
+                                    seed_of=lambda t: rubric.seed_for(t.visibility))
     questions = tuple(score_item(item, [t for t in tasks if t.item is item], got, expected, rubric)
                       for item in rubric.items)
     complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
