@@ -13,15 +13,16 @@ In a student's folder (or among a Canvas student's files) the submission is
 the file named as the rubric's ``submission_name`` (``.py``, else ``.ipynb``),
 else the only ``.py`` or ``.ipynb`` file; ``mnist_loader.py`` (provided) is
 never taken for one.  Notebooks are graded as their code cells (see
-``notebook.py``).  Whatever is not graded gets a row saying why: its status is
-``skipped-not-python``, ``skipped-no-submission``, ``skipped-ambiguous``,
-``skipped-invalid-notebook``, ``skipped-too-large`` or ``skipped-not-a-file``.
+``notebook.py``), as ``check`` grades them; a notebook that cannot be read is
+graded too, as the student's error.  Whatever is not graded gets a row saying
+why: its status is ``skipped-not-python``, ``skipped-no-submission``,
+``skipped-ambiguous``, ``skipped-too-large`` or ``skipped-not-a-file``.
 Hidden files, ``__MACOSX/`` and the like are ignored and listed in summary.json.
 
 DIR receives ``gradebook.csv`` (``student,<item ids>,total,status``, one row per
 student), ``reports/<student>.json`` (what ``check --format json`` prints) and
 ``reports/<student>.txt`` (the student's feedback), ``submissions/<student>.py``
-(the exact file graded), ``summary.json``, ``score_distribution.png``,
+(the exact file graded: a notebook's extracted code), ``summary.json``, ``score_distribution.png``,
 ``summary.html`` and ``state.json`` (what makes a rerun resume).
 
 A graded row's status is ``graded``, or ``timeout`` / ``crashed`` when an item
@@ -82,7 +83,7 @@ MAX_ZIP_MEMBERS = 20_000
 MAX_ZIP_BYTES = 2 * 2**30
 MEMORY_PER_WORKER = 2**30            # a grading child peaks near 700 MiB
 CANVAS_NAME = re.compile(r"^(?P<name>[^_]+)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<sid>\d+)_(?P<file>.+)$")
-SCORE_NEUTRAL_MODULES = frozenset({"batch.py", "summary.py", "notebook.py", "cli.py",
+SCORE_NEUTRAL_MODULES = frozenset({"batch.py", "summary.py", "cli.py",
                                    "__main__.py", "distribute.py"})
 
 
@@ -385,11 +386,15 @@ def _context_digest(rubric: Rubric, visibilities: tuple[str, ...], isolation: st
     return h.hexdigest()
 
 
-def _graded_bytes(sub: Submission) -> bytes:
-    """The Python the grader imports; raises NotebookError for a bad notebook."""
+def _graded_file(sub: Submission) -> tuple[bytes, str]:
+    """(contents, suffix) of the file to hand the engine: a notebook's code as Python, or
+    a notebook that cannot be read as it is (the engine reports it as the student's error)."""
     if sub.path.suffix == ".ipynb":
-        return extract(sub.path).encode("utf-8")
-    return sub.path.read_bytes()
+        try:
+            return extract(sub.path).encode("utf-8"), ".py"
+        except NotebookError:
+            return sub.path.read_bytes(), ".ipynb"
+    return sub.path.read_bytes(), ".py"
 
 
 def _row_status(report: Report) -> str:
@@ -465,7 +470,8 @@ class _Output:
         for path in (self.reports / f"{student}.json", self.reports / f"{student}.txt"):
             path.unlink(missing_ok=True)
         if graded_copy:
-            (self.graded / f"{student}.py").unlink(missing_ok=True)
+            for suffix in (".py", ".ipynb"):
+                (self.graded / f"{student}{suffix}").unlink(missing_ok=True)
 
     def set(self, student: str, entry: dict) -> None:
         self.students[student] = entry
@@ -679,17 +685,15 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
         if sub.status:
             output.record_skip(sub)
             continue
-        try:
-            graded = _graded_bytes(sub)
-        except NotebookError as exc:
-            output.record_skip(replace(sub, status="skipped-invalid-notebook", reason=str(exc)))
-            continue
+        graded, suffix = _graded_file(sub)
         if len(graded) > MAX_GRADED_BYTES:
             output.record_skip(replace(sub, status="skipped-too-large",
                                        reason=f"more than {MAX_GRADED_BYTES // 2**20} MiB of Python"))
             continue
         key = hashlib.sha256(hashlib.sha256(graded).digest() + context.encode()).hexdigest()
-        copy = output.graded / f"{sub.student}.py"
+        copy = output.graded / f"{sub.student}{suffix}"
+        (output.graded / f"{sub.student}{'.py' if suffix == '.ipynb' else '.ipynb'}").unlink(
+            missing_ok=True)
         if not args.force and output.reusable(sub.student, key) and copy.is_file():
             reused += 1
             continue

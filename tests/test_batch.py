@@ -95,6 +95,7 @@ def make_class(src: Path) -> None:
     assert reference.count(COST_MEAN) == 1
     (src / "carl.py").write_text(reference.replace(COST_MEAN, COST_MEAN.replace("mean", "sum")))
     notebook_from(reference, src / "erin.ipynb")
+    (src / "gil.ipynb").write_text('{"cells": [')   # a broken notebook: the student's error
     (src / "hank.py").write_text(HANGS)
     (src / "mallory.py").write_text(HOSTILE)
     (src / "notes.txt").write_text("I could not finish, sorry.\n")
@@ -111,27 +112,29 @@ def test_batch_grades_a_class_like_check_and_resumes(tmp_path):
     proc = run_grader("batch", src, "--out", out, "--jobs", 2, "--rubric", rubric)
     assert proc.returncode == 0, proc.stderr
     rows = {r["student"]: r for r in read_gradebook(out)}
-    assert sorted(rows) == ["alice", "bob", "carl", "erin", "hank", "mallory", "notes"]
+    assert sorted(rows) == ["alice", "bob", "carl", "erin", "gil", "hank", "mallory", "notes"]
     status = {name: r["status"] for name, r in rows.items()}
     assert status == {"alice": "graded", "bob": "graded", "carl": "graded", "erin": "graded",
-                      "hank": "timeout", "mallory": "crashed", "notes": "skipped-not-python"}
+                      "gil": "graded", "hank": "timeout", "mallory": "crashed",
+                      "notes": "skipped-not-python"}
     assert rows["notes"]["total"] == "" and rows["notes"]["Q2"] == ""
     assert float(rows["alice"]["total"]) == 100 and float(rows["erin"]["total"]) == 100
     assert float(rows["carl"]["Q5"]) < 10 and float(rows["bob"]["total"]) == 0
     assert "not a .py or .ipynb" in (out / "reports" / "notes.txt").read_text()
     assert "timed out" in (out / "reports" / "hank.txt").read_text()
+    assert "not a readable Jupyter notebook" in (out / "reports" / "gil.txt").read_text()
 
-    graded = ["alice", "bob", "carl", "erin", "hank", "mallory"]
+    graded = ["alice", "bob", "carl", "erin", "gil", "hank", "mallory"]
+    sources = {name: next(src.glob(f"{name}.*")) for name in graded}
     for name in graded:
         assert (out / "reports" / f"{name}.txt").read_text().startswith("Grading ")
-        assert (out / "submissions" / f"{name}.py").is_file()
+        assert (out / "submissions" / f"{name}{'.ipynb' if name == 'gil' else '.py'}").is_file()
     erin = (out / "submissions" / "erin.py").read_text()
     assert "!pip" not in erin.replace("# removed: !pip", "") and "%%bash" in erin
 
-    # the same scores as `check` on the same file (for the notebook: the file graded)
+    # the same scores as `check` on the same file
     with ThreadPoolExecutor(2) as pool:
-        checked = dict(zip(graded, pool.map(
-            lambda n: check_json(out / "submissions" / f"{n}.py", rubric), graded)))
+        checked = dict(zip(graded, pool.map(lambda n: check_json(sources[n], rubric), graded)))
     for name in graded:
         report = json.loads((out / "reports" / f"{name}.json").read_text())
         assert [q["id"] for q in report["questions"]] == HEADER[1:-2]
@@ -141,7 +144,7 @@ def test_batch_grades_a_class_like_check_and_resumes(tmp_path):
                 q["score"], abs=1e-6), (name, q["id"])
 
     result = json.loads((out / "summary.json").read_text())
-    assert result["counts"] == {"crashed": 1, "graded": 4, "skipped-not-python": 1, "timeout": 1}
+    assert result["counts"] == {"crashed": 1, "graded": 5, "skipped-not-python": 1, "timeout": 1}
     assert {i["id"] for i in result["items"]} == set(HEADER[1:-1])
     assert any(i["path"] == ".DS_Store" for i in result["ignored"])
     page = (out / "summary.html").read_text()
@@ -153,8 +156,8 @@ def test_batch_grades_a_class_like_check_and_resumes(tmp_path):
     started = time.monotonic()
     proc = run_grader("batch", src, "--out", out, "--rubric", rubric)
     assert proc.returncode == 0, proc.stderr
+    assert "0 to grade, 7 unchanged" in proc.stderr, proc.stderr
     assert time.monotonic() - started < 20
-    assert "0 to grade, 6 unchanged" in proc.stderr
     assert json.loads((out / "state.json").read_text())["students"] == \
         json.loads(before)["students"]
 
