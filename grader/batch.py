@@ -288,11 +288,13 @@ def discover(root: Path, rubric: Rubric, exclude: Path | None = None) -> Discove
         layout = "gradescope"
         found = _gradescope(root, rubric, ignored)
     else:
-        top = sorted(p for p in root.iterdir()
-                     if not (exclude is not None and p.resolve() == exclude))
         files, folders = [], []
-        for p in top:
-            if _ignored(p):
+        for p in sorted(root.iterdir()):
+            if exclude is not None and p.resolve() == exclude:
+                continue
+            if exclude is not None and p.is_dir() and exclude.is_relative_to(p.resolve()):
+                ignored.append({"path": p.name, "reason": "holds the output folder (--out)"})
+            elif _ignored(p):
                 ignored.append({"path": p.name, "reason": "hidden or system file"})
             elif p.is_dir() and not p.is_symlink():
                 folders.append(p)
@@ -352,8 +354,8 @@ def _extract_zip(archive: Path, dest: Path) -> list[dict]:
                 left_out.append({"path": member.filename, "reason": "a symbolic link"})
                 continue
             limit = min(MAX_SOURCE_BYTES, MAX_ZIP_BYTES - total)
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(member) as src, open(target, "wb") as dst:
                     copied = 0
                     while chunk := src.read(1 << 20):
@@ -553,8 +555,8 @@ class _Progress:
         if self.tty:
             self.draw(force=True)
             return
-        score = (f"{summary.fmt(entry['total'])}/{summary.fmt(entry['max_total'])}"
-                 if status in SCORED else entry.get("reason", "")[:120])
+        score = (f"{entry['total']:.4g}/{entry['max_total']:g}" if status in SCORED
+                 else entry.get("reason", "")[:120])
         print(f"[{self.done}/{self.total}] {student}: {status}, {score} "
               f"({entry['seconds']:.1f} s, ETA {self._eta()})", file=self.stream, flush=True)
 
@@ -704,6 +706,7 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
             output._remove(sub.student, graded_copy=False)
             output.set(sub.student, output._entry(sub, key, PENDING, "not graded yet", 0.0))
         todo.append((sub, key, copy))
+    output.save()  # skips, and pending rows for what changed, before anything slow
     skipped = sum(1 for s in output.students.values() if s["status"].startswith("skipped"))
     print(f"batch: {len(found.submissions)} students ({found.layout} layout): {len(todo)} to grade, "
           f"{reused} unchanged since graded, {skipped} skipped"

@@ -286,6 +286,10 @@ def test_the_output_folder_inside_src_is_not_a_student(tmp_path):
     (tmp_path / "out" / "tensorflow_tutorial.py").write_text("")
     found = batch.discover(tmp_path, RUBRIC, exclude=(tmp_path / "out").resolve())
     assert names(found) == {"a": ("a.py", "")}
+    (tmp_path / "results" / "out").mkdir(parents=True)
+    found = batch.discover(tmp_path, RUBRIC, exclude=(tmp_path / "results" / "out").resolve())
+    assert "results" not in names(found)
+    assert {"path": "results", "reason": "holds the output folder (--out)"} in found.ignored
 
 
 # ---------------------------------------------------------------- notebooks
