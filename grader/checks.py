@@ -69,7 +69,7 @@ def check(name: str, required: dict | None = None, optional: dict | None = None)
 
 def run_diagnoses(ctx: Context, target: str, got, expected) -> str | None:
     case = Case(target=target, got=np.asarray(got), expected=np.asarray(expected),
-                inputs=ctx.inputs, params=ctx.params)
+                inputs=ctx.inputs, params=ctx.params, outputs=dict(ctx.got.arrays))
     for name in ctx.spec.get("diagnoses", []):
         try:
             found = DIAGNOSES[name](case)
@@ -100,6 +100,15 @@ def fmt_value(a) -> str:
 def _tensor(ctx: Context, key: str) -> dict:
     value = ctx.got.meta.get(key)
     return value if isinstance(value, dict) else {}
+
+
+_NUMBER_TYPES = {"float", "int", "float16", "float32", "float64", "int32", "int64"}
+
+
+def _non_numeric_elements(ctx: Context, target: str) -> list[str]:
+    """The types of a returned sequence's elements that are not numbers (tensors, None...)."""
+    types = _tensor(ctx, target).get("element_types") or []
+    return sorted({str(t) for t in types} - _NUMBER_TYPES)
 
 
 # ------------------------------------------------------------ placeholders
@@ -273,6 +282,10 @@ def allclose(ctx: Context) -> Verdict:
         return Verdict(False, f"{target} has shape {fmt_shape(got.shape)}; "
                               f"expected {fmt_shape(want.shape)}",
                        run_diagnoses(ctx, target, got, want) or f"check the shape of {target}")
+    not_numbers = _non_numeric_elements(ctx, target)
+    if not_numbers:
+        return Verdict(False, f"{target} holds {', '.join(not_numbers)} values, not numbers",
+                       "return the numbers sess.run gives (as Python floats), not tensors")
     if not np.isfinite(g).all():
         return Verdict(False, f"{target} contains NaN or infinity",
                        run_diagnoses(ctx, target, got, want) or
@@ -283,6 +296,41 @@ def allclose(ctx: Context) -> Verdict:
     diag = run_diagnoses(ctx, target, got, want)
     return Verdict(False, f"{target}: got {fmt_value(g)}, expected {fmt_value(w)}",
                    diag or ctx.spec.get("hint"))
+
+
+@check("softmax_of", required={"target": str, "logits": str})
+def softmax_of(ctx: Context) -> Verdict:
+    """The target is the row-wise softmax of the submission's own logits.
+
+    Judged against the submission's logits rather than the reference's, so a
+    mistake in the logits is not charged a second time here."""
+    target, source = ctx.spec["target"], ctx.spec["logits"]
+    got, logits = ctx.got.array(target), ctx.got.array(source)
+    if got is None or logits is None:
+        missing = target if got is None else source
+        return Verdict(False, f"no value for {missing}", f"return {missing} as a tensor")
+    g, z = got.astype(np.float64), logits.astype(np.float64)
+    if g.shape != z.shape or g.ndim != 2:
+        return Verdict(False, f"{target} has shape {fmt_shape(got.shape)} and {source} "
+                              f"{fmt_shape(logits.shape)}; expected the same (m, 10)",
+                       f"{target} is the softmax of {source}: one row of 10 per example")
+    if not np.isfinite(g).all() or not np.isfinite(z).all():
+        return Verdict(False, f"{target} or {source} contains NaN or infinity",
+                       f"compute {target} with tf.nn.softmax({source})")
+    want = _softmax_rows(z)
+    if np.allclose(g, want, rtol=ctx.tolerances["rtol"], atol=ctx.tolerances["atol"]):
+        return Verdict(True, f"{target} is the softmax of {source}")
+    sums = g.sum(axis=1)
+    detail = (f"its rows sum to {fmt_value(sums)}" if not np.allclose(sums, 1, atol=1e-3)
+              else f"got {fmt_value(g)}, the softmax of {source} is {fmt_value(want)}")
+    return Verdict(False, f"{target} is not the softmax of {source}: {detail}",
+                   run_diagnoses(ctx, target, got, want) or
+                   f"{target} = tf.nn.softmax({source}), normalised over the 10 classes of each row")
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 # ------------------------------------------------------------ the train step
@@ -403,13 +451,30 @@ def returned_costs(ctx: Context) -> Verdict:
         return Verdict(False, f"train() returned {len(values)} costs for {steps} steps",
                        "append exactly one cost per step")
     served = ctx.got.array("batch_costs")
-    if served is None or len(served) < steps:
-        return Verdict(False, "the costs do not come from one mini-batch per step",
-                       "fetch the cost in the same sess.run as the training step")
-    if not close(values, served[:steps], rtol=1e-3, atol=1e-4):
+    if served is None or len(served) == 0:
+        return Verdict(False, "no mini-batch was drawn, so the costs cannot be those of the batches",
+                       "fetch the cost in the same sess.run as the training step, on that "
+                       "step's batch from mnist.train.next_batch")
+    if not _costs_of_served_batches(values, served):
         return Verdict(False, "the returned costs are not the costs of the batches fed at each step",
                        "fetch the cost in the same sess.run as the step, on that step's batch")
-    return Verdict(True, f"{steps} costs, one per step, from each step's batch")
+    # how the batches were drawn is the `batches` check's business, not this one's
+    return Verdict(True, f"{steps} costs, one per step, each the cost of a batch fed")
+
+
+def _costs_of_served_batches(values: np.ndarray, served: np.ndarray) -> bool:
+    """Each returned cost is the cost of a batch next_batch served, in the order served:
+    step i's batch comes after step i-1's (the same one only if a single batch was drawn)."""
+    if len(served) == 1:
+        return close(values, np.full(len(values), served[0]), rtol=1e-3, atol=1e-4)
+    position = 0
+    for value in values:
+        while position < len(served) and not close(value, served[position], rtol=1e-3, atol=1e-4):
+            position += 1
+        if position == len(served):
+            return False
+        position += 1
+    return True
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")

@@ -10,7 +10,7 @@ safe to show for hidden checks too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -27,6 +27,7 @@ class Case:
     expected: np.ndarray
     inputs: dict
     params: dict
+    outputs: dict = field(default_factory=dict)   # every array the probe returned
 
 
 Diagnosis = Callable[[Case], "str | None"]
@@ -116,6 +117,16 @@ def cost_squared_error(case: Case):
     if any(close(case.got, c) for c in candidates):
         return ("the cost matches a squared error: for a 10-class classification use "
                 "the softmax cross-entropy")
+    return None
+
+
+@diagnosis("cost_not_averaged")
+def cost_not_averaged(case: Case):
+    got = np.asarray(case.got, dtype=np.float64)
+    m = len(case.inputs["Z"])
+    if got.shape == (m,) and close(got.mean(), case.expected):
+        return ("the cost holds one cross-entropy per example: average them over the batch "
+                "(tf.reduce_mean) to get one number")
     return None
 
 
@@ -250,10 +261,13 @@ def forward_extra_relu(case: Case):
 @diagnosis("probabilities_not_softmax")
 def probabilities_not_softmax(case: Case):
     got = np.asarray(case.got, dtype=np.float64)
-    expected = np.asarray(case.expected, dtype=np.float64)
-    if got.shape != expected.shape or got.ndim != 2:
+    logits = case.outputs.get("Z2")
+    if logits is None:
+        x, W1, b1, W2, b2 = _forward_parts(case)
+        logits = _relu(x @ W1 + b1) @ W2 + b2
+    logits = np.asarray(logits, dtype=np.float64)
+    if got.shape != logits.shape or got.ndim != 2:
         return None
-    logits = np.log(np.clip(expected, 1e-30, None))
     if close(got, softmax(logits, axis=0)):
         return "A2 is a softmax over axis 0 (the batch): normalise over the 10 classes of each row"
     if not np.allclose(got.sum(1), 1, atol=1e-3):
@@ -272,11 +286,33 @@ def evaluate_swapped(case: Case):
     return None
 
 
+_BATCH_SIZES = (1, 32, 50, 64, 100, 128, 200, 256)
+
+
+def _rows(inputs: dict, start: int, stop: int) -> dict:
+    """The ``evaluate`` inputs restricted to the examples start:stop."""
+    return {**inputs, "images": inputs["images"][start:stop], "labels": inputs["labels"][start:stop]}
+
+
 @diagnosis("evaluate_partial")
 def evaluate_partial(case: Case):
     n = len(case.inputs["images"])
-    for count in (1, 32, 50, 64, 100, 128, 200, 256):
+    for count in _BATCH_SIZES:
         if count < n and close(case.got, evaluate_values(case.inputs, count)):
             return (f"the values match the first {count} examples only: evaluate every "
                     "example (when batching, weight each batch by its size)")
+    return None
+
+
+@diagnosis("evaluate_unweighted_batches")
+def evaluate_unweighted_batches(case: Case):
+    n = len(case.inputs["images"])
+    for size in _BATCH_SIZES[1:]:
+        if size >= n or n % size == 0:  # equal batches: the plain mean is right
+            continue
+        per_batch = [evaluate_values(_rows(case.inputs, start, start + size))
+                     for start in range(0, n, size)]
+        if close(case.got, np.mean(per_batch, axis=0)):
+            return (f"the values match the plain mean of per-batch results over batches of "
+                    f"{size}, the last one smaller: weight each batch by its number of examples")
     return None
