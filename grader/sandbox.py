@@ -30,15 +30,61 @@ Two isolation levels exist:
     kernel kills every process left in the PID namespace.
 
 ``basic`` (not root, e.g. a student's laptop)
-    A plain child process in a new session with the same resource limits.
-    The grader becomes a child subreaper, so that daemonized grandchildren are
-    re-parented to it; when the command exits or is killed, its process
-    group, every orphan re-parented to the grader and every process carrying
-    the run's random token in its environment are killed and reaped. There is
-    no filesystem or network isolation, and when the grader itself runs as
-    root the process limit is not enforced by the kernel. The cleanup also
-    kills any other child of the grader that started its own session, so a
-    grader using basic mode should not run such children of its own.
+    A child process in a new session, as the grader's own user, with the
+    same resource limits. The grader becomes a child subreaper, so that
+    daemonized grandchildren are re-parented to it; when the command exits
+    or is killed, its process group, every orphan re-parented to the grader
+    and every process carrying the run's random token in its environment are
+    killed and reaped. When the grader itself runs as root the process limit
+    is not enforced by the kernel. The cleanup also kills any other child of
+    the grader that started its own session, so a grader using basic mode
+    should not run such children of its own.
+
+    Where the kernel has Landlock (Linux 5.13 or later, enabled at boot), a
+    small launcher (this file run as a script, ``--landlock-exec``) sets
+    ``no_new_privs`` and confines itself just before it execs the command;
+    the command and all its descendants stay confined, root included:
+
+    - files: read and execute under ``/usr``, ``/bin``, ``/sbin``,
+      ``/lib*``, ``/etc``, the Python installation and the virtualenv (and
+      the command's own executable); read under ``/proc``; read and write
+      ``/dev/null``, ``/dev/zero`` and ``/dev/full``; read ``/dev/random``
+      and ``/dev/urandom``; read, write, create, rename and remove (not
+      execute) in the work directory. Nothing else can be opened: not the
+      repository with the reference solution and the rubric, not the home
+      directory, not ``/tmp`` outside the work directory, not ``/sys`` (the
+      C library and TensorFlow fall back to ``/proc`` and system calls) and
+      not ``/dev/shm`` (so no POSIX semaphores for ``multiprocessing``).
+      Give the command a ``HOME`` and a ``TMPDIR`` inside the work
+      directory: TensorFlow's Keras fails on a ``~/.keras/keras.json`` it
+      sees but cannot read. Moving files between directories needs ABI 2
+      (Linux 5.19); before that the kernel refuses it (EXDEV).
+    - network, from ABI 4 (Linux 6.7): no TCP bind or connect, loopback
+      included.
+    - scoping, from ABI 6 (Linux 6.12): no signal to a process outside the
+      sandbox (the grader included) and no connection to an abstract UNIX
+      socket created outside it.
+    - at every ABI, no ptrace of a process outside the sandbox: its memory
+      cannot be read through ``/proc`` and, unless the command runs as root,
+      neither can its environment or memory map.
+
+    Even with Landlock, basic mode does not stop: UDP and other non-TCP
+    traffic (datagrams can leave the machine); connecting to a UNIX socket
+    that has a path (a session bus, a Docker socket); ``stat``, ``access``
+    and ``chdir`` on any path (whether a file exists outside can be probed,
+    though it cannot be opened and directories outside cannot be listed);
+    reading every process's command line in ``/proc`` and the system's
+    ``/etc`` (within its permissions); System V IPC with other processes of
+    the same user. It gives no separate uid, PID or network namespace. The
+    launcher uses the kernel's ABI up to the newest one it knows
+    (:data:`_LANDLOCK_ABI_KNOWN`) and only the rights of that ABI.
+
+    Without Landlock (an older kernel, Landlock disabled, another OS, or a
+    failed self-test) basic mode confines nothing: the command can read and
+    write whatever the grader's user can, the reference solution and the
+    rubric included, use the network and signal the grader.
+    :attr:`SandboxedProcess.confinement` and the reason from
+    :func:`detect_isolation` say which case applies.
 
 Wall-clock budgets are the caller's job: poll() and kill() (or wait() with a
 timeout) give it what it needs.
@@ -46,25 +92,169 @@ timeout) give it what it needs.
 
 from __future__ import annotations
 
+# The Landlock launcher (``--landlock-exec``, below) runs this file as a
+# script before every basic-mode command: it needs only these modules, and
+# dispatches before the grader's own imports so that it starts quickly.
 import ctypes
-import fcntl
-import grp
-import json
 import os
-import pwd
-import resource
-import select
-import shutil
-import signal
-import socket
-import struct
-import subprocess
+import stat
 import sys
-import tempfile
-import threading
-import time
-from dataclasses import dataclass
-from pathlib import Path
+
+# --------------------------------------------------------------------------
+# Landlock (basic mode): the launcher side
+# --------------------------------------------------------------------------
+
+# landlock_create_ruleset, landlock_add_rule, landlock_restrict_self: these
+# machines use the generic system call table (asm-generic/unistd.h) or, on
+# x86_64, the same numbers.
+_LANDLOCK_SYSCALLS = {machine: (444, 445, 446) for machine in ("x86_64", "aarch64", "riscv64")}
+_LANDLOCK_CREATE_RULESET_VERSION = 1
+_LANDLOCK_RULE_PATH_BENEATH = 1
+_PR_SET_NO_NEW_PRIVS = 38
+#: The newest Landlock ABI whose access rights this module knows; a newer
+#: kernel is used at this level.
+_LANDLOCK_ABI_KNOWN = 7
+
+# Filesystem access rights (ABI 1 unless noted).
+_FS_EXECUTE = 1 << 0
+_FS_WRITE_FILE = 1 << 1
+_FS_READ_FILE = 1 << 2
+_FS_READ_DIR = 1 << 3
+_FS_REMOVE_DIR = 1 << 4
+_FS_REMOVE_FILE = 1 << 5
+_FS_MAKE_CHAR = 1 << 6
+_FS_MAKE_DIR = 1 << 7
+_FS_MAKE_REG = 1 << 8
+_FS_MAKE_SOCK = 1 << 9
+_FS_MAKE_FIFO = 1 << 10
+_FS_MAKE_BLOCK = 1 << 11
+_FS_MAKE_SYM = 1 << 12
+_FS_REFER = 1 << 13  # ABI 2
+_FS_TRUNCATE = 1 << 14  # ABI 3
+_FS_IOCTL_DEV = 1 << 15  # ABI 5
+# The only rights a rule on a file (not a directory) may grant.
+_FS_FILE_RIGHTS = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
+# Network (ABI 4) and scoping (ABI 6).
+_NET_BIND_TCP = 1 << 0
+_NET_CONNECT_TCP = 1 << 1
+_SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
+_SCOPE_SIGNAL = 1 << 1
+
+
+def _landlock_handled(abi: int) -> tuple[int, int, int]:
+    """Every filesystem right, network right and scope that ``abi`` knows:
+    all of them are denied except what a rule grants."""
+    fs = (1 << 13) - 1  # ABI 1: EXECUTE to MAKE_SYM
+    if abi >= 2:
+        fs |= _FS_REFER
+    if abi >= 3:
+        fs |= _FS_TRUNCATE
+    if abi >= 5:
+        fs |= _FS_IOCTL_DEV
+    net = _NET_BIND_TCP | _NET_CONNECT_TCP if abi >= 4 else 0
+    scoped = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if abi >= 6 else 0
+    return fs, net, scoped
+
+
+class _PathBeneath(ctypes.Structure):
+    """struct landlock_path_beneath_attr (packed)."""
+
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def _libc_call(function: str, *args: object) -> int:
+    """Call the C library's ``function``, passing integers as C longs (as
+    variadic ``syscall`` and ``prctl`` read them); OSError when it fails."""
+    call = getattr(ctypes.CDLL(None, use_errno=True), function)
+    call.restype = ctypes.c_long
+    result = call(*(ctypes.c_long(arg) if isinstance(arg, int) else arg for arg in args))
+    if result == -1:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+    return result
+
+
+def _landlock_restrict_self(abi: int, rules: list[tuple[int, str]]) -> None:
+    """Confine this thread, and whatever it execs, to ``rules`` ((access,
+    path) pairs; missing paths are skipped) with every right of ``abi``
+    handled: nothing else on the filesystem, no TCP bind or connect (there
+    is no network rule) and, from ABI 6, signals and abstract UNIX sockets
+    scoped to the sandbox."""
+    create, add_rule, restrict = _LANDLOCK_SYSCALLS[os.uname().machine]
+    fs, net, scoped = _landlock_handled(abi)
+    # The kernel takes the structure as long as the ABI knows it: 8, 16 or 24 bytes.
+    attr = (ctypes.c_uint64 * 3)(fs, net, scoped)
+    size = 8 if abi < 4 else 16 if abi < 6 else 24
+    ruleset = _libc_call("syscall", create, ctypes.byref(attr), size, 0)
+    try:
+        for access, path in rules:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                    access &= _FS_FILE_RIGHTS
+                rule = _PathBeneath(access & fs, fd)
+                if rule.allowed_access:
+                    kind = _LANDLOCK_RULE_PATH_BENEATH
+                    _libc_call("syscall", add_rule, ruleset, kind, ctypes.byref(rule), 0)
+            except OSError as exc:
+                raise OSError(exc.errno, f"Landlock rule for {path}: {exc.strerror}") from None
+            finally:
+                os.close(fd)
+        _libc_call("prctl", _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # landlock_restrict_self requires it
+        _libc_call("syscall", restrict, ruleset, 0)
+    finally:
+        os.close(ruleset)
+
+
+def _landlock_exec(args: list[str]) -> None:
+    """The launcher: ``--landlock-exec STATUS_FD ABI [ACCESS PATH]... -- ARGV...``.
+
+    Restricts itself with Landlock and execs ARGV (searched in PATH). On
+    failure it writes why on STATUS_FD and exits 126; the grader sees
+    STATUS_FD close without a word when the exec succeeds."""
+    end = args.index("--")
+    status = int(args[0])
+    try:
+        rules = [(int(access), path) for access, path in zip(args[2:end:2], args[3:end:2])]
+        _landlock_restrict_self(int(args[1]), rules)
+        argv = args[end + 1 :]
+        # The interpreter ignores these two signals, and exec would keep that.
+        import _signal  # the C core of signal, without its slower enum import
+
+        for signum in (_signal.SIGPIPE, _signal.SIGXFSZ):
+            _signal.signal(signum, _signal.SIG_DFL)
+        os.set_inheritable(status, False)
+        os.execvp(argv[0], argv)
+    except Exception as exc:
+        os.write(status, f"{type(exc).__name__}: {exc}\n".encode(errors="replace"))
+    os._exit(126)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--landlock-exec"]:
+    _landlock_exec(sys.argv[2:])
+
+# The grader's side: everything below.
+import errno  # noqa: E402
+import fcntl  # noqa: E402
+import grp  # noqa: E402
+import json  # noqa: E402
+import pwd  # noqa: E402
+import resource  # noqa: E402
+import select  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import struct  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 __all__ = [
     "Limits",
@@ -86,6 +276,7 @@ _PIPE_SIZE = 1 << 20
 _SETUP_TIMEOUT_SECONDS = 30.0
 _CLEANUP_TIMEOUT_SECONDS = 10.0
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_FULL_CONFINEMENT = "namespaces (network, pid, mount, ipc, uts), minimal chroot, unprivileged uid"
 
 # Unprivileged uids/gids handed to full sandboxes, one per live sandbox.
 _UID_FIRST = 61000
@@ -182,12 +373,16 @@ def detect_isolation(requested: str = "auto") -> tuple[str, str]:
     ``"auto"`` gives ``"full"`` when the grader is root and namespaces, chroot
     and setpriv work (checked once by starting a tiny sandbox; the answer is
     cached), else ``"basic"``. ``"full"`` raises :class:`SandboxError` when
-    full isolation is unavailable; ``"basic"`` is always granted.
+    full isolation is unavailable; ``"basic"`` is always granted. For
+    ``"basic"`` the reason ends with the confinement its commands get, e.g.
+    ``"...; confinement: landlock abi 7: filesystem, tcp network, signals,
+    abstract unix sockets"`` or ``"...; confinement: none: kernel without
+    Landlock (Linux 5.13 or later)"`` (see :attr:`SandboxedProcess.confinement`).
     """
     if requested not in _ISOLATION_LEVELS:
         raise ValueError(f"isolation must be one of {', '.join(_ISOLATION_LEVELS)}; got {requested!r}")
     if requested == "basic":
-        return "basic", "basic isolation was requested"
+        return "basic", f"basic isolation was requested; confinement: {_landlock().confinement}"
     global _probe_result
     with _probe_lock:
         if _probe_result is None:
@@ -195,6 +390,8 @@ def detect_isolation(requested: str = "auto") -> tuple[str, str]:
     level, reason = _probe_result
     if requested == "full" and level != "full":
         raise SandboxError(f"full isolation is unavailable: {reason}")
+    if level == "basic":
+        reason = f"{reason}; confinement: {_landlock().confinement}"
     return level, reason
 
 
@@ -247,6 +444,11 @@ class SandboxedProcess:
     ``pid`` is the grader's direct child: the command itself in ``basic``
     mode, the ``unshare`` process in ``full`` mode. Use it as a context
     manager to have the whole tree killed on exit.
+
+    ``isolation`` is ``"full"`` or ``"basic"``; ``confinement`` says what
+    confines the command beyond the resource limits, for reports: in basic
+    mode ``"landlock abi N: filesystem, tcp network, signals, abstract unix
+    sockets"`` (what that kernel's ABI covers) or ``"none: WHY"``.
     """
 
     def __init__(
@@ -256,6 +458,7 @@ class SandboxedProcess:
         limits: Limits,
         started: float,
         *,
+        confinement: str,
         token: str | None = None,
         status_fd: int | None = None,
         init_pid: int | None = None,
@@ -263,6 +466,7 @@ class SandboxedProcess:
     ) -> None:
         self.pid = popen.pid
         self.isolation = isolation
+        self.confinement = confinement
         self._popen = popen
         self._started = started
         self._token = token
@@ -535,9 +739,14 @@ def _rlimits(limits: Limits, processes: int) -> dict[str, tuple[int, int]]:
 
 
 def _program_exists(argv: list[str], env: dict[str, str]) -> bool:
-    if os.sep in argv[0]:
-        return os.access(argv[0], os.X_OK)
-    return shutil.which(argv[0], path=env.get("PATH", os.defpath)) is not None
+    return _find_program(argv[0], env) is not None
+
+
+def _find_program(name: str, env: dict[str, str]) -> str | None:
+    """The executable file that ``name`` runs, as execvp finds it with ``env``."""
+    if os.sep in name:
+        return name if os.access(name, os.X_OK) else None
+    return shutil.which(name, path=env.get("PATH", os.defpath))
 
 
 # -- basic ----------------------------------------------------------------
@@ -547,8 +756,10 @@ _subreaper_set = False
 
 
 def _start_basic(
-    argv: list[str], workdir: Path, limits: Limits, env: dict[str, str]
+    argv: list[str], workdir: Path, limits: Limits, env: dict[str, str], landlock: _Landlock | None = None
 ) -> SandboxedProcess:
+    if landlock is None:
+        landlock = _landlock()
     _become_subreaper()
     token = os.urandom(16).hex()
     env[TOKEN_VARIABLE] = token
@@ -565,13 +776,23 @@ def _start_basic(
             except (ValueError, OSError):
                 pass
 
+    command = list(argv)
+    status_r = status_w = None
+    if landlock.abi:
+        # The launcher confines itself with Landlock, then execs the command.
+        status_r, status_w = os.pipe()
+        spec = [str(status_w), str(landlock.abi)]
+        for access, path in _landlock_rules(workdir, _find_program(argv[0], env)):
+            spec += [str(access), path]
+        launcher = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), "--landlock-exec"]
+        command = [*launcher, *spec, "--", *command]
     if prlimit is not None:
         # A wrapper that sets the limits on itself and execs the command:
         # preexec_fn is not safe while the grader runs threads.
         options = [f"--{name}={soft}:{hard}" for name, (soft, hard) in rlimits.items()]
-        command, preexec = [prlimit, *options, "--", *argv], None
+        command, preexec = [prlimit, *options, "--", *command], None
     else:
-        command, preexec = argv, apply_limits
+        preexec = apply_limits
 
     started = time.monotonic()
     try:
@@ -585,11 +806,123 @@ def _start_basic(
                 stderr=subprocess.PIPE,
                 start_new_session=True,
                 preexec_fn=preexec,
+                pass_fds=() if status_w is None else (status_w,),
             )
             _tracked_pids.add(popen.pid)
     except (OSError, subprocess.SubprocessError) as exc:
+        if status_r is not None:
+            os.close(status_r)
         raise SandboxError(f"cannot start {argv[0]}: {exc}") from exc
-    return SandboxedProcess(popen, "basic", limits, started, token=token)
+    finally:
+        if status_w is not None:
+            os.close(status_w)
+    if status_r is not None:
+        try:
+            failure = _first_status_line(status_r)  # "" once the launcher has exec'd
+        finally:
+            os.close(status_r)
+        if failure:
+            popen.kill()
+            popen.communicate(timeout=_CLEANUP_TIMEOUT_SECONDS)
+            with _tracked_lock:
+                _tracked_pids.discard(popen.pid)
+            raise SandboxError(f"the Landlock launcher could not start {argv[0]}: {failure}")
+    return SandboxedProcess(popen, "basic", limits, started, confinement=landlock.confinement, token=token)
+
+
+# -- Landlock, the grader's side ------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Landlock:
+    """How basic mode confines its commands: ``abi`` 0 when it cannot."""
+
+    abi: int
+    confinement: str
+
+
+_landlock_lock = threading.Lock()
+_landlock_result: _Landlock | None = None
+
+
+def _landlock() -> _Landlock:
+    """Landlock's availability, probed once (with a self-test) and cached."""
+    global _landlock_result
+    with _landlock_lock:
+        if _landlock_result is None:
+            _landlock_result = _probe_landlock()
+        return _landlock_result
+
+
+def _probe_landlock() -> _Landlock:
+    abi, why_not = _landlock_abi()
+    if not abi:
+        return _Landlock(0, f"none: {why_not}")
+    used = min(abi, _LANDLOCK_ABI_KNOWN)
+    _, net, scoped = _landlock_handled(used)
+    covered = ["filesystem"] + ["tcp network"] * bool(net) + ["signals, abstract unix sockets"] * bool(scoped)
+    candidate = _Landlock(used, f"landlock abi {abi}: {', '.join(covered)}")
+    # A command must still start under the rules, and they must hold.
+    check = (
+        "import os\n"
+        "try:\n    os.listdir('..')\nexcept PermissionError:\n    open('probe', 'w').write('confined')\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="sandbox-landlock-probe-") as tmp:
+        workdir = Path(tmp).resolve()
+        try:
+            proc = _start_basic([sys.executable, "-I", "-S", "-c", check], workdir, Limits(), {}, candidate)
+        except SandboxError as exc:
+            return _Landlock(0, f"none: the Landlock self-test could not start: {exc}")
+        if proc.wait(_SETUP_TIMEOUT_SECONDS) is None:
+            proc.kill()
+        result = proc.result()
+        probe = workdir / "probe"
+        if result.returncode != 0 or not probe.is_file() or probe.read_text() != "confined":
+            detail = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
+            return _Landlock(0, f"none: the Landlock self-test failed: {detail[0]}")
+    return candidate
+
+
+def _landlock_abi() -> tuple[int, str]:
+    """The kernel's Landlock ABI version, or 0 and why there is none."""
+    if sys.platform != "linux":
+        return 0, f"Landlock needs Linux, this is {sys.platform}"
+    machine = os.uname().machine
+    if machine not in _LANDLOCK_SYSCALLS:
+        return 0, f"the Landlock system call numbers of {machine} are not known here"
+    create = _LANDLOCK_SYSCALLS[machine][0]
+    try:
+        return _libc_call("syscall", create, None, 0, _LANDLOCK_CREATE_RULESET_VERSION), ""
+    except OSError as exc:
+        if exc.errno == errno.ENOSYS:
+            return 0, "kernel without Landlock (Linux 5.13 or later)"
+        if exc.errno == errno.EOPNOTSUPP:
+            return 0, "Landlock is disabled in this kernel (see the lsm= boot parameter)"
+        return 0, f"the Landlock version query failed: {exc.strerror}"
+
+
+def _landlock_rules(workdir: Path, program: str | None) -> list[tuple[int, str]]:
+    """(access, path) pairs: what a basic-mode command may touch. The
+    launcher skips missing paths and keeps the rights its ABI knows."""
+    read = _FS_READ_FILE | _FS_READ_DIR
+    read_exec = read | _FS_EXECUTE
+    device = _FS_READ_FILE | _FS_WRITE_FILE | _FS_TRUNCATE  # shells open /dev/null with O_TRUNC
+    work = (
+        read | _FS_WRITE_FILE | _FS_TRUNCATE | _FS_REFER | _FS_REMOVE_DIR | _FS_REMOVE_FILE
+        | _FS_MAKE_DIR | _FS_MAKE_REG | _FS_MAKE_SYM | _FS_MAKE_FIFO | _FS_MAKE_SOCK
+    )  # fmt: skip
+    trees = [
+        "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+        sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)),
+    ]  # fmt: skip
+    rules = [(read_exec, os.path.realpath(tree)) for tree in trees]
+    if program is not None:  # a relative name is relative to the work directory, where it runs
+        rules.append((_FS_READ_FILE | _FS_EXECUTE, os.path.realpath(workdir / program)))
+    rules.append((read, "/proc"))
+    rules += [(device, f"/dev/{name}") for name in ("null", "zero", "full")]
+    rules += [(_FS_READ_FILE, f"/dev/{name}") for name in ("random", "urandom")]
+    rules.append((work, str(workdir)))
+    return rules
 
 
 def _within_hard_limit(which: int, value: tuple[int, int]) -> tuple[int, int]:
@@ -876,7 +1209,8 @@ def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, s
         _abandon(popen, status_r, lease, value if kind == "error" else "")
     os.set_blocking(status_r, False)
     return SandboxedProcess(
-        popen, "full", limits, started, status_fd=status_r, init_pid=int(value), uid_lease=lease
+        popen, "full", limits, started, confinement=_FULL_CONFINEMENT, status_fd=status_r,
+        init_pid=int(value), uid_lease=lease,
     )
 
 

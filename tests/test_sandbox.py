@@ -5,9 +5,11 @@ it through the sandbox; nothing here imports TensorFlow (one test runs it in
 the sandbox). Tests run under both isolation levels: ``full`` needs root and
 is skipped otherwise; ``basic`` runs everywhere. When the tests run as root,
 ``basic`` runs the command as root too: its limits and tree kill are checked,
-but RLIMIT_NPROC is not enforced for root and there is no filesystem or
-network confinement. test_basic_mode_as_an_unprivileged_user checks basic
-mode as a student's laptop runs it, from inside a full sandbox.
+but RLIMIT_NPROC is not enforced for root. Basic mode's filesystem, network
+and signal confinement comes from Landlock: those tests skip, saying why,
+where the kernel lacks it (or the ABI that a check needs).
+test_basic_mode_as_an_unprivileged_user checks basic mode as a student's
+laptop runs it, from inside a full sandbox.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import resource
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -54,6 +59,13 @@ def full() -> str:
     return "full"
 
 
+def landlock_or_skip(abi: int = 1, what: str = "") -> None:
+    landlock = sandbox._landlock()
+    if landlock.abi < abi:
+        needed = f"Landlock ABI {abi} ({what})" if what else "Landlock"
+        pytest.skip(f"basic mode has no {needed} here: confinement is {landlock.confinement!r}")
+
+
 class Launcher:
     """Starts scripts in their own work directories; kills them all at teardown."""
 
@@ -69,7 +81,7 @@ class Launcher:
         workdir.mkdir()
         (workdir / "main.py").write_text(textwrap.dedent(source))
         marker = os.urandom(8).hex()
-        env = {**BASE_ENV, "TEST_MARKER": marker, **env}
+        env = {**BASE_ENV, "TEST_MARKER": marker, **{k: v.format(workdir=workdir) for k, v in env.items()}}
         proc = start([sys.executable, "main.py", *args], workdir, limits, env, isolation)
         self.started.append(proc)
         return proc, workdir, marker
@@ -438,9 +450,210 @@ def test_tensorflow_computes_in_full_mode_with_default_limits(full, launch):
     assert result.stdout.strip().splitlines()[-1] == "[17.0, 39.0]"
 
 
+# ------------------------------------------------ basic mode with Landlock
+
+
+def test_landlock_keeps_basic_mode_to_its_work_directory(launch, tmp_path):
+    landlock_or_skip()
+    (tmp_path / "secret").write_text("the rubric's answers")
+    (tmp_path / "elsewhere").mkdir()
+    outside = {
+        "read_sibling": str(tmp_path / "secret"),
+        "list_parent": str(tmp_path),
+        "write_sibling": str(tmp_path / "elsewhere" / "escaped"),
+        "create_in_tmp": f"/tmp/sandbox-escape-{os.urandom(6).hex()}",
+        "read_repository": str(REPO / "rubric.yaml"),
+        "read_home": str(Path.home()),
+    }
+    result, workdir = launch.run("basic", """
+        import json, os, sys
+        outside = json.loads(sys.argv[1])
+        attempts = {
+            "read_sibling": lambda p: open(p).read(),
+            "list_parent": os.listdir,
+            "write_sibling": lambda p: open(p, "w").write("escaped"),
+            "create_in_tmp": lambda p: open(p, "x").close(),
+            "read_repository": lambda p: open(p).read(),
+            "read_home": os.listdir,
+        }
+        report = {}
+        for name, attempt in attempts.items():
+            try:
+                attempt(outside[name])
+                report[name] = "allowed"
+            except OSError as exc:
+                report[name] = type(exc).__name__
+        os.makedirs("a/b")
+        with open("a/b/data.txt", "w") as f:
+            f.write("inside")
+        os.rename("a/b/data.txt", "moved.txt")
+        os.rmdir("a/b")
+        import numpy
+        report["inside"] = open("moved.txt").read() + " " + str(int(numpy.arange(4).sum()))
+        print(json.dumps(report))
+    """, args=(json.dumps(outside),))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report.pop("inside") == "inside 6"
+    assert report == dict.fromkeys(outside, "PermissionError")
+    assert not (tmp_path / "elsewhere" / "escaped").exists()
+    assert not Path(outside["create_in_tmp"]).exists()
+    assert sorted(p.name for p in workdir.iterdir()) == ["a", "main.py", "moved.txt"]
+
+
+def test_landlock_denies_tcp_in_basic_mode(launch):
+    landlock_or_skip(4, "TCP")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(0.5)
+        port = server.getsockname()[1]
+        result, _ = launch.run("basic", """
+            import errno, json, socket, sys
+            report = {}
+            for name, address in (("connect", ("127.0.0.1", int(sys.argv[1]))), ("bind", ("127.0.0.1", 0))):
+                with socket.socket() as sock:
+                    sock.settimeout(2)
+                    try:
+                        getattr(sock, name)(address)
+                        report[name] = "allowed"
+                    except OSError as exc:
+                        report[name] = errno.errorcode.get(exc.errno, repr(exc))
+            print(json.dumps(report))
+        """, args=(str(port),))
+        with pytest.raises(TimeoutError):
+            server.accept()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"connect": "EACCES", "bind": "EACCES"}
+
+
+def test_landlock_scopes_signals_in_basic_mode(launch):
+    landlock_or_skip(6, "signal scoping")
+    with subprocess.Popen(["sleep", "60"]) as bystander:
+        result, _ = launch.run("basic", """
+            import json, os, signal, subprocess, sys
+            report = {}
+            for name, pid, signum in (("grader", int(sys.argv[1]), 0),
+                                      ("bystander", int(sys.argv[2]), signal.SIGKILL)):
+                try:
+                    os.kill(pid, signum)
+                    report[name] = "allowed"
+                except OSError as exc:
+                    report[name] = type(exc).__name__
+            child = subprocess.Popen(["sleep", "30"])  # its own descendants stay reachable
+            child.send_signal(signal.SIGTERM)
+            report["own_child"] = child.wait()
+            print(json.dumps(report))
+        """, args=(str(os.getpid()), str(bystander.pid)))
+        assert bystander.poll() is None
+        bystander.kill()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"grader": "PermissionError", "bystander": "PermissionError",
+                                         "own_child": -signal.SIGTERM}  # fmt: skip
+
+
+@pytest.mark.parametrize("abi", [1, 2, 3, 4, 5, 6])
+def test_landlock_at_an_older_abi_uses_only_what_it_knows(abi, tmp_path):
+    """As on an older kernel: the launcher builds an older ABI's ruleset and
+    confines what that ABI covers, no more."""
+    landlock_or_skip(abi)
+    (tmp_path / "secret").write_text("secret")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    script = """
+        import errno, json, os, socket, sys
+        def attempt(action):
+            try:
+                action()
+                return "allowed"
+            except OSError as exc:
+                return errno.errorcode[exc.errno]
+        os.makedirs("a")
+        os.makedirs("b")
+        open("a/f", "w").close()
+        print(json.dumps({
+            "read_sibling": attempt(lambda: open("../secret").read()),
+            "move_between_directories": attempt(lambda: os.rename("a/f", "b/f")),
+            "tcp_bind": attempt(lambda: socket.socket().bind(("127.0.0.1", 0))),
+            "signal_grader": attempt(lambda: os.kill(int(sys.argv[1]), 0)),
+        }))
+    """
+    landlock = sandbox._Landlock(abi, f"landlock abi {abi}")
+    argv = [sys.executable, "-c", textwrap.dedent(script), str(os.getpid())]
+    with sandbox._start_basic(argv, workdir, Limits(), {}, landlock) as proc:
+        assert proc.wait(20) == 0, proc.result()
+        report = json.loads(proc.result().stdout)
+    assert report == {
+        "read_sibling": "EACCES",
+        "move_between_directories": "EXDEV" if abi == 1 else "allowed",  # ABI 1 refuses any reparenting
+        "tcp_bind": "EACCES" if abi >= 4 else "allowed",
+        "signal_grader": "EPERM" if abi >= 6 else "allowed",
+    }
+
+
+def test_landlock_is_reported(launch):
+    landlock_or_skip()
+    confinement = sandbox._landlock().confinement
+    assert confinement.startswith("landlock abi ") and "filesystem" in confinement
+    level, reason = detect_isolation("basic")
+    assert level == "basic" and reason.endswith(f"confinement: {confinement}")
+    proc, _, _ = launch("basic", "pass")
+    assert proc.wait(20) == 0
+    assert (proc.isolation, proc.confinement) == ("basic", confinement)
+
+
+def test_tensorflow_computes_in_basic_mode_with_landlock(launch):
+    landlock_or_skip()
+    result, _ = launch.run("basic", """
+        import tensorflow.compat.v1 as tf
+        tf.disable_v2_behavior()
+        product = tf.matmul(tf.constant([[1.0, 2.0], [3.0, 4.0]]), tf.constant([[5.0], [6.0]]))
+        with tf.Session() as session:
+            print(session.run(product).ravel().tolist())
+    """, timeout=120, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0",
+        HOME="{workdir}", TMPDIR="{workdir}")  # Keras fails on a ~/.keras/keras.json it cannot read
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[17.0, 39.0]"
+
+
+def test_without_landlock_basic_mode_runs_unconfined_and_says_so(launch, tmp_path, monkeypatch):
+    why = "kernel without Landlock (Linux 5.13 or later)"
+    monkeypatch.setattr(sandbox, "_landlock_result", None)
+    monkeypatch.setattr(sandbox, "_landlock_abi", lambda: (0, why))
+    (tmp_path / "secret").write_text("readable")
+    assert detect_isolation("basic") == ("basic", f"basic isolation was requested; confinement: none: {why}")
+    proc, _, _ = launch("basic", f"print(open({str(tmp_path / 'secret')!r}).read())")
+    assert proc.wait(20) == 0
+    assert proc.result().stdout == "readable\n"
+    assert proc.confinement == f"none: {why}"
+
+
+def test_a_failed_landlock_self_test_means_no_confinement(monkeypatch):
+    landlock_or_skip()
+    monkeypatch.setattr(sandbox, "_landlock_result", None)
+    monkeypatch.setattr(sandbox, "_landlock_rules", lambda workdir, program: [])  # not even Python may run
+    confinement = sandbox._landlock().confinement
+    assert confinement.startswith("none: the Landlock self-test could not start: ")
+    assert "Permission denied" in confinement
+
+
+def test_a_landlock_launcher_failure_raises_sandbox_error(tmp_path, monkeypatch):
+    landlock_or_skip()
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)  # opening it fails with ELOOP
+    real = sandbox._landlock_rules
+    broken = (sandbox._FS_READ_FILE, str(loop))
+    monkeypatch.setattr(sandbox, "_landlock_rules", lambda *args: real(*args) + [broken])
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    with pytest.raises(SandboxError, match=f"Landlock launcher could not start .*{re.escape(str(loop))}"):
+        start([sys.executable, "-c", "open('ran', 'w').close()"], workdir, Limits(), {}, "basic")
+    assert list(workdir.iterdir()) == []
+
+
 def test_basic_mode_as_an_unprivileged_user(full, tmp_path):
     """Basic mode as on a student's laptop: run by a non-root uid (inside a
-    full sandbox), RLIMIT_NPROC holds and the tree kill finds daemons."""
+    full sandbox), RLIMIT_NPROC holds, the tree kill finds daemons and,
+    where the kernel has Landlock, files and processes outside are out of
+    reach."""
     workdir = tmp_path / "work"
     (workdir / "grader").mkdir(parents=True)
     shutil.copy(REPO / "grader" / "sandbox.py", workdir / "grader" / "sandbox.py")
@@ -455,6 +668,11 @@ def test_basic_mode_as_an_unprivileged_user(full, tmp_path):
     assert report["fork_bomb"]["left_after_kill"] == []
     assert report["daemon"]["returncode"] == 0
     assert report["daemon"]["alive_after_exit"] is False
+    abi = sandbox._landlock().abi
+    assert report["confinement"] == sandbox._landlock().confinement
+    expected = {"read_driver": "PermissionError" if abi else "allowed",
+                "signal_driver": "PermissionError" if abi >= 6 else "allowed"}
+    assert report["reach_out"] == expected
 
 
 def test_a_sandbox_that_cannot_be_built_raises_sandbox_error(full, tmp_path, monkeypatch):

@@ -30,6 +30,22 @@ FORK_BOMB = """
     time.sleep(120)
 """
 
+REACH_OUT = """
+    import os, sys
+    report = {}
+    attempts = {
+        "read_driver": lambda: open(os.path.join(os.path.dirname(os.getcwd()), "driver.py")).read(),
+        "signal_driver": lambda: os.kill(int(sys.argv[1]), 0),
+    }
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            report[name] = "allowed"
+        except OSError as exc:
+            report[name] = type(exc).__name__
+    print(json.dumps(report))
+"""
+
 DAEMON = """
     import os, sys, time
     if os.fork() == 0:
@@ -45,12 +61,13 @@ DAEMON = """
 """
 
 
-def launch(name: str, source: str, limits: sandbox.Limits) -> tuple[sandbox.SandboxedProcess, Path]:
+def launch(name: str, source: str, limits: sandbox.Limits,
+           *args: str) -> tuple[sandbox.SandboxedProcess, Path]:
     workdir = Path(name).resolve()
     workdir.mkdir()
     (workdir / "main.py").write_text("import json\n" + textwrap.dedent(source))
     env = {"LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-    return sandbox.start([sys.executable, "main.py"], workdir, limits, env, "auto"), workdir
+    return sandbox.start([sys.executable, "main.py", *args], workdir, limits, env, "auto"), workdir
 
 
 def wait_for(path: Path, timeout: float = 20) -> str:
@@ -79,6 +96,14 @@ def main() -> None:
     daemon_pid = int((workdir / "daemon.pid").read_text())
     alive = os.path.exists(f"/proc/{daemon_pid}")
     report["daemon"] = {"returncode": returncode, "alive_after_exit": alive}
+    proc.kill()
+
+    # Landlock, where the kernel has it: the driver's files and the driver
+    # itself are out of reach (without it, both attempts are allowed).
+    proc, _ = launch("reach", REACH_OUT, sandbox.Limits(), str(os.getpid()))
+    proc.wait(20)
+    report["reach_out"] = json.loads(proc.result().stdout)
+    report["confinement"] = proc.confinement
     proc.kill()
 
     print(json.dumps(report))
