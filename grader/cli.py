@@ -80,7 +80,8 @@ def run_check(args) -> int:
     visibilities = ("public", "hidden") if checks == "all" else ("public",)
     report = engine.grade(args.file, rubric, visibilities, isolation=args.isolation)
     if checks == "all" and report.isolation != "full":
-        print("WARNING: grading without full isolation (" + report.isolation + "): the "
+        detail = f"; {report.confinement}" if report.confinement else ""
+        print(f"WARNING: grading without full isolation ({report.isolation}{detail}): the "
               "submission ran as this user. Grade untrusted work as root on Linux.",
               file=sys.stderr)
     if args.format == "json":
@@ -116,7 +117,7 @@ def run_calibrate(args) -> int:
     print(f"Training the reference {len(seeds)} times ({task.params.get('steps')} steps each)...",
           file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
-        results, _ = engine.run_probes(engine.REFERENCE_PATH, tasks, rubric, "basic", Path(tmp),
+        results, _, _ = engine.run_probes(engine.REFERENCE_PATH, tasks, rubric, "basic", Path(tmp),
                                        seed_of=lambda t: seed_of[t.id], trusted=True)
     labels = task.secret["test_labels"]
     accuracies = []

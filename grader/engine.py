@@ -245,15 +245,17 @@ def _current_phase(lines: list[str], now: float, budgets: dict, phase: _Phase) -
 
 
 def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
-               workroot: Path, seed_of, trusted: bool = False) -> tuple[dict, str]:
-    """Run every task on ``source`` in sandboxed children; returns ({task id: output}, isolation).
+               workroot: Path, seed_of, trusted: bool = False) -> tuple[dict, str, str]:
+    """Run every task on ``source`` in sandboxed children.
+
+    Returns ({task id: output}, isolation level, confinement detail).
 
     One child runs the tasks in order.  When it dies or overruns an item's
     budget, that item gets the failure and a fresh child takes the rest.
     """
     results: dict[str, ProbeOutput] = {}
     remaining = list(tasks)
-    level = isolation
+    level, confinement = isolation, ""
     limits = _limits(rubric)
     while remaining:
         workdir = _prepare_workdir(workroot, source, rubric, remaining, seed_of)
@@ -265,7 +267,7 @@ def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
                                  limits, _child_env(rubric, str(workdir)), isolation=isolation)
         except sandbox.SandboxError as exc:
             raise UngradableError(f"the sandbox cannot start: {exc}") from None
-        level = proc.isolation
+        level, confinement = proc.isolation, getattr(proc, "confinement", "")
         started = time.monotonic()
         phase = _Phase("startup", started, budgets["startup"])
         timed_out = None
@@ -320,7 +322,7 @@ def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
         remaining = [t for t in remaining if t.id not in results]
         if not trusted:
             shutil.rmtree(workdir, ignore_errors=True)
-    return results, level
+    return results, level, confinement
 
 
 def _death(run, timed_out: _Phase | None, where: str) -> tuple[str, str]:
@@ -378,7 +380,7 @@ def expected_outputs(rubric: Rubric, tasks: list[Task], workroot: Path) -> dict:
     saved = _load_saved(folder, tasks) if folder.is_dir() else None
     if saved is not None:
         return saved
-    results, _ = run_probes(REFERENCE_PATH, tasks, rubric, "basic", workroot,
+    results, _, _ = run_probes(REFERENCE_PATH, tasks, rubric, "basic", workroot,
                             seed_of=lambda t: rubric.seed_for(t.visibility), trusted=True)
     failed = {k: v for k, v in results.items() if not v.ok}
     if failed:
@@ -509,9 +511,9 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
         source, problem = _as_script(submission.resolve(), workroot / "notebook", rubric)
         if problem:  # a broken notebook is the student's, like a syntax error
             got = {t.id: ProbeOutput.failure(ERROR, problem) for t in tasks}
-            level = sandbox.detect_isolation(isolation)[0]
+            level, confinement = sandbox.detect_isolation(isolation)[0], ""
         else:
-            got, level = run_probes(source, tasks, rubric, isolation, workroot,
+            got, level, confinement = run_probes(source, tasks, rubric, isolation, workroot,
                                     seed_of=lambda t: rubric.seed_for(t.visibility))
     questions = tuple(score_item(item, [t for t in tasks if t.item is item], got, expected, rubric)
                       for item in rubric.items)
@@ -520,4 +522,5 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
     return Report(submission=str(submission), total=round(sum(q.score for q in questions), 6),
                   max_total=round(sum(q.max_score for q in questions), 6), questions=questions,
                   isolation=level, checks_run=checks_run, full_total=rubric.full_total,
-                  grader_version=GRADER_VERSION, rubric_digest=rubric.digest[:16])
+                  grader_version=GRADER_VERSION, rubric_digest=rubric.digest[:16],
+                  confinement=confinement)

@@ -49,6 +49,7 @@ class Report:
     full_total: float            # the rubric's total, hidden checks included
     grader_version: str
     rubric_digest: str
+    confinement: str = ""        # what basic isolation adds (Landlock), when it ran
 
     @property
     def full_marks(self) -> bool:
@@ -67,7 +68,13 @@ def _mark(status: str) -> str:
     return {PASSED: "ok", FAILED: "FAIL", ERROR: "ERROR", PENDING: "pending"}.get(status, status)
 
 
-def to_text(report: Report, color: bool = False) -> str:
+def _isolation(report: Report) -> str:
+    if report.isolation == "full" or not report.confinement:
+        return report.isolation
+    return f"{report.isolation}, {report.confinement}"
+
+
+def to_text(report: Report) -> str:
     """The student's view: a table, then details for what lost points, then the total."""
     lines = [f"Grading {report.submission}"]
     if report.checks_run == "public":
@@ -99,7 +106,7 @@ def to_text(report: Report, color: bool = False) -> str:
                 if c.traceback:
                     lines += ["        " + t for t in c.traceback.rstrip().splitlines()[-6:]]
     lines += ["", f"Total: {_num(report.total)}/{_num(report.max_total)}"
-                  f"    (isolation: {report.isolation})"]
+                  f"    (isolation: {_isolation(report)})"]
     return "\n".join(lines) + "\n"
 
 
@@ -116,6 +123,7 @@ def to_dict(report: Report) -> dict:
         "checks_run": report.checks_run,
         "full_total": report.full_total,
         "isolation": report.isolation,
+        "confinement": report.confinement,
         "submission": report.submission,
         "grader_version": report.grader_version,
         "rubric_digest": report.rubric_digest,
@@ -152,7 +160,7 @@ def to_gradescope(report: Report, hidden_visibility: str = "after_published") ->
                           "output": _question_output(view), "visibility": visibility})
     return {"score": round(report.total, 4), "visibility": "visible",
             "stdout_visibility": "hidden", "tests": tests,
-            "output": f"Graded with isolation: {report.isolation}"}
+            "output": f"Graded with isolation: {_isolation(report)}"}
 
 
 def csv_row(student: str, report: Report | None, status: str) -> list[str]:
