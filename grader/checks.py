@@ -102,7 +102,8 @@ def _tensor(ctx: Context, key: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-_NUMBER_TYPES = {"float", "int", "float16", "float32", "float64", "int32", "int64"}
+_NUMBER_TYPES = {"float", "int", "bool", "ndarray", "float16", "float32", "float64",
+                 "int8", "int16", "int32", "int64", "uint8"}
 
 
 def _non_numeric_elements(ctx: Context, target: str) -> list[str]:
@@ -282,11 +283,11 @@ def allclose(ctx: Context) -> Verdict:
         return Verdict(False, f"{target} has shape {fmt_shape(got.shape)}; "
                               f"expected {fmt_shape(want.shape)}",
                        run_diagnoses(ctx, target, got, want) or f"check the shape of {target}")
-    not_numbers = _non_numeric_elements(ctx, target)
-    if not_numbers:
-        return Verdict(False, f"{target} holds {', '.join(not_numbers)} values, not numbers",
-                       "return the numbers sess.run gives (as Python floats), not tensors")
     if not np.isfinite(g).all():
+        not_numbers = _non_numeric_elements(ctx, target)
+        if not_numbers:  # the child turns what float() refuses into NaN
+            return Verdict(False, f"{target} holds {', '.join(not_numbers)} values, not numbers",
+                           "return the numbers sess.run gives (as Python floats), not tensors")
         return Verdict(False, f"{target} contains NaN or infinity",
                        run_diagnoses(ctx, target, got, want) or
                        "look for a log of 0 or a division by 0: the built-in TensorFlow "
@@ -539,8 +540,8 @@ def accuracy_threshold(ctx: Context) -> Verdict:
     steps = ctx.params.get("steps")
     if accuracy >= threshold:
         return Verdict(True, f"test accuracy {accuracy:.3f} >= {threshold:.3f} after {steps} steps")
-    hint = ("the network did not learn (chance is 0.10): check the cost, the training step "
-            "and the loop" if accuracy < 0.2 else
+    hint = ("the network did not learn (chance is 0.10): check the initial weights, the cost, "
+            "the training step and the loop" if accuracy < 0.2 else
             "the network learns too slowly: check the initial scale of the weights, the "
             "learning rate and the activation")
     return Verdict(False, f"test accuracy {accuracy:.3f} after {steps} steps; "
