@@ -291,7 +291,8 @@ _BATCH_SIZES = (1, 32, 50, 64, 100, 128, 200, 256)
 
 def _rows(inputs: dict, start: int, stop: int) -> dict:
     """The ``evaluate`` inputs restricted to the examples start:stop."""
-    return {**inputs, "images": inputs["images"][start:stop], "labels": inputs["labels"][start:stop]}
+    return {**inputs, "images": inputs["images"][start:stop],
+            "labels": inputs["labels"][start:stop]}
 
 
 @diagnosis("evaluate_partial")

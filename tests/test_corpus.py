@@ -142,14 +142,15 @@ class Graded:
             lines.append(f"  {q['id']:<5} {q['score']:>7.3f}/{q['max_score']:<5g} {q['feedback']}")
             for c in q.get("checks", []):
                 if c["status"] != "passed":
-                    lines.append(f"        [{c['status']}] {c['name']}: {c['message']} | {c['hint']}")
+                    lines.append(f"        [{c['status']}] {c['name']}: {c['message']}"
+                                 f" | {c['hint']}")
         return "\n".join(lines)
 
 
 def grade(path: Path) -> Graded:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
-    result = subprocess.run([sys.executable, "-m", "grader", "check", str(path), "--format", "json"],
-                            cwd=ROOT, env=env, capture_output=True, timeout=GRADE_TIMEOUT)
+    command = [sys.executable, "-m", "grader", "check", str(path), "--format", "json"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=GRADE_TIMEOUT)
     graded = Graded(result.returncode, result.stdout, result.stderr.decode("utf-8", "replace"))
     assert graded.returncode in (0, 1), (f"the grader failed (exit {graded.returncode}) on "
                                          f"{path}:\n{graded.stderr[-3000:]}")
@@ -181,7 +182,8 @@ def assert_scores(graded: Graded, expect: dict, feedback: dict) -> None:
         texts = _texts(questions[qid])
         assert any(needle.lower() in t.lower() for t in texts), \
             f"{qid}: no feedback mentions {needle!r}\n{summary}"
-    full = all(abs(float(q["score"]) - float(q["max_score"])) <= TOLERANCE for q in questions.values())
+    full = all(abs(float(q["score"]) - float(q["max_score"])) <= TOLERANCE
+               for q in questions.values())
     assert graded.returncode == (0 if full else 1), \
         f"exit code {graded.returncode} for {'full marks' if full else 'points lost'}\n{summary}"
 
@@ -215,7 +217,8 @@ def test_corpus_is_well_formed():
         if not pairs:
             problems.append(f"{where}: 'replace' is empty")
         for j, pair in enumerate(pairs):
-            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(s, str) for s in pair)):
+            if not (isinstance(pair, list) and len(pair) == 2
+                    and all(isinstance(s, str) for s in pair)):
                 problems.append(f"{where}.replace[{j}]: expected [old, new], two strings")
     reference = REFERENCE.read_text(encoding="utf-8")
     names = [fx.name for fx in FIXTURES]
@@ -232,7 +235,8 @@ def test_corpus_is_well_formed():
             elif score == ANY:
                 continue
             elif not isinstance(score, (int, float)) or not 0 <= score <= points[qid]:
-                problems.append(f"{fx.origin}: expect: {qid}: {score!r} is not in [0, {points[qid]:g}]")
+                problems.append(f"{fx.origin}: expect: {qid}: {score!r} is not in "
+                                f"[0, {points[qid]:g}]")
         for qid in fx.feedback:
             if qid not in points:
                 problems.append(f"{fx.origin}: feedback: {qid!r} is not an item of rubric.yaml")
