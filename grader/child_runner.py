@@ -27,6 +27,7 @@ import io
 import json
 import os
 import random
+import re
 import sys
 import traceback
 
@@ -140,8 +141,19 @@ class GraderLimit(Exception):
     """Raised by the grader's own objects when the submission overuses them."""
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_TF_NODE = re.compile(r"\[\[.*?\]\]|\(defined at .*?\)")
+_UNINITIALIZED = re.compile(r"(uninitialized value) \S+")
+
+
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """One reproducible line: no object addresses, temporary paths or graph node names."""
+    text = str(exc)
+    if type(exc).__module__.startswith("tensorflow"):
+        text = text.strip().splitlines()[0] if text.strip() else ""
+        text = _UNINITIALIZED.sub(r"\1 of a variable", _TF_NODE.sub("", text))
+    text = _ADDRESS.sub("", text).replace(os.getcwd() + os.sep, "")
+    text = " ".join(text.split())
     return text[:300] + ("..." if len(text) > 300 else "")
 
 
@@ -279,6 +291,12 @@ def probe_create_train_step(h: Harness, inputs, params) -> dict:
             X, Y, cost = _regression_graph(h, inputs)
             step = h.call("create_train_step", cost, learning_rate=rate)
             out["step" + label] = describe(tf, step)
+            if not isinstance(step, (tf.Operation, tf.Tensor, tf.Variable)):
+                kind = type(step).__name__
+                hint = (" object itself: return optimizer.minimize(cost), the operation that "
+                        "performs one step" if "Optimizer" in kind else
+                        ", not an operation: return optimizer.minimize(cost)")
+                raise StudentError(f"create_train_step() returned the {kind}{hint}")
             feed = {X: inputs["X"], Y: inputs["Y"]}
             costs = []
             with h.session() as sess:
@@ -297,12 +315,17 @@ def probe_initialize_session(h: Harness, inputs, params) -> dict:
     tf.Variable(inputs["A"], name="grader_a")
     tf.get_variable("grader_b", shape=[7, 5], initializer=tf.glorot_uniform_initializer())
     tf.Variable(tf.constant(3.0, shape=[4]), name="grader_c")
+    tf.Variable(tf.zeros([2]), name="grader_step", trainable=False)  # as optimizers make
     sess = h.call("initialize_session")
     out = {"session": describe(tf, sess)}
     is_session = isinstance(sess, tf.Session) or isinstance(sess, tf.InteractiveSession)
     out["is_session"] = bool(is_session)
     if not is_session:
         return out
+    if getattr(sess, "_closed", False):
+        raise StudentError("initialize_session() returned a closed session: a `with tf.Session()` "
+                           "block closes it on leaving; create it with sess = tf.Session() and "
+                           "return it open")
     out["same_graph"] = bool(sess.graph is graph)
     names = h.run(sess, tf.report_uninitialized_variables(), what="listing uninitialized variables")
     out["uninitialized"] = sorted(n.decode() if isinstance(n, bytes) else str(n) for n in names)

@@ -471,10 +471,15 @@ def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
 
 
 def _error_hint(out: ProbeOutput) -> str:
-    if "NotImplementedError" in out.message:
+    message = out.message
+    if "NotImplementedError" in message:
         return "write your answer where the starter says YOUR CODE HERE"
     if out.status == "timeout":
         return "look for an endless loop, or work done at import time"
+    if any(s in message for s in ("Dimensions must be equal", "Incompatible shapes",
+                                  "Cannot feed value of shape", "must have the same rank")):
+        return ("check the shapes: X flattened to (m, 784), W1 (784, n_hidden), "
+                "W2 (n_hidden, 10), the labels Y (m, 10)")
     return ""
 
 
