@@ -324,8 +324,8 @@ def probe_initialize_session(h: Harness, inputs, params) -> dict:
         return out
     if getattr(sess, "_closed", False):
         raise StudentError("initialize_session() returned a closed session: a `with tf.Session()` "
-                           "block closes it on leaving; create it with sess = tf.Session() and "
-                           "return it open")
+                           "block closes it on leaving: create the session outside any with "
+                           "block and return it open")
     out["same_graph"] = bool(sess.graph is graph)
     names = h.run(sess, tf.report_uninitialized_variables(), what="listing uninitialized variables")
     out["uninitialized"] = sorted(n.decode() if isinstance(n, bytes) else str(n) for n in names)
