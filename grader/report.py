@@ -2,7 +2,8 @@
 
 ``Report`` -> ``QuestionResult`` -> ``CheckResult``, all frozen.  This module
 is the one place that turns them into text: the terminal table, the JSON of
-``../shared/ASSIGNMENT.md``, Gradescope's ``results.json`` and a CSV row.
+``../shared/ASSIGNMENT.md`` and Gradescope's ``results.json`` (the gradebook
+CSV is batch's).
 """
 
 from __future__ import annotations
@@ -161,10 +162,3 @@ def to_gradescope(report: Report, hidden_visibility: str = "after_published") ->
     return {"score": round(report.total, 4), "visibility": "visible",
             "stdout_visibility": "hidden", "tests": tests,
             "output": f"Graded with isolation: {_isolation(report)}"}
-
-
-def csv_row(student: str, report: Report | None, status: str) -> list[str]:
-    """One gradebook row: student, each item's score, total, status."""
-    if report is None:
-        return [student] + [""] * 0 + ["", status]
-    return [student] + [_num(q.score) for q in report.questions] + [_num(report.total), status]
