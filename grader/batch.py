@@ -707,10 +707,13 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
             output.set(sub.student, output._entry(sub, key, PENDING, "not graded yet", 0.0))
         todo.append((sub, key, copy))
     output.save()  # skips, and pending rows for what changed, before anything slow
-    skipped = sum(1 for s in output.students.values() if s["status"].startswith("skipped"))
+    skipped = [(name, s) for name, s in sorted(output.students.items())
+               if s["status"].startswith("skipped")]
     print(f"batch: {len(found.submissions)} students ({found.layout} layout): {len(todo)} to grade, "
-          f"{reused} unchanged since graded, {skipped} skipped"
+          f"{reused} unchanged since graded, {len(skipped)} skipped"
           + (f", {len(found.ignored)} files ignored" if found.ignored else ""), file=sys.stderr)
+    _list("skipped", [f"{name} ({s['source']}): {s['reason']}" for name, s in skipped])
+    _list("ignored", [f"{i['path']}: {i['reason']}" for i in found.ignored])
     interrupted = False
     elapsed_grading = 0.0
     if todo:
@@ -743,6 +746,13 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
               file=sys.stderr)
         return 130
     return 1 if counts.get(UNGRADABLE) else 0
+
+
+def _list(what: str, lines: list[str], limit: int = 20) -> None:
+    for line in lines[:limit]:
+        print(f"  {what} {line}", file=sys.stderr)
+    if len(lines) > limit:
+        print(f"  ... and {len(lines) - limit} more {what}: see summary.json", file=sys.stderr)
 
 
 def _prepare(rubric: Rubric, visibilities, isolation: str) -> str:
