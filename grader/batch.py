@@ -475,8 +475,12 @@ class _Output:
             for suffix in (".py", ".ipynb"):
                 (self.graded / f"{student}{suffix}").unlink(missing_ok=True)
 
-    def set(self, student: str, entry: dict) -> None:
-        self.students[student] = entry
+    def mark_pending(self, sub: Submission, key: str) -> None:
+        """A submission about to be graded: results for other content go now."""
+        old = self.students.get(sub.student, {})
+        if old.get("key") != key or old.get("status") not in SCORED:
+            self._remove(sub.student, graded_copy=False)
+            self.students[sub.student] = self._entry(sub, key, PENDING, "not graded yet", 0.0)
 
     def record_report(self, sub: Submission, key: str, outcome: _Outcome) -> dict:
         report = replace(outcome.report, submission=sub.source)
@@ -701,10 +705,7 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
             continue
         if not copy.is_file() or copy.read_bytes() != graded:
             _write_atomic(copy, graded)
-        old = output.students.get(sub.student, {})
-        if old.get("key") != key or old.get("status") not in SCORED:
-            output._remove(sub.student, graded_copy=False)
-            output.set(sub.student, output._entry(sub, key, PENDING, "not graded yet", 0.0))
+        output.mark_pending(sub, key)
         todo.append((sub, key, copy))
     output.save()  # skips, and pending rows for what changed, before anything slow
     skipped = [(name, s) for name, s in sorted(output.students.items())
