@@ -18,6 +18,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ MAX_NPZ_BYTES = 64 * 2**20
 MAX_JSON_BYTES = 2 * 2**20
 MAX_ARRAY_SIZE = 5_000_000
 POLL_SECONDS = 0.02
+_LOCK = threading.RLock()
+_DATA: dict = {}
 # The contract functions the model item calls, in order.
 PIPELINE = ("create_placeholders", "initialize_parameters", "forward_propagation", "compute_cost",
             "create_train_step", "initialize_session", "train")
@@ -64,19 +67,31 @@ class Task:
 def load_loader():
     """The shared MNIST loader, imported from starter/ (numpy only, no TensorFlow)."""
     name = "_grader_mnist_loader"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, LOADER_PATH)
-    if spec is None or not LOADER_PATH.is_file():
-        raise UngradableError(f"{LOADER_PATH}: the MNIST loader is missing")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    with _LOCK:  # batch grades from several threads
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, LOADER_PATH)
+        if spec is None or not LOADER_PATH.is_file():
+            raise UngradableError(f"{LOADER_PATH}: the MNIST loader is missing")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look the module up while it loads
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
 
 
 def grading_data(source: str | None):
-    """(x_train, y_train, x_test, y_test, description) for the model item."""
+    """(x_train, y_train, x_test, y_test, description) for the model item, read once."""
+    with _LOCK:
+        if source not in _DATA:
+            _DATA[source] = _read_grading_data(source)
+        return _DATA[source]
+
+
+def _read_grading_data(source: str | None):
     loader = load_loader()
     try:
         if source in (None, "offline"):
@@ -94,15 +109,12 @@ def grading_data(source: str | None):
 
 def plan(rubric: Rubric, visibilities: tuple[str, ...]) -> list[Task]:
     tasks = []
-    data_cache: dict = {}
     for item in rubric.items:
         for vis in item.visibilities(visibilities):
             params = item.params[vis]
             secret = {}
             if item.probe == "model":
-                if item.data not in data_cache:
-                    data_cache[item.data] = grading_data(item.data)
-                x_train, y_train, x_test, y_test, _ = data_cache[item.data]
+                x_train, y_train, x_test, y_test, _ = grading_data(item.data)
                 inputs = {"train_images": x_train, "train_labels": y_train, "test_images": x_test}
                 secret = {"test_labels": np.asarray(y_test, dtype=np.int64)}
             else:
