@@ -150,3 +150,30 @@ def test_inputs_are_reproducible_and_differ_between_public_and_hidden():
             assert np.array_equal(ta.inputs[key], tb.inputs[key])
     q5 = {t.visibility: t for t in a if t.item.id == "Q5"}
     assert q5["public"].inputs["Z"].shape != q5["hidden"].inputs["Z"].shape
+
+
+def test_a_failing_reference_is_ungradable_not_a_zero(tmp_path, monkeypatch, capsys):
+    from grader import cli
+    broken = tmp_path / "reference.py"
+    broken.write_text("def create_placeholders():\n    raise RuntimeError('broken reference')\n")
+    monkeypatch.setattr(engine, "REFERENCE_PATH", broken)
+    monkeypatch.setattr(engine, "CACHE_DIR", tmp_path / "cache")
+    code = cli.main(["check", str(engine.PROJECT_ROOT / "starter" / "tensorflow_tutorial.py"),
+                     "--isolation", "basic"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.startswith("ungradable: the reference solution fails Q2-")
+    assert "broken reference" in err
+
+
+def test_a_sandbox_that_cannot_start_is_ungradable(monkeypatch, capsys, tmp_path):
+    from grader import cli, sandbox
+
+    def refuse(*args, **kwargs):
+        raise sandbox.SandboxError("unshare: operation not permitted")
+    monkeypatch.setattr(sandbox, "start", refuse)
+    monkeypatch.setattr(engine, "CACHE_DIR", tmp_path / "cache")
+    code = cli.main(["check", str(engine.PROJECT_ROOT / "starter" / "tensorflow_tutorial.py")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.strip() == "ungradable: the sandbox cannot start: unshare: operation not permitted"
