@@ -1,20 +1,22 @@
 """The sandboxed side of the grader: imports a submission and probes it.
 
-This file is copied into an empty work directory beside the submission and
-run there, inside the sandbox, as a fresh Python process.  It is the only
-grader code that ever executes student code, and nothing it produces is
-trusted: it hands back plain numeric arrays (``out/<task>.npz``) and JSON
-(``out/<task>.json``) that the parent validates, compares and scores.
+This file is copied into an empty work directory beside the submission (with
+``protocol.py`` as ``grader_protocol.py``) and run there, inside the sandbox,
+as a fresh Python process.  It is the only grader code that ever executes
+student code, and nothing it produces is trusted: it sends plain numeric
+arrays and JSON as frames on the inherited channel (file descriptor
+``$GRADER_CHANNEL_FD``, see ``protocol.py``), which the parent validates,
+compares and scores.  It never writes a result into a file.
 
 It reads ``job.json``::
 
     {"submission": "tensorflow_tutorial.py", "seed": 1, "output_chars": 20000,
-     "tasks": [{"id": "Q4-hidden", "probe": "forward_propagation",
+     "tasks": [{"id": "Q4-hidden", "probe": "forward_propagation", "seed": 7,
                 "inputs": "inputs/Q4-hidden.npz", "params": {...}}, ...]}
 
-and appends ``start <id>`` / ``done <id>`` lines to ``progress`` so that the
-parent can apply a wall-clock budget to each task and name the task that was
-running when the process died.
+and sends ``ready`` once TensorFlow is imported, then one result per task, in
+the job's order, beginning with ``import`` (importing the submission).  The
+parent keeps the clock: a result can only end an item's budget early.
 
 Standard library, numpy and TensorFlow only; nothing from the grader package.
 """
@@ -31,19 +33,11 @@ import re
 import sys
 import traceback
 
-OUT_DIR = "out"
 MAX_LIST = 100_000
 
 
 # --------------------------------------------------------------------------
 # plumbing
-
-
-def _progress(line: str) -> None:
-    with open("progress", "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 class _CappedText(io.TextIOBase):
@@ -517,17 +511,12 @@ PROBES = {
 # the job
 
 
-def _write_result(task_id: str, outputs: dict, np) -> None:
-    arrays = {k[len("value_"):]: v for k, v in outputs.items() if k.startswith("value_")}
-    meta = {k: v for k, v in outputs.items() if not k.startswith("value_")}
-    os.makedirs(OUT_DIR, exist_ok=True)
-    base = os.path.join(OUT_DIR, task_id)
-    with open(base + ".npz.tmp", "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(base + ".npz.tmp", base + ".npz")
-    with open(base + ".json.tmp", "w", encoding="utf-8") as f:
-        json.dump(meta, f, default=str)
-    os.replace(base + ".json.tmp", base + ".json")
+def _send_result(channel, task_id: str, outputs: dict) -> None:
+    try:
+        channel.result(task_id, outputs)
+    except (TypeError, ValueError) as exc:  # the submission handed back something odd
+        channel.result(task_id, {"error": {"message": f"the result could not be sent: {_short(exc)}",
+                                           "traceback": ""}})
 
 
 def _seed_everything(tf, np, seed: int) -> None:
@@ -540,17 +529,18 @@ def main() -> int:
     with open("job.json", encoding="utf-8") as f:
         job = json.load(f)
     sys.path.insert(0, os.getcwd())
+    import grader_protocol
     import numpy as np
     import tensorflow as tf2
     import tensorflow.compat.v1 as tf
 
+    channel = grader_protocol.Writer(int(os.environ[grader_protocol.FD_VARIABLE]))
     tf.disable_v2_behavior()
     tf2.config.experimental.enable_op_determinism()
     tf.logging.set_verbosity(tf.logging.ERROR)
     seed = int(job["seed"])
-    _progress("ready")
+    channel.event(grader_protocol.READY)
 
-    _progress("start import")
     _seed_everything(tf, np, seed)
     spec = importlib.util.spec_from_file_location("tensorflow_tutorial", job["submission"])
     module = importlib.util.module_from_spec(spec)
@@ -565,16 +555,13 @@ def main() -> int:
             message = f"your file has a syntax error{where}: {exc.msg}"
         else:
             message = f"importing your file raised {type(exc).__name__}: {_short(exc)}"
-        _write_result("import", {"error": {"message": message,
-                                           "traceback": _student_traceback(exc, job["submission"])}},
-                      np)
-        _progress("done import")
+        _send_result(channel, "import", {"error": {
+            "message": message, "traceback": _student_traceback(exc, job["submission"])}})
         return 0
-    _progress("done import")
+    _send_result(channel, "import", {})
 
     harness = Harness(module, tf, np, job)
     for task in job["tasks"]:
-        _progress("start " + task["id"])
         inputs = {}
         if task.get("inputs"):
             with np.load(task["inputs"], allow_pickle=False) as data:
@@ -589,9 +576,7 @@ def main() -> int:
         except Exception as exc:  # the submission broke the grader's own objects
             outputs = {"error": {"message": f"{type(exc).__name__}: {_short(exc)}",
                                  "traceback": _student_traceback(exc, job["submission"])}}
-        _write_result(task["id"], outputs, np)
-        _progress("done " + task["id"])
-    _progress("finished")
+        _send_result(channel, task["id"], outputs)
     return 0
 
 

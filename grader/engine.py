@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import json
 import os
 import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import sandbox
+from . import protocol, sandbox
 from .checks import CHECKS, Context
 from .errors import UngradableError, UsageError
 from .inputs import make_inputs, one_hot
@@ -41,10 +41,8 @@ REFERENCE_PATH = PROJECT_ROOT / "reference" / "tensorflow_tutorial.py"
 EXPECTED_DIR = PACKAGE_DIR / "expected"          # precomputed public outputs (student bundle)
 CACHE_DIR = PROJECT_ROOT / ".cache" / "expected"
 
-MAX_NPZ_BYTES = 64 * 2**20
-MAX_JSON_BYTES = 2 * 2**20
-MAX_ARRAY_SIZE = 5_000_000
-POLL_SECONDS = 0.02
+UNREADABLE = "the grader could not read what your code returned"
+_EXIT_GRACE_SECONDS = 5.0
 _LOCK = threading.RLock()
 _DATA: dict = {}
 # The contract functions the model item calls, in order.
@@ -125,64 +123,44 @@ def plan(rubric: Rubric, visibilities: tuple[str, ...]) -> list[Task]:
 
 # ------------------------------------------------------- running the child
 
-def _read_regular(path: Path, limit: int) -> bytes | None:
-    """Read a file the child wrote, refusing symlinks, devices, fifos and huge files."""
+def child_seed(seed: int, task_id: str) -> int:
+    """The seed a child gets for one task: derived, so the rubric's seed never enters it."""
+    digest = hashlib.sha256(f"{seed}:{task_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def output_from_result(meta: dict, arrays: dict) -> ProbeOutput:
+    """A decoded result as the checks see it; a malformed error report is the child's error."""
+    if "error" not in meta:
+        return ProbeOutput(status="ok", meta=meta, arrays=arrays)
+    error = meta["error"]
+    if not isinstance(error, dict) or not isinstance(error.get("message", ""), str) \
+            or not isinstance(error.get("traceback", ""), str):
+        return ProbeOutput.failure(ERROR, UNREADABLE)
+    return ProbeOutput.failure(ERROR, error.get("message", "error")[:500] or "error",
+                               error.get("traceback", "")[:4000])
+
+
+def read_result_file(path: Path, task_id: str, max_bytes: int = protocol.MAX_RESULT_BYTES
+                     ) -> ProbeOutput | None:
+    """A result saved by save_outputs (the cache, the shipped expected values), or None."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
             return None
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(limit + 1)[:limit]
+            payload = f.read(max_bytes + 1)
     finally:
         os.close(fd)
-
-
-def _plain_json(value, depth: int = 0) -> bool:
-    if depth > 6:
-        return False
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, list):
-        return len(value) <= 200_000 and all(_plain_json(v, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain_json(v, depth + 1) for k, v in value.items())
-    return False
-
-
-def read_output(out_dir: Path, task_id: str) -> ProbeOutput:
-    """Load and validate one task's result; anything odd is the submission's error."""
-    bad = ProbeOutput.failure(ERROR, "the grader could not read what your code returned")
-    raw_meta = _read_regular(out_dir / f"{task_id}.json", MAX_JSON_BYTES)
-    raw_arrays = _read_regular(out_dir / f"{task_id}.npz", MAX_NPZ_BYTES)
-    if raw_meta is None or raw_arrays is None:
-        return ProbeOutput.failure(ERROR, "no result was recorded")
     try:
-        meta = json.loads(raw_meta.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return bad
-    if not isinstance(meta, dict) or not _plain_json(meta):
-        return bad
-    arrays = {}
-    try:
-        with np.load(io.BytesIO(raw_arrays), allow_pickle=False) as data:
-            for key in data.files:
-                value = data[key]
-                if value.dtype.kind not in "biuf" or value.size > MAX_ARRAY_SIZE:
-                    return bad
-                arrays[key] = value
-    except Exception:  # anything numpy or zipfile raise on a forged file
-        return bad
-    error = meta.get("error")
-    if error is not None:
-        if not isinstance(error, dict):
-            return bad
-        return ProbeOutput.failure(ERROR, str(error.get("message", "error"))[:500],
-                                   str(error.get("traceback", ""))[:4000])
-    return ProbeOutput(status="ok", meta=meta, arrays=arrays)
+        task, meta, arrays = protocol.decode_result(payload, max_bytes)
+    except protocol.ProtocolError:
+        return None
+    return output_from_result(meta, arrays) if task == task_id else None
 
 
 def _limits(rubric: Rubric) -> sandbox.Limits:
@@ -191,7 +169,9 @@ def _limits(rubric: Rubric) -> sandbox.Limits:
                           address_space_mib=int(lim["memory_mib"]),
                           processes=int(lim["processes"]),
                           file_size_mib=int(lim["file_size_mib"]),
-                          output_bytes=int(lim["output_kib"]) * 1024)
+                          output_bytes=int(lim["output_kib"]) * 1024,
+                          workdir_mib=int(lim["workdir_mib"]),
+                          workdir_files=int(lim["workdir_files"]))
 
 
 def _child_env(rubric: Rubric, workdir: str) -> dict:
@@ -207,12 +187,25 @@ def _child_env(rubric: Rubric, workdir: str) -> dict:
     }
 
 
+def hidden_paths(rubric: Rubric) -> list[str]:
+    """Files a sandbox must not read even inside the trees it mounts: the grading data."""
+    paths = [load_loader().offline_subset_path(),
+             os.path.expanduser(os.path.join("~", ".keras", "datasets")),
+             os.environ.get("MNIST_PATH")]
+    for item in rubric.items:
+        if item.data not in (None, "offline", "keras"):
+            path = Path(item.data)
+            paths.append(str(path if path.is_absolute() else PROJECT_ROOT / path))
+    return sorted({os.path.realpath(p) for p in paths if p})
+
+
 def _prepare_workdir(root: Path, source: Path, rubric: Rubric, tasks: list[Task], seed_of) -> Path:
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
     os.chmod(workdir, 0o755)
     shutil.copyfile(source, workdir / rubric.submission_name)
     shutil.copyfile(LOADER_PATH, workdir / "mnist_loader.py")
     shutil.copyfile(PACKAGE_DIR / "child_runner.py", workdir / "grader_child.py")
+    shutil.copyfile(PACKAGE_DIR / "protocol.py", workdir / "grader_protocol.py")
     (workdir / "inputs").mkdir()
     job_tasks = []
     for task in tasks:
@@ -228,32 +221,105 @@ def _prepare_workdir(root: Path, source: Path, rubric: Rubric, tasks: list[Task]
     return workdir
 
 
-def _progress(workdir: Path) -> list[str]:
-    raw = _read_regular(workdir / "progress", 1 << 20)
-    return [] if raw is None else raw.decode("utf-8", "replace").splitlines()
-
-
 @dataclass
-class _Phase:
-    name: str        # "startup", "import", or a task id
-    started: float
-    budget: float
+class _ChildRun:
+    """What one child did: results of the tasks it finished, and how it ended."""
+    results: dict               # task id -> ProbeOutput, in order
+    reached: str                # "startup", "import" or the id of the task it was on
+    ended: str                  # "finished" | "timeout" | "deadline" | "died" | "violation"
+    detail: str = ""            # for a violation: what the child did
+    budget: float = 0.0         # the budget of the phase that ran out
+    run: sandbox.RunResult | None = None
+    level: str = ""
+    confinement: str = ""
 
 
-def _current_phase(lines: list[str], now: float, budgets: dict, phase: _Phase) -> _Phase:
-    """Which budget applies now, from the last progress line."""
-    state = "startup"
-    for line in lines:
-        word, _, rest = line.partition(" ")
-        if word == "ready":
-            state = "between"
-        elif word == "start":
-            state = rest
-        elif word == "done":
-            state = "between"
-    if state != phase.name:
-        return _Phase(state, now, budgets.get(state, budgets["between"]))
-    return phase
+def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workroot: Path,
+               seed_of, deadline: float) -> _ChildRun:
+    """Run one child on ``tasks`` in order. The parent's clock alone decides.
+
+    Phases: startup (until the child says ``ready``), import, then each task.
+    A phase starts when the previous one ended (as the parent saw it) and may
+    last its budget, never past ``deadline``; what the child sends can only
+    end a phase early. Anything out of order is a violation that ends the
+    child: the phase it was in gets the blame.
+    """
+    lim = rubric.limits
+    max_result = int(lim["result_mib"]) * 2**20
+    phases = ["startup", "import", *(t.id for t in tasks)]
+    budgets = {"startup": float(lim["startup_seconds"]), "import": float(lim["import_seconds"]),
+               **{t.id: float(t.item.budget_seconds) for t in tasks}}
+    workdir = _prepare_workdir(workroot, source, rubric, tasks, seed_of)
+    read_fd, write_fd = os.pipe()
+    env = _child_env(rubric, str(workdir))
+    env[protocol.FD_VARIABLE] = str(write_fd)
+    try:
+        try:
+            proc = sandbox.start([sys.executable, "-s", "-B", "grader_child.py"], workdir,
+                                 _limits(rubric), env, isolation=isolation,
+                                 pass_fds=(write_fd,), hidden=hidden_paths(rubric))
+        finally:
+            os.close(write_fd)
+    except sandbox.SandboxError as exc:
+        os.close(read_fd)
+        _remove(workdir)
+        raise UngradableError(f"the sandbox cannot start: {exc}") from None
+    reader = protocol.Reader(read_fd, max_result, max_result * (len(tasks) + 2))
+    out = _ChildRun({}, "startup", "finished", level=proc.isolation,
+                    confinement=getattr(proc, "confinement", ""))
+    index, phase_start = 0, time.monotonic()
+    try:
+        while index < len(phases):
+            name = phases[index]
+            out.reached = name
+            phase_end = min(phase_start + budgets[name], deadline)
+            message = reader.get(phase_end - time.monotonic())
+            if message is None or message.at > phase_end:
+                if message is None and time.monotonic() < phase_end:
+                    continue
+                out.ended = "deadline" if phase_end == deadline else "timeout"
+                out.budget = budgets[name]
+                break
+            if message.kind == "eof":
+                # The child closed the channel or ended: it may still run, on the same clock.
+                if proc.wait(max(0.0, phase_end - time.monotonic())) is None:
+                    out.ended = "deadline" if phase_end == deadline else "timeout"
+                    out.budget = budgets[name]
+                else:
+                    out.ended = "died"
+                break
+            expected_event = name == "startup"
+            if message.kind == "event" and expected_event and message.word == protocol.READY:
+                pass
+            elif message.kind == "result" and not expected_event and message.task == name:
+                out.results[name] = output_from_result(message.meta, message.arrays)
+            elif message.kind == "bad-result" and not expected_event:
+                out.results[name] = ProbeOutput.failure(ERROR, f"{UNREADABLE}: {message.error}")
+            else:
+                out.ended = "violation"
+                out.detail = message.error or "sent results out of order"
+                break
+            index, phase_start = index + 1, message.at
+        else:
+            out.reached = "finished"
+            proc.wait(max(0.0, min(deadline - time.monotonic(), _EXIT_GRACE_SECONDS)))
+    finally:
+        try:
+            proc.kill()  # the whole tree, whatever it left behind
+        except sandbox.SandboxError as exc:
+            _remove(workdir)
+            raise UngradableError(f"the sandbox could not be stopped: {exc}") from None
+        out.run = proc.result()
+        reader.join(_EXIT_GRACE_SECONDS)
+        _remove(workdir)
+    return out
+
+
+def _remove(workdir: Path) -> None:
+    try:
+        sandbox.remove_tree(workdir)
+    except sandbox.SandboxError as exc:  # never the student's grade: say so and go on
+        print(f"grader: warning: {exc}", file=sys.stderr)
 
 
 def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
@@ -262,98 +328,92 @@ def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
 
     Returns ({task id: output}, isolation level, confinement detail).
 
-    One child runs the tasks in order.  When it dies or overruns an item's
-    budget, that item gets the failure and a fresh child takes the rest.
+    One child runs the tasks in order.  When it dies, misbehaves or overruns
+    an item's budget, that item gets the failure and a fresh child takes the
+    rest.  The whole run has a hard cap: start-up, import and every item's
+    budget added up, however many children it takes.
     """
+    lim = rubric.limits
+    deadline = time.monotonic() + float(lim["startup_seconds"]) + float(lim["import_seconds"]) \
+        + sum(float(t.item.budget_seconds) for t in tasks)
     results: dict[str, ProbeOutput] = {}
     remaining = list(tasks)
     level, confinement = isolation, ""
-    limits = _limits(rubric)
+    first = True
     while remaining:
-        workdir = _prepare_workdir(workroot, source, rubric, remaining, seed_of)
-        budgets = {"startup": float(rubric.limits["startup_seconds"]),
-                   "import": float(rubric.limits["import_seconds"]), "between": 10.0}
-        budgets.update({t.id: t.item.budget_seconds for t in remaining})
-        try:
-            proc = sandbox.start([sys.executable, "-s", "-B", "grader_child.py"], workdir,
-                                 limits, _child_env(rubric, str(workdir)), isolation=isolation)
-        except sandbox.SandboxError as exc:
-            raise UngradableError(f"the sandbox cannot start: {exc}") from None
-        level, confinement = proc.isolation, getattr(proc, "confinement", "")
-        started = time.monotonic()
-        phase = _Phase("startup", started, budgets["startup"])
-        timed_out = None
-        while proc.poll() is None:
-            now = time.monotonic()
-            phase = _current_phase(_progress(workdir), now, budgets, phase)
-            if now - phase.started > phase.budget:
-                timed_out = phase
-                proc.kill()
-                break
-            time.sleep(POLL_SECONDS)
-        proc.wait()
-        proc.kill()  # whatever it left behind
-        run = proc.result()
-        lines = _progress(workdir)
-        done = {line[5:] for line in lines if line.startswith("done ")}
-        started_ids = [line[6:] for line in lines if line.startswith("start ")]
-        out_dir = workdir / "out"
-        if "import" not in done:
-            if "import" not in started_ids and timed_out is None and not trusted:
-                if "ready" not in lines:
-                    detail = (run.stderr or "").strip().splitlines()[-1:] or ["no output"]
-                    raise UngradableError("the grading process could not start TensorFlow: "
-                                          f"{detail[0][:200]}")
-            if timed_out is not None and timed_out.name == "startup":
+        child = _supervise(source, remaining, rubric, isolation, workroot, seed_of, deadline)
+        level, confinement = child.level, child.confinement
+        if child.reached == "startup" and (first or trusted):
+            # No line of the submission has run yet: this is the grader's side.
+            if child.ended in ("timeout", "deadline"):
                 raise UngradableError("starting TensorFlow in the sandbox took longer than "
-                                      f"{budgets['startup']:.0f} s")
-            why = _death(run, timed_out, "importing your file")
+                                      f"{lim['startup_seconds']:g} s")
+            detail = (child.run.stderr or "").strip().splitlines()[-1:] or ["no output"]
+            raise UngradableError("the grading process could not start TensorFlow: "
+                                  f"{detail[0][:200]}")
+        first = False
+        imported = child.results.get("import")
+        if child.reached in ("startup", "import") or (imported is not None and not imported.ok):
+            if imported is not None and not imported.ok:
+                failure = imported
+            elif child.reached == "startup":  # a fresh child, after an item that failed
+                failure = ProbeOutput.failure(*_death(child, "starting the next child"))
+            else:
+                failure = ProbeOutput.failure(*_death(child, "importing your file"))
             for t in remaining:
-                results[t.id] = ProbeOutput.failure(why[0], why[1])
-            break
-        imported = read_output(out_dir, "import")
-        if imported.status == ERROR and imported.message != "no result was recorded":
-            for t in remaining:
-                results[t.id] = ProbeOutput.failure(ERROR, imported.message, imported.traceback)
+                results[t.id] = ProbeOutput(failure.status, message=failure.message,
+                                            traceback=failure.traceback)
             break
         for t in remaining:
-            if t.id in done:
-                results[t.id] = read_output(out_dir, t.id)
-        broken = next((t for t in remaining if t.id not in done), None)
-        if broken is not None and (broken.id in started_ids or timed_out is not None):
-            status, message = _death(run, timed_out, f"in {broken.item.probe}")
+            if t.id in child.results:
+                results[t.id] = child.results[t.id]
+        broken = next((t for t in remaining if t.id not in results), None)
+        if broken is not None:
+            status, message = _death(child, f"in {broken.item.probe}")
             results[broken.id] = ProbeOutput.failure(status, message)
-        elif broken is not None:
-            results[broken.id] = ProbeOutput.failure(ERROR, "the process stopped before this item")
-        if broken is not None and results[broken.id].status == "timeout":
-            # the whole-pipeline item would call the same function and hang again
-            for t in remaining:
-                if t.item.probe == "model" and broken.item.probe in PIPELINE:
+            if child.ended == "deadline":
+                for t in remaining:
                     results.setdefault(t.id, ProbeOutput.failure(
-                        "timeout", f"not run: {broken.item.probe}() timed out in {broken.item.id}"))
+                        "timeout", "not run: the submission used up its total time"))
+            elif status == "timeout":
+                # the whole-pipeline item would call the same function and hang again
+                for t in remaining:
+                    if t.item.probe == "model" and broken.item.probe in PIPELINE:
+                        results.setdefault(t.id, ProbeOutput.failure(
+                            "timeout", f"not run: {broken.item.probe}() timed out in {broken.item.id}"))
         remaining = [t for t in remaining if t.id not in results]
-        if not trusted:
-            shutil.rmtree(workdir, ignore_errors=True)
     return results, level, confinement
 
 
-def _death(run, timed_out: _Phase | None, where: str) -> tuple[str, str]:
-    if timed_out is not None:
-        return "timeout", f"timed out after {timed_out.budget:g} s {where}"
-    if run.signal:
-        import signal as _signal
+def _death(child: _ChildRun, where: str) -> tuple[str, str]:
+    if child.ended == "deadline":
+        return "timeout", f"stopped {where}: the submission used up its total time"
+    if child.ended == "timeout":
+        return "timeout", f"timed out after {child.budget:g} s {where}"
+    if child.ended == "violation":
+        return ERROR, f"the grader could not read what your code returned {where}: {child.detail}"
+    run = child.run
+    if run is not None and run.signal:
         try:
-            name = _signal.Signals(run.signal).name
+            name = signal.Signals(run.signal).name
         except ValueError:
             name = f"signal {run.signal}"
         hint = {"SIGXCPU": " (CPU time limit)", "SIGSEGV": " (a crash in native code)",
                 "SIGKILL": " (killed: memory or process limits?)",
                 "SIGXFSZ": " (file size limit)"}.get(name, "")
         return "crashed", f"the process was killed by {name}{hint} {where}"
-    return "crashed", f"the process exited (exit code {run.returncode}) {where}"
+    code = run.returncode if run is not None else "?"
+    if child.ended == "finished" or code == 0:
+        return ERROR, f"the process stopped before this item {where}"
+    return "crashed", f"the process exited (exit code {code}) {where}"
 
 
 # ------------------------------------------------------- expected values
+
+def seed_of(rubric: Rubric):
+    """The child's seed for each task, derived from the rubric's seed of its visibility."""
+    return lambda t: child_seed(rubric.seed_for(t.visibility), t.id)
+
 
 def _digest(rubric: Rubric, tasks: list[Task], reference: Path) -> str:
     h = hashlib.sha256()
@@ -373,8 +433,8 @@ def _digest(rubric: Rubric, tasks: list[Task], reference: Path) -> str:
 def _load_saved(folder: Path, tasks: list[Task]) -> dict | None:
     out = {}
     for t in tasks:
-        result = read_output(folder, t.id)
-        if not result.ok:
+        result = read_result_file(folder / f"{t.id}.result", t.id)
+        if result is None or not result.ok:
             return None
         out[t.id] = result
     return out
@@ -393,7 +453,7 @@ def expected_outputs(rubric: Rubric, tasks: list[Task], workroot: Path) -> dict:
     if saved is not None:
         return saved
     results, _, _ = run_probes(REFERENCE_PATH, tasks, rubric, "basic", workroot,
-                            seed_of=lambda t: rubric.seed_for(t.visibility), trusted=True)
+                               seed_of=seed_of(rubric), trusted=True)
     failed = {k: v for k, v in results.items() if not v.ok}
     if failed:
         task_id, out = next(iter(failed.items()))
@@ -403,11 +463,11 @@ def expected_outputs(rubric: Rubric, tasks: list[Task], workroot: Path) -> dict:
 
 
 def save_outputs(folder: Path, tasks: list[Task], results: dict) -> None:
-    """Write outputs in the child's format, so that read_output loads them back."""
+    """Write outputs in the channel's format (``<task>.result``), as read_result_file reads them."""
     for t in tasks:
         out = results[t.id]
-        np.savez(folder / f"{t.id}.npz", **out.arrays)
-        (folder / f"{t.id}.json").write_text(json.dumps(out.meta))
+        outputs = {**out.meta, **{f"value_{k}": v for k, v in out.arrays.items()}}
+        (folder / f"{t.id}.result").write_bytes(protocol.encode_result(t.id, outputs))
 
 
 def _save(folder: Path, tasks: list[Task], results: dict) -> None:
@@ -531,7 +591,7 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
             level, confinement = sandbox.detect_isolation(isolation)[0], ""
         else:
             got, level, confinement = run_probes(source, tasks, rubric, isolation, workroot,
-                                    seed_of=lambda t: rubric.seed_for(t.visibility))
+                                                 seed_of=seed_of(rubric))
     questions = tuple(score_item(item, [t for t in tasks if t.item is item], got, expected, rubric)
                       for item in rubric.items)
     complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total

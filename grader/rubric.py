@@ -25,6 +25,9 @@ GRADESCOPE_VISIBILITIES = ("hidden", "after_due_date", "after_published", "visib
 LIMIT_KEYS = {"startup_seconds": (int, float), "import_seconds": (int, float),
               "cpu_seconds": int, "memory_mib": int, "processes": int, "file_size_mib": int,
               "output_kib": int, "threads": int}
+# Optional limits and their defaults: what one result of the child may weigh,
+# and the size and file count of a full sandbox's work directory (a tmpfs).
+OPTIONAL_LIMITS = {"result_mib": 16, "workdir_mib": 256, "workdir_files": 4096}
 MIN_MEMORY_MIB = 1280  # TensorFlow computes wrong results silently below ~1.25 GiB
 
 
@@ -223,6 +226,11 @@ def parse_rubric(data: Any, path: Path, text: str = "") -> Rubric:
         value = problems.typed(limits, key, typ, "limits")
         if value is not None and value <= 0:
             problems.add(f"limits.{key}", f"{value!r} must be positive")
+    for key, default in OPTIONAL_LIMITS.items():
+        value = problems.typed(limits, key, int, "limits", required=False)
+        if value is not None and value <= 0:
+            problems.add(f"limits.{key}", f"{value!r} must be positive")
+        limits.setdefault(key, default)
     memory = limits.get("memory_mib")
     if isinstance(memory, int) and 0 < memory < MIN_MEMORY_MIB:
         problems.add("limits.memory_mib", f"{memory} is below {MIN_MEMORY_MIB}: TensorFlow "

