@@ -402,10 +402,9 @@ def _death(child: _ChildRun, where: str) -> tuple[str, str]:
                 "SIGKILL": " (killed: memory or process limits?)",
                 "SIGXFSZ": " (file size limit)"}.get(name, "")
         return "crashed", f"the process was killed by {name}{hint} {where}"
-    code = run.returncode if run is not None else "?"
-    if child.ended == "finished" or code == 0:
+    if child.ended == "finished" or run is None:
         return ERROR, f"the process stopped before this item {where}"
-    return "crashed", f"the process exited (exit code {code}) {where}"
+    return "crashed", f"the process exited (exit code {run.returncode}) {where}"
 
 
 # ------------------------------------------------------- expected values

@@ -78,7 +78,7 @@ def encode_result(task_id: str, outputs: dict) -> bytes:
     arrays, meta = [], {}
     for key, value in outputs.items():
         if key.startswith("value_"):
-            array = np.ascontiguousarray(value)
+            array = np.asarray(value)  # tobytes() below writes C order
             if array.dtype.kind == "b":
                 array = array.astype(np.bool_)
             array = array.astype(array.dtype.newbyteorder("<"), copy=False)

@@ -28,15 +28,34 @@ IS_ROOT = os.geteuid() == 0
 MARK = "8765.4321"  # an argument no other process on the machine uses
 
 
+_RUBRICS: dict = {}
+
+
+def rubric_for(tmp_root: Path, short: frozenset = frozenset(), import_seconds: int = 20) -> Path:
+    """rubric.yaml with generous budgets (no verdict depends on the machine's load), except
+    5 s for the ``short`` items (those a case makes hang) and its import budget."""
+    key = (short, import_seconds)
+    if key not in _RUBRICS:
+        data = yaml.safe_load((ROOT / "rubric.yaml").read_text())
+        data["limits"]["import_seconds"] = import_seconds
+        for item in data["questions"]:
+            item["budget_seconds"] = 5 if item["id"] in short else (240 if item["id"] == "model"
+                                                                     else 60)
+        path = tmp_root / f"rubric-{len(_RUBRICS)}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        _RUBRICS[key] = path
+    return _RUBRICS[key]
+
+
 @pytest.fixture(scope="session")
-def short_rubric(tmp_path_factory) -> Path:
-    data = yaml.safe_load((ROOT / "rubric.yaml").read_text())
-    data["limits"]["import_seconds"] = 5
-    for item in data["questions"]:
-        item["budget_seconds"] = 15 if item["id"] == "model" else 5
-    path = tmp_path_factory.mktemp("rubric") / "rubric.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+def rubric_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("rubrics")
+
+
+@pytest.fixture(scope="session")
+def short_rubric(rubric_root) -> Path:
+    """Every item short: for tests that only look at one item's outcome."""
+    return rubric_for(rubric_root, frozenset(ITEMS), 5)
 
 
 def leftovers(mark: str) -> list[str]:
@@ -53,21 +72,37 @@ def leftovers(mark: str) -> list[str]:
     return found
 
 
-def grade(tmp_path: Path, rubric: Path, code: str, isolation: str) -> tuple[int, dict, float, str]:
+# Runs the grader and reports its own peak memory (the parent's, not the sandbox's).
+_MEASURED = (
+    "import resource, runpy, sys\n"
+    "sys.argv = ['grader'] + sys.argv[2:]\n"
+    "try:\n    runpy.run_module('grader', run_name='__main__')\n"
+    "finally:\n"
+    "    with open(__peak__, 'w') as f:\n"
+    "        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+)
+
+
+def grade(tmp_path: Path, rubric: Path, code: str, isolation: str,
+          base: str = REFERENCE) -> tuple[int, dict, int, str]:
+    """(exit status, JSON report, the grader's peak RSS in KiB, stderr)."""
     path = tmp_path / "submission" / "tensorflow_tutorial.py"
     path.parent.mkdir(exist_ok=True)
     mark = f"{MARK}{os.getpid()}{time.monotonic_ns() % 10**6}"  # unique to this grade
-    path.write_text(REFERENCE + "\n\n# ---- hostile part ----\n" + code.replace(MARK, mark))
-    start = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "grader", "check", str(path), "--format", "json",
+    path.write_text(base + "\n\n# ---- hostile part ----\n" + code.replace(MARK, mark))
+    scratch = tmp_path / "grader-tmp"
+    scratch.mkdir(exist_ok=True)
+    peak = tmp_path / "peak"
+    wrapper = _MEASURED.replace("__peak__", repr(str(peak)))
+    run = subprocess.run([sys.executable, "-c", wrapper, "-", "check", str(path), "--format", "json",
                           "--rubric", str(rubric), "--isolation", isolation],
-                         cwd=ROOT, capture_output=True, text=True, timeout=240,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    elapsed = time.monotonic() - start
+                         cwd=ROOT, capture_output=True, text=True, timeout=900,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(scratch)))
     assert run.returncode in (0, 1), run.stderr
     report = json.loads(run.stdout)
     assert not leftovers(mark), leftovers(mark)
-    return run.returncode, report, elapsed, run.stderr
+    assert list(scratch.iterdir()) == [], "the grader left files behind"
+    return run.returncode, report, int(peak.read_text()), run.stderr
 
 
 def scores(report: dict) -> dict:
@@ -157,16 +192,23 @@ PARAMS = [pytest.param(name, "auto", id=name) for name in CASES] + \
          [pytest.param(name, "basic", id=f"{name}-basic") for name in BASIC_CASES]
 
 
+# Cases that must make an item hang get a short budget there (and only there).
+SHORT = {"train_at_import": (frozenset(), 5), "infinite_loop": (frozenset({"Q5"}), 20),
+         "catches_signals": (frozenset({"Q8"}), 20)}
+PARENT_PEAK_KIB = 400 * 1024  # the grader's own process: numpy, the data, the reader
+
+
 @pytest.mark.parametrize("name,isolation", PARAMS)
-def test_hostile_submission(name, isolation, tmp_path, short_rubric):
+def test_hostile_submission(name, isolation, tmp_path, rubric_root):
     code, lost, words = CASES[name]
-    exit_code, report, elapsed, _ = grade(tmp_path, short_rubric, code, isolation)
+    rubric = rubric_for(rubric_root, *SHORT.get(name, (frozenset(), 20)))
+    exit_code, report, peak, _ = grade(tmp_path, rubric, code, isolation)
     assert_lost_exactly(report, lost)
     assert exit_code == (1 if lost else 0)
     if lost and words:
         first = next(i for i in ITEMS if i in lost)
         assert words.lower() in feedback(report, first).lower(), feedback(report, first)
-    assert elapsed < 150
+    assert peak < PARENT_PEAK_KIB
     if isolation == "auto" and IS_ROOT:
         assert report["isolation"] == "full"
 
@@ -254,3 +296,92 @@ def compute_cost(Z2, Y):
     assert not accepted
     assert "no network" in feedback(report, "Q5")
     assert [t for t in targets if t.exists()] == []
+
+
+# ---------------------------------------------------------------- the trust boundary
+# Each class of attack on what the parent reads from the child, every path it
+# opens and every clock it keeps.
+
+STARTER = (ROOT / "starter" / "tensorflow_tutorial.py").read_text()
+CHANNEL = "int(_os.environ['GRADER_CHANNEL_FD'])"
+
+BOUNDARY_CASES = {
+    # The parent follows no path the child controls: links to reference results buy nothing.
+    "links_to_reference_results": (STARTER, (
+        "import os as _os\n"
+        f"for _target in ({str(ROOT / '.cache' / 'expected')!r}, {str(ROOT / 'grader' / 'expected')!r},"
+        f" {str(ROOT)!r}, '/'):\n"
+        "    for _name in ('out', 'progress', 'results', 'expected', 'job.json', 'inputs'):\n"
+        "        try:\n            _os.replace(_name, _name + '.old')\n        except OSError:\n"
+        "            pass\n"
+        "        try:\n            _os.symlink(_target, _name)\n        except OSError:\n"
+        "            pass\n"), set(ITEMS), "", frozenset()),
+    # The child cannot stretch the clock: rewriting files does nothing ...
+    "sleeps_and_rewrites_files": (REFERENCE, (
+        "import os as _os, time as _time\n"
+        "def compute_cost(Z2, Y):\n    while True:\n        _time.sleep(0.05)\n"
+        "        for _name in ('progress', 'out/Q5-public.json'):\n"
+        "            try:\n                open(_name, 'a').write('done Q5-public\\n')\n"
+        "            except OSError:\n                pass\n"), {"Q5", "model"},
+        "timed out after 5 s in compute_cost", frozenset({"Q5"})),
+    # ... and a message out of turn ends the child, it never restarts a budget.
+    "spams_events": (REFERENCE, (
+        "import os as _os, time as _time\n"
+        "def compute_cost(Z2, Y):\n    while True:\n        _time.sleep(0.05)\n"
+        f"        _os.write({CHANNEL}, b'EVNT\\0\\0\\0\\x05ready')\n"), {"Q5", "model"},
+        "could not read what your code returned", frozenset({"Q5"})),
+    # Sizes are checked from the header, before anything is read or allocated.
+    "giant_frame": (REFERENCE, (
+        "import os as _os\n"
+        "def compute_cost(Z2, Y):\n"
+        f"    fd = {CHANNEL}\n    _os.write(fd, b'RSLT\\xff\\xff\\xff\\xff')\n"
+        "    for _ in range(256):\n        _os.write(fd, bytes(1 << 20))\n"), {"Q5", "model"},
+        "larger than the grader accepts", frozenset()),
+    "nested_json": (REFERENCE, (
+        "import os as _os, struct as _struct\n"
+        "def compute_cost(Z2, Y):\n"
+        "    header = b'{\"task\": \"Q5-public\", \"meta\": ' + b'[' * 100000 + b']' * 100000 + b', \"arrays\": []}'\n"
+        "    payload = _struct.pack('>I', len(header)) + header\n"
+        f"    _os.write({CHANNEL}, b'RSLT' + _struct.pack('>I', len(payload)) + payload)\n"
+        "    raise RuntimeError('sent')\n"), {"Q5", "model"}, "nested too deeply", frozenset()),
+    # Nothing the child does makes it "ungradable": it scores, with feedback.
+    "stderr_and_exit_at_import": (REFERENCE, (
+        "import os as _os, sys as _sys\n"
+        "_sys.stderr.write('Traceback (most recent call last):\\nungradable: a grader bug\\n')\n"
+        "_sys.stderr.flush()\n_os._exit(3)\n"), set(ITEMS), "exit code 3", frozenset()),
+    "closes_the_channel": (REFERENCE, (
+        "import os as _os\n"
+        "def compute_accuracy(Z2, Y):\n"
+        f"    _os.close({CHANNEL})\n    import time\n    time.sleep(3600)\n"), {"Q6"},
+        "timed out after 5 s in compute_accuracy", frozenset({"Q6"})),
+    # Clean-up cannot be defeated.
+    "deep_directory_chain": (REFERENCE, (
+        "import os as _os\n"
+        "_here = _os.open('.', _os.O_RDONLY)\n"
+        "for _ in range(5000):\n"
+        "    _os.mkdir('d', dir_fd=_here)\n"
+        "    _next = _os.open('d', _os.O_RDONLY, dir_fd=_here)\n"
+        "    _os.close(_here)\n    _here = _next\n"
+        "_os.symlink('/', 'escape', dir_fd=_here)\n"
+        "_os.chmod(_here, 0)\n"), set(), "", frozenset()),
+}
+BOUNDARY_PARAMS = [pytest.param(name, "auto", id=name) for name in BOUNDARY_CASES] + \
+    [pytest.param(name, "basic", id=f"{name}-basic")
+     for name in ("links_to_reference_results", "sleeps_and_rewrites_files", "giant_frame",
+                  "deep_directory_chain", "stderr_and_exit_at_import")]
+
+
+@pytest.mark.parametrize("name,isolation", BOUNDARY_PARAMS)
+def test_the_boundary_holds(name, isolation, tmp_path, rubric_root):
+    base, code, lost, words, short = BOUNDARY_CASES[name]
+    rubric = rubric_for(rubric_root, short)
+    exit_code, report, peak, _ = grade(tmp_path, rubric, code, isolation, base=base)
+    if base is STARTER:
+        assert report["total"] == 0, scores(report)
+    else:
+        assert_lost_exactly(report, lost)
+    assert exit_code == (1 if lost else 0)
+    if words:
+        first = next(i for i in ITEMS if i in lost)
+        assert words.lower() in feedback(report, first).lower(), feedback(report, first)
+    assert peak < PARENT_PEAK_KIB
