@@ -129,7 +129,7 @@ def placeholder(ctx: Context) -> Verdict:
                        f"the data is fed as {want_dtype}: create {target} with tf.{want_dtype}")
     shape = info.get("shape")
     if shape == want_shape:
-        return Verdict(True, f"{target}: {want_dtype} placeholder of shape {fmt_shape(shape)}")
+        return _fed(ctx, target, want_dtype, shape)
     got = f"{target} has shape {fmt_shape(shape)}; expected {fmt_shape(want_shape)}"
     if shape is None:
         hint = f"give {target} a shape: tf.placeholder(tf.{want_dtype}, shape={want_shape})"
@@ -144,6 +144,21 @@ def placeholder(ctx: Context) -> Verdict:
     else:
         hint = f"the contract fixes the shape of {target}: {fmt_shape(want_shape)}"
     return Verdict(False, got, hint)
+
+
+def _fed(ctx: Context, target: str, want_dtype: str, shape) -> Verdict:
+    """The batch the grader fed through the placeholder came out as the parent computes it."""
+    batch, weights = ctx.inputs.get(target), ctx.inputs.get("K" + target)
+    if batch is None or weights is None:  # a rubric without a batch to feed
+        return Verdict(True, f"{target}: {want_dtype} placeholder of shape {fmt_shape(shape)}")
+    got = ctx.got.array("fed_" + target)
+    want = float(np.sum(batch.astype(np.float64) * weights.astype(np.float64)))
+    if got is None or got.shape not in ((), (1,)) or not close(got.reshape(()), want):
+        why = _tensor(ctx, target).get("feed_error", "it did not pass the batch through")
+        return Verdict(False, f"{target} could not be fed a batch of shape {batch.shape}: {why}",
+                       f"{target} must accept a batch fed through feed_dict={{{target}: ...}}")
+    return Verdict(True, f"{target}: {want_dtype} placeholder of shape {fmt_shape(shape)}, "
+                         f"fed a batch of {len(batch)}")
 
 
 # -------------------------------------------------------------- parameters
@@ -400,8 +415,10 @@ def initialized(ctx: Context) -> Verdict:
         return Verdict(False, f"{len(missing)} of {total} variables are not initialized "
                               f"({', '.join(missing[:3])})",
                        "use tf.global_variables_initializer(), which covers every variable")
-    got, want = ctx.got.array("a"), ctx.inputs.get("A")
-    if got is None or want is None or not close(got, want, rtol=1e-6, atol=1e-6):
+    got = ctx.got.array("a")
+    want = ctx.expected.array("a") if ctx.expected is not None else None
+    if got is None or want is None or got.shape != want.shape or \
+            not close(got, want, rtol=1e-6, atol=1e-6):
         return Verdict(False, "a variable does not hold its initial value after initialization",
                        "run the initializer once and do not assign other values")
     return Verdict(True, f"a tf.Session with all {total} variables initialized")

@@ -187,12 +187,26 @@ def _float_list(np, values) -> tuple[list, list]:
 
 
 def probe_create_placeholders(h: Harness, inputs, params) -> dict:
+    tf, np = h.tf, h.np
     result = h.call("create_placeholders")
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise StudentError(f"create_placeholders() returned {type(result).__name__}, "
                            "expected a pair (X, Y)")
     X, Y = result
-    return {"X": describe(h.tf, X), "Y": describe(h.tf, Y)}
+    out = {"X": describe(tf, X), "Y": describe(tf, Y)}
+    # Feed the grader's batch through each placeholder: the parent checks the sums itself.
+    for name, tensor, weights in (("X", X, "KX"), ("Y", Y, "KY")):
+        if not out[name].get("is_tensor") or not inputs:
+            continue
+        try:
+            total = tf.reduce_sum(tf.cast(tensor, tf.float64) * inputs[weights].astype(np.float64))
+            with h.session() as sess:
+                value = sess.run(total, feed_dict={tensor: inputs[name]})
+        except Exception as exc:  # a shape or dtype the batch does not fit: the check says so
+            out[name]["feed_error"] = _short(exc)
+            continue
+        out["value_fed_" + name] = np.asarray(value, dtype=np.float64)
+    return out
 
 
 def probe_initialize_parameters(h: Harness, inputs, params) -> dict:
@@ -306,7 +320,9 @@ def probe_create_train_step(h: Harness, inputs, params) -> dict:
 def probe_initialize_session(h: Harness, inputs, params) -> dict:
     tf, np = h.tf, h.np
     graph = tf.get_default_graph()
-    tf.Variable(inputs["A"], name="grader_a")
+    # Random in the graph: its value after initialization is the reference's, not an input.
+    seed = int(h.job["seed"]) % (2**31 - 1)
+    tf.Variable(tf.random_uniform(inputs["A"].shape, seed=seed) + inputs["A"], name="grader_a")
     tf.get_variable("grader_b", shape=[7, 5], initializer=tf.glorot_uniform_initializer())
     tf.Variable(tf.constant(3.0, shape=[4]), name="grader_c")
     tf.Variable(tf.zeros([2]), name="grader_step", trainable=False)  # as optimizers make

@@ -47,6 +47,15 @@ def _images(rng: np.random.Generator, m: int) -> np.ndarray:
     return (ink * rng.random((m, 28, 28))).astype(np.float32)
 
 
+@_generator("create_placeholders")
+def _placeholders(rng, params) -> Inputs:
+    """A batch to feed through X and Y, and weights the parent sums it with."""
+    m = 7
+    return {"X": _images(rng, m), "Y": one_hot(rng.integers(0, 10, m)),
+            "KX": rng.normal(0, 1, (28, 28)).astype(np.float32),
+            "KY": rng.normal(0, 1, 10).astype(np.float32)}
+
+
 @_generator("forward_propagation")
 def _forward(rng, params) -> Inputs:
     m, h = int(params["m"]), int(params["n_hidden"])

@@ -385,3 +385,75 @@ def test_the_boundary_holds(name, isolation, tmp_path, rubric_root):
         first = next(i for i in ITEMS if i in lost)
         assert words.lower() in feedback(report, first).lower(), feedback(report, first)
     assert peak < PARENT_PEAK_KIB
+
+
+# A file that implements nothing and forges, inside its own process, every fact
+# its probes report: structure, constants and echoes of its own inputs, but no
+# computation of an answer. What it can buy is the limit stated in the README.
+FORGER = '''
+import sys as _sys
+import numpy as _np
+_runner = _sys.modules["__main__"]
+
+def _t(shape, dtype="float32", op="Placeholder", **extra):
+    return {"type": "Tensor", "is_tensor": True, "dtype": dtype, "shape": shape, "op": op, **extra}
+
+def _parameters(h, inputs, params):
+    n = params.get("n_hidden") or 128
+    out = {"keys": ["W1", "W2", "b1", "b2"]}
+    for key, shape in (("W1", [784, n]), ("b1", [n]), ("W2", [n, 10]), ("b2", [10])):
+        out[key] = _t(shape, op="VariableV2", is_variable=True, trainable=True)
+        scale = (2.0 / sum(shape)) ** 0.5 if len(shape) == 2 else 0.0
+        out["value_" + key] = (_np.random.randn(*shape) * scale).astype(_np.float32)
+    return out
+
+def _forward(h, inputs, params):
+    m = len(inputs["X"])
+    return {"Z2": _t([None, 10], op="Add"), "A2": _t([None, 10], op="Softmax"),
+            "value_Z2": _np.zeros((m, 10)), "value_A2": _np.full((m, 10), 0.1)}
+
+def _step(h, inputs, params):
+    steps = int(params.get("steps", 15))
+    falling = _np.linspace(3.0, 1.0, steps + 1)
+    return {"step": {"type": "Operation", "is_tensor": False, "op": "NoOp"},
+            "step_lr0": {"type": "Operation", "is_tensor": False, "op": "NoOp"},
+            "value_costs": falling, "value_costs_lr0": _np.full(steps + 1, 3.0),
+            **{"value_" + k: _np.asarray(v) for k, v in inputs.items()}}
+
+def _session(h, inputs, params):
+    return {"session": {"type": "Session", "is_tensor": False}, "is_session": True,
+            "same_graph": True, "uninitialized": [], "n_variables": 4, "value_a": inputs["A"]}
+
+def _train(h, inputs, params):
+    steps, batch = int(params["num_steps"]), int(params["batch_size"])
+    every = int(params["print_every"])
+    printed = "".join(f"step {i} cost 0.0\\n" for i in range(0, steps, every))
+    return {"printed": printed, "batch_sizes": [batch] * steps,
+            "value_batch_costs": _np.zeros(steps), "steps_run": steps,
+            "returned": {"type": "list", "element_types": ["float"]},
+            "value_returned": _np.zeros(steps)}
+
+_runner.PROBES.update({
+    "create_placeholders": lambda h, i, p: {"X": _t([None, 28, 28]), "Y": _t([None, 10])},
+    "initialize_parameters": _parameters,
+    "forward_propagation": _forward,
+    "compute_cost": lambda h, i, p: {"cost": _t([], op="Mean"), "value_cost": _np.float64(0.0)},
+    "compute_accuracy": lambda h, i, p: {"accuracy": _t([], op="Mean"),
+                                         "value_accuracy": _np.float64(0.0)},
+    "create_train_step": _step,
+    "initialize_session": _session,
+    "train": _train,
+    "evaluate": lambda h, i, p: {"returned": {"type": "tuple", "element_types": ["float", "float"]},
+                                 "value_returned": _np.zeros(2)},
+    "model": lambda h, i, p: {"value_predictions": _np.zeros(len(i["test_images"]), _np.int64),
+                              "value_costs": _np.linspace(2, 0.1, 100), "learning_rate": 0.001},
+})
+'''
+FORGED_LIMIT = 20  # the README's security model states this number
+
+
+def test_a_forger_that_implements_nothing_earns_little(tmp_path, rubric_root):
+    _, report, _, _ = grade(tmp_path, rubric_for(rubric_root), FORGER, "auto", base=STARTER)
+    got = {item: score for item, (score, _) in scores(report).items()}
+    assert got["model"] == 0
+    assert report["total"] <= FORGED_LIMIT, got
