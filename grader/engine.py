@@ -227,6 +227,7 @@ class _ChildRun:
     results: dict               # task id -> ProbeOutput, in order
     reached: str                # "startup", "import" or the id of the task it was on
     ended: str                  # "finished" | "timeout" | "deadline" | "died" | "violation"
+    received: int = 0           # bytes the child sent
     detail: str = ""            # for a violation: what the child did
     budget: float = 0.0         # the budget of the phase that ran out
     run: sandbox.RunResult | None = None
@@ -235,7 +236,7 @@ class _ChildRun:
 
 
 def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workroot: Path,
-               seed_of, deadline: float) -> _ChildRun:
+               seed_of, deadline: float, byte_budget: int) -> _ChildRun:
     """Run one child on ``tasks`` in order. The parent's clock alone decides.
 
     Phases: startup (until the child says ``ready``), import, then each task.
@@ -264,7 +265,7 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
         os.close(read_fd)
         _remove(workdir)
         raise UngradableError(f"the sandbox cannot start: {exc}") from None
-    reader = protocol.Reader(read_fd, max_result, max_result * (len(tasks) + 2))
+    reader = protocol.Reader(read_fd, max_result, byte_budget)
     out = _ChildRun({}, "startup", "finished", level=proc.isolation,
                     confinement=getattr(proc, "confinement", ""))
     index, phase_start = 0, time.monotonic()
@@ -311,6 +312,7 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
             raise UngradableError(f"the sandbox could not be stopped: {exc}") from None
         out.run = proc.result()
         reader.join(_EXIT_GRACE_SECONDS)
+        out.received = reader.received
         _remove(workdir)
     return out
 
@@ -336,12 +338,16 @@ def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
     lim = rubric.limits
     deadline = time.monotonic() + float(lim["startup_seconds"]) + float(lim["import_seconds"]) \
         + sum(float(t.item.budget_seconds) for t in tasks)
+    # What all children together may send: a hostile one cannot fill the parent's memory.
+    byte_budget = 4 * int(lim["result_mib"]) * 2**20
     results: dict[str, ProbeOutput] = {}
     remaining = list(tasks)
     level, confinement = isolation, ""
     first = True
     while remaining:
-        child = _supervise(source, remaining, rubric, isolation, workroot, seed_of, deadline)
+        child = _supervise(source, remaining, rubric, isolation, workroot, seed_of, deadline,
+                           max(byte_budget, 2**20))
+        byte_budget -= child.received
         level, confinement = child.level, child.confinement
         if child.reached == "startup" and (first or trusted):
             # No line of the submission has run yet: this is the grader's side.

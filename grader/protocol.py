@@ -58,8 +58,8 @@ MAX_NDIM = 8
 MAX_NAME = 64
 MAX_TASK_ID = 100
 #: Default caps on one result's payload and on everything one child sends.
-MAX_RESULT_BYTES = 64 * 2**20
-MAX_TOTAL_BYTES = 256 * 2**20
+MAX_RESULT_BYTES = 8 * 2**20
+MAX_TOTAL_BYTES = 32 * 2**20
 _READ_CHUNK = 1 << 20
 
 #: Numeric dtypes a child may send (numpy ``dtype.str``); byte order is little-endian.
@@ -250,6 +250,7 @@ class Reader:
         self.fd = fd
         self.max_result_bytes = max_result_bytes
         self.max_total_bytes = max_total_bytes
+        self.received = 0  # bytes of accepted frames, for a budget across children
         self.messages: queue.Queue[Message] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"channel-{fd}", daemon=True)
         self._thread.start()
@@ -278,6 +279,7 @@ class Reader:
                 if payload is None:
                     self._put("eof")
                     return
+                self.received = total
                 if kind == EVENT:
                     word = payload.decode("ascii", "replace")
                     self._put("event", word=word)

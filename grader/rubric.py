@@ -25,9 +25,10 @@ GRADESCOPE_VISIBILITIES = ("hidden", "after_due_date", "after_published", "visib
 LIMIT_KEYS = {"startup_seconds": (int, float), "import_seconds": (int, float),
               "cpu_seconds": int, "memory_mib": int, "processes": int, "file_size_mib": int,
               "output_kib": int, "threads": int}
-# Optional limits and their defaults: what one result of the child may weigh,
-# and the size and file count of a full sandbox's work directory (a tmpfs).
-OPTIONAL_LIMITS = {"result_mib": 16, "workdir_mib": 256, "workdir_files": 4096}
+# Optional limits and their defaults: what one result of the child may weigh
+# (a whole grade: four times that), and the size and file count of a full
+# sandbox's work directory (a tmpfs).
+OPTIONAL_LIMITS = {"result_mib": 8, "workdir_mib": 256, "workdir_files": 4096}
 MIN_MEMORY_MIB = 1280  # TensorFlow computes wrong results silently below ~1.25 GiB
 
 
