@@ -125,6 +125,10 @@ def _mark(status: str) -> str:
     return {PASSED: "ok", FAILED: "FAIL", ERROR: "ERROR", PENDING: "pending"}.get(status, status)
 
 
+def _row_mark(q: QuestionResult) -> str:
+    return "todo" if q.unanswered else _mark(q.status)
+
+
 def _isolation(report: Report) -> str:
     if report.isolation == "full" or not report.confinement:
         return report.isolation
@@ -192,7 +196,7 @@ def to_text(report: Report) -> str:
     for q in report.questions:
         score = f"{_num(q.score)}/{_num(q.max_score)}"
         lines.append(f"  {q.id:<5} {clean_line(q.title):<{width}}  {score:>7}  "
-                     f"{_mark(q.status):<7} {clean_line(_feedback(q, import_failed))}")
+                     f"{_row_mark(q):<7} {clean_line(_feedback(q, import_failed))}")
     lost = [q for q in report.questions
             if q.status != PASSED and not q.unanswered and not import_failed]
     if lost:

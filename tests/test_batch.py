@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "reference" / "tensorflow_tutorial.py"
 STARTER = ROOT / "starter" / "tensorflow_tutorial.py"
 RUBRIC = load_rubric(ROOT / "rubric.yaml")
-HEADER = ["student", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10", "Q11", "model",
-          "total", "status"]
+ITEMS = ["Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10", "Q11", "model"]
+HEADER = ["student", "user_id", "late", "source", *ITEMS, "total", "status"]
 COST_MEAN = "return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=Y, logits=Z2))"
 HANGS = "import time\ntime.sleep(3600)\n"
 HOSTILE = """import os, sys
@@ -224,8 +224,10 @@ def test_loose_files_folders_and_collisions(tmp_path):
     (tmp_path / "dan").mkdir()
     found = batch.discover(tmp_path, RUBRIC)
     assert found.layout == "files+folders"
-    assert names(found) == {
-        "Zoe_Smith": ("Zoe_Smith.ipynb", ""), "Zoe_Smith-2": ("Zoë Smith.py", ""),
+    zoes = sorted(n for n in names(found) if n.startswith("Zoe_Smith"))
+    assert len(zoes) == 2 and all(n.startswith("Zoe_Smith+") for n in zoes)
+    assert {names(found)[n][0] for n in zoes} == {"Zoe_Smith.ipynb", "Zoë Smith.py"}
+    assert {k: v for k, v in names(found).items() if k not in zoes} == {
         "cmd": ("=cmd.py", ""),
         "ann": ("ann/tensorflow_tutorial.py", ""), "ben": ("ben/", "skipped-ambiguous"),
         "cat": ("cat/sub/tensorflow_tutorial.ipynb", ""), "dan": ("dan/", "skipped-no-submission"),
@@ -245,10 +247,11 @@ def test_gradescope_export(tmp_path):
         "submission_12:\n  :submitters:\n  - :name: Alan Turing\n    :sid: '7'\n")
     found = batch.discover(tmp_path, RUBRIC)
     assert found.layout == "gradescope"
-    assert names(found) == {"Ada_Lovelace": ("submission_11/tensorflow_tutorial.py", ""),
-                            "Alan_Turing": ("submission_12/", "skipped-not-python")}
-    assert found.submissions[0].info == {"submission": "submission_11", "sid": "42",
-                                         "email": "ada@example.edu"}
+    assert names(found) == {"Ada_Lovelace+42": ("submission_11/tensorflow_tutorial.py", ""),
+                            "Alan_Turing+7": ("submission_12/", "skipped-not-python")}
+    assert found.submissions[0].info == {"name": "Ada Lovelace", "submission": "submission_11",
+                                         "sid": "42", "email": "ada@example.edu",
+                                         "user_id": "42", "late": False}
 
 
 def test_canvas_export(tmp_path):
@@ -260,10 +263,12 @@ def test_canvas_export(tmp_path):
     found = batch.discover(tmp_path, RUBRIC)
     assert found.layout == "canvas"
     assert names(found) == {
-        "hopper": ("hopper_103_*", "skipped-not-python"),
-        "lovelaceada": ("lovelaceada_101_5001_tensorflow_tutorial.py", ""),
-        "turingalan": ("turingalan_LATE_102_5002_tensorflow_tutorial-1.ipynb", "")}
-    assert next(s for s in found.submissions if s.student == "turingalan").info["late"] is True
+        "hopper+103": ("hopper_103_*", "skipped-not-python"),
+        "lovelaceada+101": ("lovelaceada_101_5001_tensorflow_tutorial.py", ""),
+        "turingalan+102": ("turingalan_LATE_102_5002_tensorflow_tutorial-1.ipynb", "")}
+    info = {s.student: s.info for s in found.submissions}
+    assert info["turingalan+102"]["late"] is True and info["lovelaceada+101"]["late"] is False
+    assert info["lovelaceada+101"]["user_id"] == "101"
 
 
 def test_zip_extraction_refuses_escapes(tmp_path):
@@ -324,8 +329,12 @@ def test_an_unreadable_notebook_is_a_notebook_error(tmp_path):
 def test_gradebook_rows_and_number_format():
     students = {"b": {"status": "graded", "scores": {"Q2": 5.0, "Q3": 20 / 3}, "total": 35 / 3},
                 "a": {"status": "ungradable", "scores": {}, "total": None, "reason": "x"}}
+    students["b"]["info"] = {"user_id": "101", "late": True}
+    students["b"]["source"] = "b_LATE_101_9_tensorflow_tutorial.py"
     text = summary.gradebook_csv(["Q2", "Q3"], students)
-    assert text == "student,Q2,Q3,total,status\na,,,,ungradable\nb,5,6.666667,11.666667,graded\n"
+    assert text == ("student,user_id,late,source,Q2,Q3,total,status\n"
+                    "a,,false,,,,,ungradable\n"
+                    "b,101,true,b_LATE_101_9_tensorflow_tutorial.py,5,6.666667,11.666667,graded\n")
 
 
 def test_the_resume_key_changes_with_the_rubric(tmp_path):
@@ -382,5 +391,5 @@ def test_a_grader_fault_on_one_submission_is_ungradable_not_zero(tmp_path, monke
 
 def read_gradebook_with(out: Path, ids: list[str]) -> list[dict]:
     rows = list(csv.reader(io.StringIO((out / "gradebook.csv").read_text())))
-    assert rows[0] == ["student", *ids, "total", "status"]
+    assert rows[0] == ["student", "user_id", "late", "source", *ids, "total", "status"]
     return [dict(zip(rows[0], r)) for r in rows[1:]]
