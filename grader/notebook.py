@@ -55,6 +55,7 @@ SETUP_CALLS = frozenset({"disable_v2_behavior", "disable_eager_execution", "enab
                          "disable_resource_variables", "disable_v2_tensorshape", "set_verbosity",
                          "filterwarnings", "simplefilter", "setdefault", "putenv", "seed",
                          "set_random_seed", "set_seed", "reset_default_graph", "setLevel"})
+SETUP_PATHS = frozenset({"sys.path.insert", "sys.path.append"})
 PURE_BUILTINS = frozenset({"int", "float", "str", "bool", "tuple", "list", "dict", "set",
                            "frozenset", "len", "range", "abs", "min", "max", "round", "sum",
                            "sorted", "zip", "enumerate"})
@@ -175,7 +176,8 @@ class _Filter:
             value = stmt.value
             if isinstance(value, ast.Constant):       # a docstring or a stray literal
                 return ""
-            if isinstance(value, ast.Call) and _call_name(value.func) in SETUP_CALLS:
+            if isinstance(value, ast.Call) and (_call_name(value.func) in SETUP_CALLS
+                                                or ast.unparse(value.func) in SETUP_PATHS):
                 return self._names_missing(value)
             return self._pure(value) or "shows a value at top level"
         if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
@@ -193,11 +195,8 @@ class _Filter:
             if _is_main_guard(stmt.test):
                 return ""
             return self._pure(stmt.test) or self._all_kept(stmt.body + stmt.orelse)
-        if isinstance(stmt, ast.Try):
-            handlers = [h.type for h in stmt.handlers if h.type is not None]
-            return (next((w for w in map(self._pure, handlers) if w), "")
-                    or self._all_kept(stmt.body + stmt.orelse + stmt.finalbody
-                                      + [s for h in stmt.handlers for s in h.body]))
+        if isinstance(stmt, ast.Try):   # kept as a whole when what it tries is kept
+            return self._all_kept(stmt.body)
         if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
             return "a loop at top level"
         if isinstance(stmt, (ast.With, ast.AsyncWith)):
