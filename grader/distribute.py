@@ -2,7 +2,8 @@
 
 ``student_bundle``: one folder, ``tensorflow-tutorial/``, with the starter, the
 loader, the grader, the students' Makefile (the instructor blocks removed),
-the students' part of the README, the public part of the rubric, and the
+the students' part of the README, ``docs/assignment.md``, the public part of
+the rubric, and the
 reference's outputs on the public inputs (``grader/expected/``).  No
 reference code, no hidden check, no hidden seed.
 
@@ -156,6 +157,8 @@ def student_bundle(out: Path, rubric_path: Path) -> Path:
         shutil.copy2(ROOT / "starter" / "tensorflow_tutorial.py", tree / "starter")
         (tree / "Makefile").write_text(student_makefile((ROOT / "Makefile").read_text()))
         (tree / "README.md").write_text(_student_readme())
+        (tree / "docs").mkdir()
+        shutil.copy2(ROOT / "docs" / "assignment.md", tree / "docs" / "assignment.md")
         (tree / ".gitignore").write_text(".venv/\n__pycache__/\n.cache/\n")
         _zip_tree(tree, out, prefix=STUDENT_FOLDER + "/")
     return out
