@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -109,6 +110,8 @@ def test_the_student_bundle_holds_nothing_of_the_reference(student):
              if p.is_file() and ".venv" not in p.parts}
     assert "starter/tensorflow_tutorial.py" in files and "starter/mnist_loader.py" in files
     assert "Makefile" in files and "README.md" in files and "grader/cli.py" in files
+    for link in re.findall(r"\]\(([^)#:]+)\)", files["README.md"].read_text()):
+        assert link in files, f"the students' README links to {link}, not in the bundle"
     assert not any(name.startswith(("reference/", "tests/", ".ci/", "bench/")) for name in files)
     rubric = yaml.safe_load((student / "rubric.yaml").read_text())
     full = yaml.safe_load((ROOT / "rubric.yaml").read_text())
