@@ -1,4 +1,4 @@
-"""The command line: ``python -m grader check|calibrate|batch ...``.
+"""The command line: ``python -m grader check|calibrate|bundle|gradescope|batch ...``.
 
 Exit status: 0 full marks, 1 points lost, 2 usage error, bad rubric or any
 other grader fault ("ungradable": never reported as a score of zero).
@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def run_check(args) -> int:
     rubric = load_rubric(args.rubric)
     checks = args.checks or default_checks()
     visibilities = ("public", "hidden") if checks == "all" else ("public",)
+    started = time.monotonic()
     report = engine.grade(args.file, rubric, visibilities, isolation=args.isolation)
     if checks == "all" and report.isolation != "full":
         detail = f"; {report.confinement}" if report.confinement else ""
@@ -97,7 +99,8 @@ def run_check(args) -> int:
     if args.format == "json":
         text = to_json(report)
     elif args.format == "gradescope":
-        text = json.dumps(to_gradescope(report, rubric.gradescope_hidden_visibility),
+        text = json.dumps(to_gradescope(report, rubric.gradescope_hidden_visibility,
+                                        execution_time=time.monotonic() - started),
                           indent=2) + "\n"
     else:
         text = to_text(report)
