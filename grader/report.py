@@ -83,9 +83,13 @@ class QuestionResult:
 
     @property
     def unanswered(self) -> bool:
-        """Every check that ran stopped at the starter's NotImplementedError."""
-        return bool(self.checks) and self.status == ERROR and all(
-            c.status == ERROR and "NotImplementedError" in c.message for c in self.checks)
+        """Still the starter: every check stopped at its NotImplementedError, or found an
+        empty free-text answer.  (Read from the messages of child_runner.py and checks.py
+        until they carry the outcome as a field.)"""
+        return bool(self.checks) and all(
+            c.status == ERROR and "NotImplementedError" in c.message
+            or c.status == FAILED and c.kind == "free_text" and c.message.startswith(
+                "the answer has 0 words") for c in self.checks)
 
     @property
     def mistakes(self) -> tuple[str, ...]:
@@ -254,7 +258,7 @@ def _test_output(q: QuestionResult, checks: tuple[CheckResult, ...], import_fail
     """What one test shows: built from its own checks only, never from the item's others."""
     if import_failed:
         return "Not graded: your file could not be imported (see the top of this page)."
-    if all(c.status == ERROR and "NotImplementedError" in c.message for c in checks):
+    if q.unanswered:
         return f"Not answered yet; expects {q.expects}" if q.expects else "Not answered yet."
     lines, shown = [], set()
     for c in checks:

@@ -183,3 +183,16 @@ def test_the_rubric_option_for_hidden_tests(value, tmp_path):
     path = tmp_path / "rubric.yaml"
     path.write_text(text)
     assert load_rubric(path).gradescope_hidden_visibility == value
+
+
+def test_an_empty_improvements_answer_is_unanswered_not_a_mistake():
+    empty = CheckResult("an answer of at least 25 words", "free_text", FAILED, 5.0, 0.0, "public",
+                        "the answer has 0 words; at least 25 are expected", "explain more")
+    short = CheckResult("an answer of at least 25 words", "free_text", FAILED, 5.0, 0.0, "public",
+                        "the answer has 3 words; at least 25 are expected", "explain more")
+    q11 = QuestionResult("Q11", "Improvements", 0.0, 5.0, FAILED, "explain more", (empty,),
+                         expects="IMPROVEMENTS: a paragraph")
+    assert q11.unanswered
+    assert "todo    not answered yet; expects IMPROVEMENTS: a paragraph" in to_text(report(q11))
+    q11_short = QuestionResult("Q11", "Improvements", 0.0, 5.0, FAILED, "explain more", (short,))
+    assert not q11_short.unanswered and "FAIL" in to_text(report(q11_short))
