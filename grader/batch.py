@@ -19,16 +19,24 @@ why: its status is ``skipped-not-python``, ``skipped-no-submission``,
 ``skipped-ambiguous``, ``skipped-too-large`` or ``skipped-not-a-file``.
 Hidden files, ``__MACOSX/`` and the like are ignored and listed in summary.json.
 
-DIR receives ``gradebook.csv`` (``student,<item ids>,total,status``, one row per
-student), ``reports/<student>.json`` (what ``check --format json`` prints) and
-``reports/<student>.txt`` (the student's feedback), ``submissions/<student>.py``
-(the exact file graded: a notebook's extracted code), ``summary.json``, ``score_distribution.png``,
-``summary.html`` and ``state.json`` (what makes a rerun resume).
+DIR receives ``gradebook.csv`` (``student,user_id,late,source,<item ids>,total,status``,
+one row per student), ``reports/<student>.json`` (what ``check --format json``
+prints) and ``reports/<student>.txt`` (the student's feedback),
+``submissions/<student>.py`` (the exact file graded: a notebook's extracted
+code), ``summary.json``, ``score_distribution.png``, ``summary.html``,
+``state.json`` (what makes a rerun resume) and, with ``--lms canvas``,
+``canvas_import.csv`` (Canvas's gradebook import).
 
-A graded row's status is ``graded``, or ``timeout`` / ``crashed`` when an item
-ran out of time or killed its process (the score counts what did run).  A
-grader fault on one submission gives ``ungradable`` and an empty score, never
-a zero.  A rerun skips every submission whose graded bytes, rubric, reference
+A row's name (``<student>``) is unique, and never another student's name:
+the name from the export or the file, ``+<user id>`` when the export has one,
+and ``+<digest of the source>`` for names that would otherwise collide
+(``+`` appears in no name of its own).
+
+A graded row's status is ``graded``; ``import-error`` when the file could not
+be imported (every item lost, the error said once); ``timeout`` / ``crashed``
+when an item ran out of time or killed its process (the score counts what did
+run).  A grader fault on one submission gives ``ungradable`` and an empty
+score, never a zero.  A rerun skips every submission whose graded bytes, rubric, reference
 and grader code are unchanged (``--force`` regrades); the gradebook is
 rewritten atomically after each submission, so Ctrl-C leaves one that holds
 everything that finished.
@@ -66,13 +74,14 @@ import yaml
 from . import engine, sandbox, summary
 from .errors import GraderError, UngradableError, UsageError
 from .notebook import NotebookError, extract
-from .report import Report, to_json, to_text
+from .report import Report, clean_line, to_json, to_text
 from .rubric import Rubric, load_rubric
 
 __all__ = ["add_arguments", "run_batch", "discover", "Submission"]
 
 GRADED, TIMEOUT, CRASHED, UNGRADABLE, PENDING = "graded", "timeout", "crashed", "ungradable", "pending"
-SCORED = (GRADED, TIMEOUT, CRASHED)
+IMPORT_ERROR = "import-error"
+SCORED = summary.SCORED     # graded, import-error, timeout, crashed
 SOURCE_SUFFIXES = (".py", ".ipynb")
 PROVIDED = frozenset({"mnist_loader.py"})
 IGNORED_NAMES = frozenset({"__MACOSX", "__pycache__", ".ipynb_checkpoints", "Thumbs.db",
@@ -97,10 +106,13 @@ layouts of SRC (detected; they may be mixed):
   canvas       <name>[_LATE]_<userid>_<submissionid>_<file>
   A .zip of any of them; a single folder wrapping everything is opened.
 
-DIR gets gradebook.csv, reports/<student>.json and .txt, submissions/<student>.py
-(the file graded), summary.json, score_distribution.png, summary.html, state.json.
+DIR gets gradebook.csv (student,user_id,late,source,<items>,total,status),
+reports/<student>.json and .txt, submissions/<student>.py (the file graded),
+summary.json, score_distribution.png, summary.html, state.json, and with
+--lms canvas canvas_import.csv (Canvas: Grades > Import).
 
-status: graded, timeout, crashed (scored), ungradable (a grader fault: no score),
+status: graded, import-error (the file does not import), timeout, crashed
+(scored), ungradable (a grader fault: no score),
 pending (interrupted before its turn), skipped-* (not graded: the reason is in
 summary.json and reports/<student>.txt).
 
@@ -123,6 +135,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="regrade submissions already graded with the same content")
     parser.add_argument("--rubric", type=Path, default=engine.PROJECT_ROOT / "rubric.yaml")
     parser.add_argument("--isolation", choices=("auto", "full", "basic"), default="auto")
+    parser.add_argument("--lms", choices=("canvas",), default=None,
+                        help="also write the LMS's gradebook import: canvas_import.csv "
+                             "(rows with a Canvas user id; the column is the rubric's assignment)")
 
 
 # ------------------------------------------------------------ finding work
@@ -131,12 +146,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Submission:
     """One student's entry: a file to grade, or the reason there is none."""
 
-    student: str          # unique, safe as a file name
+    student: str          # the row's name: unique, never another's, safe as a file name
     source: str           # where it came from, relative to SRC
     path: Path | None     # the .py or .ipynb to grade
     status: str = ""      # "" to grade, else a skipped-... status
     reason: str = ""
-    info: dict = field(default_factory=dict)   # sid, email, late... from an export
+    info: dict = field(default_factory=dict)   # name, user_id, late, sid, email... from an export
 
 
 @dataclass
@@ -236,6 +251,9 @@ def _gradescope(root: Path, rubric: Rubric, ignored: list[dict]) -> list[tuple]:
             values = [str(s[f":{key}"]) for s in people if s.get(f":{key}")]
             if values:
                 info[key] = ", ".join(values)
+        if info.get("sid") or info.get("email"):
+            info["user_id"] = info.get("sid") or info["email"]
+        info["late"] = _gradescope_late(entry, metadata)
         path, status, reason = _pick(_walk(folder, root, ignored), rubric, root)
         source = str(path.relative_to(root)) if path else folder.name + "/"
         found.append((name or folder.name, source, path, status, reason, info))
@@ -243,6 +261,24 @@ def _gradescope(root: Path, rubric: Rubric, ignored: list[dict]) -> list[tuple]:
         if path.name != "submission_metadata.yml":
             ignored.append({"path": path.name, "reason": "not a submission folder of the export"})
     return found
+
+
+def _gradescope_late(entry: dict, metadata: dict) -> bool:
+    """Late when the export says so, or when it was created after the due date it gives."""
+    if entry.get(":late") is not None:
+        return bool(entry.get(":late"))
+    created = entry.get(":created_at")
+    due = (entry.get(":assignment") or {}).get(":due_date") if isinstance(
+        entry.get(":assignment"), dict) else None
+    try:
+        return bool(created and due and _as_time(created) > _as_time(due))
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_time(value) -> datetime:
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _canvas(files: list[Path], rubric: Rubric, root: Path) -> list[tuple]:
@@ -260,7 +296,7 @@ def _canvas(files: list[Path], rubric: Rubric, root: Path) -> list[tuple]:
         renamed = {p: Path(CANVAS_NAME.match(p.name)["file"]) for p in paths}
         chosen, status, reason = _pick([renamed[p] for p in paths], rubric, Path("."))
         path = next((p for p in paths if renamed[p] == chosen), None) if chosen else None
-        info = {"user_id": key[1]} | ({"late": True} if key in late else {})
+        info = {"user_id": key[1], "canvas_user_id": key[1], "late": key in late}
         source = path.name if path else f"{key[0]}_{key[1]}_*"
         found.append((key[0], source, path, status, reason, info))
     return found
@@ -318,15 +354,36 @@ def discover(root: Path, rubric: Rubric, exclude: Path | None = None) -> Discove
                 source = str(path.relative_to(root)) if path else folder.name + "/"
                 found.append((folder.name, source, path, status, reason, {}))
         layout = "+".join(kinds) if kinds else "empty"
-    submissions, used = [], set()
-    for raw_name, source, path, status, reason, info in sorted(found, key=lambda f: (f[0], f[1])):
-        name = base = safe_name(raw_name)
-        n = 2
-        while name.lower() in used:
-            name, n = f"{base}-{n}", n + 1
-        used.add(name.lower())
-        submissions.append(_as_submission(name, source, path, status, reason, info))
+    names = row_names([(raw, source, info.get("user_id", "")) for raw, source, _, _, _, info
+                       in found])
+    submissions = [_as_submission(name, source, path, status, reason, {"name": raw} | info)
+                   for name, (raw, source, path, status, reason, info) in zip(names, found)]
+    submissions.sort(key=lambda s: s.student.lower())
     return Discovery(layout, submissions, ignored)
+
+
+def row_names(entries: list[tuple[str, str, str]]) -> list[str]:
+    """A unique row name per (name, source, user id), never equal to another's own name.
+
+    ``safe_name(name)``, then ``+<user id>`` where there is one; names that still
+    collide (case-insensitively: file systems) each get ``+<digest of the source>``.
+    ``safe_name`` never writes ``+``, so a suffixed name is nobody's plain name,
+    and each suffix depends on its own entry only, not on who else is in the class.
+    """
+    bases = []
+    for name, _, user_id in entries:
+        base = safe_name(name)
+        bases.append(f"{base}+{safe_name(user_id)}" if user_id else base)
+    counts: dict[str, int] = {}
+    for base in bases:
+        counts[base.lower()] = counts.get(base.lower(), 0) + 1
+    names = []
+    for base, (_, source, user_id) in zip(bases, entries):
+        if counts[base.lower()] > 1:
+            digest = hashlib.sha256(f"{source}\0{user_id}".encode()).hexdigest()[:10]
+            base = f"{base}+{digest}"
+        names.append(base)
+    return names
 
 
 def _extract_zip(archive: Path, dest: Path) -> list[dict]:
@@ -400,6 +457,8 @@ def _graded_file(sub: Submission) -> tuple[bytes, str]:
 
 
 def _row_status(report: Report) -> str:
+    if report.import_error:
+        return IMPORT_ERROR
     messages = [c.message for q in report.questions for c in q.checks if c.status == "error"]
     if any(m.startswith("timed out") for m in messages):
         return TIMEOUT
@@ -441,8 +500,9 @@ def _write_atomic(path: Path, data: str | bytes) -> None:
 class _Output:
     """DIR: the state of every student, and the files rendered from it."""
 
-    def __init__(self, out: Path, rubric: Rubric, context: str):
+    def __init__(self, out: Path, rubric: Rubric, context: str, lms: str | None = None):
         self.out = out
+        self.lms = lms
         self.rubric = rubric
         self.context = context
         self.reports = out / "reports"
@@ -486,16 +546,19 @@ class _Output:
         report = replace(outcome.report, submission=sub.source)
         _write_atomic(self.reports / f"{sub.student}.json", to_json(report))
         _write_atomic(self.reports / f"{sub.student}.txt", to_text(report))
-        entry = self._entry(sub, key, _row_status(report), "", outcome.seconds)
+        entry = self._entry(sub, key, _row_status(report), clean_line(report.import_error)[:500],
+                            outcome.seconds)
         entry.update(scores={q.id: q.score for q in report.questions}, total=report.total,
-                     max_total=report.max_total, isolation=report.isolation)
+                     max_total=report.max_total, isolation=report.isolation,
+                     mistakes={q.id: [clean_line(m)[:300] for m in q.mistakes]
+                               for q in report.questions if q.mistakes})
         self.students[sub.student] = entry
         return entry
 
     def record_error(self, sub: Submission, key: str, outcome: _Outcome) -> dict:
         self._remove(sub.student, graded_copy=False)
         _write_atomic(self.reports / f"{sub.student}.txt",
-                      f"Grading {sub.source}\n\nYour submission could not be graded automatically "
+                      f"Grading {clean_line(sub.source)}\n\nYour submission could not be graded automatically "
                       "because of a problem on the grader's side, not in your code.\n"
                       "Your instructor has been told and will grade it.\n")
         entry = self._entry(sub, key, UNGRADABLE, outcome.error, outcome.seconds)
@@ -505,7 +568,7 @@ class _Output:
     def record_skip(self, sub: Submission) -> dict:
         self._remove(sub.student)
         _write_atomic(self.reports / f"{sub.student}.txt",
-                      f"Submission {sub.source}\n\nNot graded: {sub.reason}.\n"
+                      f"Submission {clean_line(sub.source)}\n\nNot graded: {clean_line(sub.reason)}.\n"
                       f"The grader looks for {self.rubric.submission_name} (or a .ipynb notebook).\n")
         entry = self._entry(sub, "", sub.status, sub.reason, 0.0)
         self.students[sub.student] = entry
@@ -524,6 +587,9 @@ class _Output:
         _write_atomic(self.out / "state.json", json.dumps(state, indent=1, sort_keys=True))
         _write_atomic(self.out / "gradebook.csv",
                       summary.gradebook_csv([i.id for i in self.rubric.items], self.students))
+        if self.lms == "canvas":
+            _write_atomic(self.out / "canvas_import.csv",
+                          summary.canvas_csv(self.rubric, self.students))
 
 
 # ------------------------------------------------------------- progress
@@ -560,8 +626,10 @@ class _Progress:
             self.draw(force=True)
             return
         score = (f"{entry['total']:.4g}/{entry['max_total']:g}" if status in SCORED
-                 else entry.get("reason", "")[:120])
-        print(f"[{self.done}/{self.total}] {student}: {status}, {score} "
+                 else clean_line(entry.get("reason", ""))[:120])
+        if status == IMPORT_ERROR:
+            score += f": {clean_line(entry.get('reason', ''))[:120]}"
+        print(f"[{self.done}/{self.total}] {clean_line(student)}: {status}, {score} "
               f"({entry['seconds']:.1f} s, ETA {self._eta()})", file=self.stream, flush=True)
 
     def draw(self, force: bool = False) -> None:
@@ -647,7 +715,9 @@ def _open_source(src: Path, scratch: Path) -> tuple[Path, list[dict]]:
 
 
 def _lock(out: Path):
-    fd = os.open(out / ".batch.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """Lock DIR itself for this batch: nothing to clean up, released when the process ends."""
+    (out / ".batch.lock").unlink(missing_ok=True)   # left by older versions
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -683,7 +753,7 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
          found: Discovery) -> int:
     started = time.monotonic()
     context = _context_digest(rubric, visibilities, args.isolation)
-    output = _Output(out, rubric, context)
+    output = _Output(out, rubric, context, getattr(args, "lms", None))
     output.forget({s.student for s in found.submissions})
     todo: list[tuple[Submission, str, Path]] = []
     reused = 0
@@ -715,6 +785,10 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
           + (f", {len(found.ignored)} files ignored" if found.ignored else ""), file=sys.stderr)
     _list("skipped", [f"{name} ({s['source']}): {s['reason']}" for name, s in skipped])
     _list("ignored", [f"{i['path']}: {i['reason']}" for i in found.ignored])
+    if output.lms == "canvas":
+        left = sorted(n for n, s in output.students.items() if not s.get("info", {}).get(
+            "canvas_user_id"))
+        _list("not in canvas_import.csv (no Canvas user id)", left)
     interrupted = False
     elapsed_grading = 0.0
     if todo:
@@ -740,8 +814,10 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
                                    "unchanged": reused, "jobs": jobs})
     summary.write_all(out, report, output.students, rubric)
     counts = report["counts"]
+    written = ["gradebook.csv"] + (["canvas_import.csv"] if output.lms == "canvas" else [])
     print("batch: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-          + f"; wrote {out / 'gradebook.csv'} and {out / 'summary.html'}", file=sys.stderr)
+          + f"; wrote {', '.join(str(out / w) for w in written)} and {out / 'summary.html'}",
+          file=sys.stderr)
     if interrupted:
         print("batch: interrupted; the gradebook holds what finished, a rerun goes on from there",
               file=sys.stderr)
@@ -751,7 +827,7 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
 
 def _list(what: str, lines: list[str], limit: int = 20) -> None:
     for line in lines[:limit]:
-        print(f"  {what} {line}", file=sys.stderr)
+        print(f"  {what} {clean_line(line)}", file=sys.stderr)
     if len(lines) > limit:
         print(f"  ... and {len(lines) - limit} more {what}: see summary.json", file=sys.stderr)
 

@@ -1,4 +1,4 @@
-"""The command line: ``python -m grader check|calibrate|batch ...``.
+"""The command line: ``python -m grader check|calibrate|bundle|gradescope|batch ...``.
 
 Exit status: 0 full marks, 1 points lost, 2 usage error, bad rubric or any
 other grader fault ("ungradable": never reported as a score of zero).
@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -57,9 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     bundle.add_argument("--out", type=Path)
 
     gs = sub.add_parser("gradescope", help="grade /autograder/submission into "
-                                           "/autograder/results/results.json (run_autograder)")
-    gs.add_argument("--root", type=Path, default=Path("/autograder"))
+                                           "/autograder/results/results.json (run_autograder), "
+                                           "or try the autograder zip locally (--local)")
+    gs.add_argument("--root", type=Path, default=Path("/autograder"),
+                    help="the folder laid out like Gradescope's (run_autograder passes it)")
     gs.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    gs.add_argument("--local", type=Path, metavar="SUBMISSION",
+                    help="try the autograder before uploading it: run the zip's own "
+                         "run_autograder on SUBMISSION (a file or a folder) in a temporary "
+                         "folder laid out like /autograder, and print results.json")
+    gs.add_argument("--zip", type=Path, help="with --local: this autograder zip (default: "
+                                             "build one from this repository first)")
+    gs.add_argument("--keep", type=Path, metavar="DIR",
+                    help="with --local: build the /autograder layout in DIR and keep it")
 
     try:
         from .batch import add_arguments
@@ -78,6 +89,7 @@ def run_check(args) -> int:
     rubric = load_rubric(args.rubric)
     checks = args.checks or default_checks()
     visibilities = ("public", "hidden") if checks == "all" else ("public",)
+    started = time.monotonic()
     report = engine.grade(args.file, rubric, visibilities, isolation=args.isolation)
     if checks == "all" and report.isolation != "full":
         detail = f"; {report.confinement}" if report.confinement else ""
@@ -87,7 +99,9 @@ def run_check(args) -> int:
     if args.format == "json":
         text = to_json(report)
     elif args.format == "gradescope":
-        text = json.dumps(to_gradescope(report, rubric.gradescope_hidden_visibility), indent=2) + "\n"
+        text = json.dumps(to_gradescope(report, rubric.gradescope_hidden_visibility,
+                                        execution_time=time.monotonic() - started),
+                          indent=2) + "\n"
     else:
         text = to_text(report)
     if args.output:
@@ -156,6 +170,22 @@ def run_bundle(args) -> int:
     return 0
 
 
+def run_gradescope(args) -> int:
+    from . import distribute
+    if args.local is None:
+        if args.zip or args.keep:
+            raise UsageError("--zip and --keep go with --local")
+        return distribute.run_gradescope(args.root, args.rubric)
+    if args.zip is None and not engine.REFERENCE_PATH.is_file():
+        raise UsageError("no reference here to build the autograder from: pass --zip")
+    load_rubric(args.rubric)  # validate first
+    code, results, root = distribute.try_locally(args.local, args.rubric, args.zip, args.keep)
+    sys.stdout.write(distribute.describe_results(results))
+    where = f"kept in {root}" if args.keep else "in a temporary folder, removed"
+    print(f"run_autograder exited {code}; the /autograder layout was {where}.", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -166,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bundle":
             return run_bundle(args)
         if args.command == "gradescope":
-            from .distribute import run_gradescope
-            return run_gradescope(args.root, args.rubric)
+            return run_gradescope(args)
         from .batch import run_batch
         return run_batch(args)
     except GraderError as exc:

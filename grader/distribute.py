@@ -1,13 +1,18 @@
 """Publishing the assignment: the student bundle and the Gradescope autograder.
 
-``student_bundle``: the starter, the loader, the grader, the Makefile, the
-students' part of the README, the public part of the rubric, and the
+``student_bundle``: one folder, ``tensorflow-tutorial/``, with the starter, the
+loader, the grader, the students' Makefile (the instructor blocks removed),
+the students' part of the README, ``docs/assignment.md``, the public part of
+the rubric, and the
 reference's outputs on the public inputs (``grader/expected/``).  No
 reference code, no hidden check, no hidden seed.
 
 ``gradescope_bundle``: ``setup.sh``, ``run_autograder`` and what they need;
-the whole rubric and the reference's outputs on every input, but not the
-reference itself.  ``run_gradescope`` is what ``run_autograder`` calls.
+the whole rubric and the reference's outputs on every input.  The reference
+itself ships only as ``selftest/``: ``setup.sh`` grades it once when
+Gradescope builds the image, fails loudly unless it gets full marks, and
+deletes it.  ``run_gradescope`` is what ``run_autograder`` calls;
+``try_locally`` runs that entry point on a folder laid out like ``/autograder``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -24,12 +32,16 @@ import yaml
 
 from . import engine
 from .outcome import ProbeOutput
-from .report import to_gradescope
+from .errors import UngradableError, UsageError
+from .report import clean_line, to_gradescope
 from .rubric import Rubric, load_rubric
 
 ROOT = engine.PROJECT_ROOT
 STUDENT_README_BEGIN = "<!-- student:begin -->"
 STUDENT_README_END = "<!-- student:end -->"
+STUDENT_FOLDER = "tensorflow-tutorial"
+INSTRUCTOR_BEGIN = "# instructor:begin"
+INSTRUCTOR_END = "# instructor:end"
 SUBMISSION_SUFFIXES = (".py", ".ipynb")
 
 
@@ -88,13 +100,29 @@ def _student_readme() -> str:
     return f"{title}\n\n{body}\n"
 
 
-def _zip_tree(tree: Path, out: Path) -> None:
+def student_makefile(text: str) -> str:
+    """The Makefile without its instructor blocks (``# instructor:begin`` .. ``end``)."""
+    kept, inside = [], False
+    for line in text.splitlines():
+        if line.strip() == INSTRUCTOR_BEGIN:
+            inside = True
+        elif line.strip() == INSTRUCTOR_END:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    if inside:
+        raise UngradableError(f"Makefile: {INSTRUCTOR_BEGIN} without {INSTRUCTOR_END}")
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).rstrip("\n") + "\n"
+
+
+def _zip_tree(tree: Path, out: Path, prefix: str = "") -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for path in sorted(tree.rglob("*")):
             if path.is_file():
-                info = zipfile.ZipInfo(str(path.relative_to(tree)), date_time=(2020, 1, 1, 0, 0, 0))
+                name = prefix + path.relative_to(tree).as_posix()
+                info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
                 info.external_attr = (0o755 if os.access(path, os.X_OK) else 0o644) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 z.writestr(info, path.read_bytes())
@@ -120,25 +148,29 @@ def _copy_common(tree: Path, rubric_data: dict, rubric_path: Path,
 def student_bundle(out: Path, rubric_path: Path) -> Path:
     """Build dist/student.zip."""
     with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
-        tree = Path(tmp) / "tensorflow-tutorial"
+        tree = Path(tmp) / STUDENT_FOLDER
         tree.mkdir()
         data = public_rubric(rubric_path)
         public_path = Path(tmp) / "rubric.yaml"
         public_path.write_text(yaml.safe_dump(data, sort_keys=False))
         _copy_common(tree, data, rubric_path, ("public",))
         shutil.copy2(ROOT / "starter" / "tensorflow_tutorial.py", tree / "starter")
-        shutil.copy2(ROOT / "Makefile", tree / "Makefile")
+        (tree / "Makefile").write_text(student_makefile((ROOT / "Makefile").read_text()))
         (tree / "README.md").write_text(_student_readme())
+        (tree / "docs").mkdir()
+        shutil.copy2(ROOT / "docs" / "assignment.md", tree / "docs" / "assignment.md")
         (tree / ".gitignore").write_text(".venv/\n__pycache__/\n.cache/\n")
-        _zip_tree(tree, out)
+        _zip_tree(tree, out, prefix=STUDENT_FOLDER + "/")
     return out
 
 
 SETUP_SH = """#!/usr/bin/env bash
-# Gradescope runs this once, as root, when the autograder image is built.
+# Gradescope runs this once, as root, when it builds the autograder's image.
+# It installs Python 3.11 and the pinned dependencies, then grades the bundled
+# reference solution (selftest/) and fails the build unless it gets full marks.
 set -euo pipefail
 cd /autograder/source
-export DEBIAN_FRONTEND=noninteractive
+export DEBIAN_FRONTEND=noninteractive TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0
 if ! command -v python3.11 >/dev/null; then
   apt-get update
   apt-get install -y software-properties-common
@@ -150,10 +182,33 @@ apt-get install -y util-linux >/dev/null 2>&1 || true
 python3.11 -m venv .venv
 .venv/bin/python -m pip install --disable-pip-version-check -q -r requirements.txt
 .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
+
+echo "setup.sh: self-test: grading the reference solution with this autograder..."
+if .venv/bin/python -m grader check selftest/tensorflow_tutorial.py --checks all \\
+     > selftest/report.txt 2>&1; then
+  tail -n 1 selftest/report.txt
+  rm -rf selftest
+  echo "setup.sh: self-test passed: the reference gets full marks."
+else
+  cat selftest/report.txt >&2
+  echo "SETUP FAILED: the reference solution does not get full marks with this autograder" \\
+       "(report above). Rebuild the zip with 'make gradescope' and check the rubric." >&2
+  exit 1
+fi
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
-# Gradescope runs this for every submission; it writes results/results.json.
+# Gradescope runs this for every submission: it grades $AUTOGRADER_ROOT/submission
+# and writes $AUTOGRADER_ROOT/results/results.json, then exits 0 (a low score is a
+# result, not a failure). It exits non-zero only when it wrote no results.json:
+# Gradescope then shows "the autograder failed", never a score of 0.
+#
+#   AUTOGRADER_ROOT    the folder laid out like Gradescope's (default /autograder):
+#                      source/ (this zip), submission/, results/
+#   AUTOGRADER_PYTHON  the Python to grade with (default $AUTOGRADER_ROOT/source/.venv/bin/python,
+#                      which setup.sh creates)
+#
+# `python -m grader gradescope --local FILE` sets both to try this on a laptop.
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 cd "$ROOT/source" || exit 2
 PY="${AUTOGRADER_PYTHON:-$ROOT/source/.venv/bin/python}"
@@ -172,6 +227,8 @@ def gradescope_bundle(out: Path, rubric_path: Path) -> Path:
         for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
             (tree / name).write_text(text)
             os.chmod(tree / name, 0o755)
+        (tree / "selftest").mkdir()
+        shutil.copy2(engine.REFERENCE_PATH, tree / "selftest" / "tensorflow_tutorial.py")
         _zip_tree(tree, out)
     return out
 
@@ -192,21 +249,95 @@ def find_submission(folder: Path, name: str) -> Path | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
+def _write_results(path: Path, results: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def run_gradescope(root: Path, rubric_path: Path) -> int:
-    """Grade root/submission and write root/results/results.json."""
+    """Grade root/submission and write root/results/results.json; 0 once it is written.
+
+    A grader fault (GraderError) writes nothing and propagates: exit 2, and
+    Gradescope reports the autograder's failure rather than a zero.
+    """
+    started = time.monotonic()
     rubric = load_rubric(rubric_path)
     results_path = root / "results" / "results.json"
     results_path.parent.mkdir(parents=True, exist_ok=True)
     submission = find_submission(root / "submission", rubric.submission_name)
     if submission is None:
-        found = sorted(p.name for p in (root / "submission").rglob("*") if p.is_file()) \
-            if (root / "submission").is_dir() else []
+        found = sorted(clean_line(p.name) for p in (root / "submission").rglob("*")
+                       if p.is_file()) if (root / "submission").is_dir() else []
         message = (f"No {rubric.submission_name} found in your submission "
                    f"(files: {', '.join(found[:10]) or 'none'}). Upload {rubric.submission_name}.")
-        results_path.write_text(json.dumps({"score": 0.0, "output": message,
-                                            "visibility": "visible", "tests": []}, indent=2))
-        return 1
+        _write_results(results_path, {"score": 0.0, "output": message, "visibility": "visible",
+                                      "execution_time": int(time.monotonic() - started),
+                                      "tests": []})
+        return 0
     report = engine.grade(submission, rubric, ("public", "hidden"), isolation="auto")
-    results_path.write_text(json.dumps(to_gradescope(report, rubric.gradescope_hidden_visibility),
-                                       indent=2) + "\n")
-    return report.exit_code
+    _write_results(results_path, to_gradescope(report, rubric.gradescope_hidden_visibility,
+                                               execution_time=time.monotonic() - started))
+    return 0
+
+
+def try_locally(submission: Path, rubric_path: Path, zip_path: Path | None = None,
+                keep: Path | None = None) -> tuple[int, dict, Path]:
+    """Run the autograder zip's own ``run_autograder`` on ``submission`` (a file or a
+    folder), in a folder laid out like Gradescope's ``/autograder``.
+
+    Returns (its exit status, results.json, the folder).  Without ``zip_path`` the
+    zip is built from this repository first, as ``make gradescope`` would.
+    """
+    if not submission.exists():
+        raise UsageError(f"{submission}: no such file or folder")
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise UsageError(f"{keep}: not an empty folder")
+    scratch = None
+    if keep is None:
+        scratch = tempfile.mkdtemp(prefix="autograder-try-")
+        keep = Path(scratch)
+    root = keep / "autograder"
+    try:
+        if zip_path is None:
+            zip_path = gradescope_bundle(keep / "gradescope_autograder.zip", rubric_path)
+        elif not zipfile.is_zipfile(zip_path):
+            raise UsageError(f"{zip_path}: not a zip file")
+        (root / "source").mkdir(parents=True)
+        with zipfile.ZipFile(zip_path) as z:
+            z.extractall(root / "source")
+        for name in ("run_autograder", "setup.sh"):
+            if (root / "source" / name).exists():
+                os.chmod(root / "source" / name, 0o755)
+        (root / "results").mkdir()
+        if submission.is_dir():
+            shutil.copytree(submission, root / "submission")
+        else:
+            (root / "submission").mkdir()
+            shutil.copy2(submission, root / "submission" / submission.name)
+        env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable)
+        run = subprocess.run([str(root / "source" / "run_autograder")], cwd=root / "source",
+                             env=env, stdout=sys.stderr, stderr=None)
+        results_file = root / "results" / "results.json"
+        if not results_file.is_file():
+            raise UngradableError(f"run_autograder exited {run.returncode} and wrote no "
+                                  "results.json: on Gradescope this is 'the autograder failed'")
+        results = json.loads(results_file.read_text())
+        return run.returncode, results, root
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def describe_results(results: dict) -> str:
+    """results.json as a student would read it on Gradescope, for the terminal."""
+    tests = results.get("tests", [])
+    lines = [f"results.json: score {results.get('score')}, "
+             f"execution_time {results.get('execution_time', '-')} s, {len(tests)} tests"]
+    if results.get("output"):
+        lines += ["", str(results["output"])]
+    for t in tests:
+        lines += ["", f"{t.get('number', ''):>5} {t.get('name', '')}: {t.get('score')}/"
+                      f"{t.get('max_score')}  [{t.get('visibility', 'visible')}]"]
+        lines += ["      " + line for line in str(t.get("output", "")).splitlines()]
+    return "\n".join(lines) + "\n"

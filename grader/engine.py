@@ -565,19 +565,57 @@ def _one_line(text: str, limit: int = 110) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _as_script(submission: Path, folder: Path, rubric: Rubric) -> tuple[Path, str]:
-    """A notebook's code cells as a script beside nothing else; (path, problem)."""
+def _as_script(submission: Path, folder: Path, rubric: Rubric) -> tuple[Path, str, str]:
+    """A notebook's code cells as a script beside nothing else: (path, problem, source).
+
+    ``source`` is the text of a script extracted from a notebook (also one that
+    batch extracted before), whose lines ``notebook.relocate`` maps back to cells;
+    "" for a plain ``.py``.
+    """
+    from . import notebook
     if submission.suffix != ".ipynb":
-        return submission, ""
-    from .notebook import NotebookError, extract
+        try:
+            head = submission.read_bytes()[:4096].decode("utf-8", "replace")
+        except OSError:
+            return submission, "", ""
+        if not notebook.is_extracted(head):
+            return submission, "", ""
+        return submission, "", submission.read_text(encoding="utf-8", errors="replace")
     try:
-        source = extract(submission)
-    except NotebookError as exc:
-        return submission, f"{submission.name}: {exc}"
+        source = notebook.extract(submission)
+    except notebook.NotebookError as exc:
+        return submission, f"{submission.name}: {exc}", ""
     folder.mkdir()
     script = folder / rubric.submission_name
     script.write_text(source)
-    return script, ""
+    return script, "", source
+
+
+# How the child words a failed import (child_runner.py): the report shows it once.
+IMPORT_FAILURES = ("importing your file raised", "your file has a syntax error")
+
+
+def _import_error(got: dict, problem: str) -> str:
+    """The reason importing the file failed, when it failed for every item alike."""
+    if problem:
+        return problem
+    outputs = list(got.values())
+    if not outputs or any(o.status != ERROR for o in outputs):
+        return ""
+    messages = {o.message for o in outputs}
+    message = messages.pop() if len(messages) == 1 else ""
+    return message if message.startswith(IMPORT_FAILURES) else ""
+
+
+def _as_cells(q: QuestionResult, source: str, name: str) -> QuestionResult:
+    """A question's messages and tracebacks with the notebook's cells for script lines."""
+    from dataclasses import replace
+    from .notebook import line_map, relocate
+    mapping = line_map(source)
+    checks = tuple(replace(c, message=relocate(c.message, source, name, mapping),
+                           traceback=relocate(c.traceback, source, name, mapping))
+                   for c in q.checks)
+    return replace(q, checks=checks, feedback=relocate(q.feedback, source, name, mapping))
 
 
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),
@@ -590,7 +628,8 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
         workroot = Path(tmp)
         os.chmod(workroot, 0o711)
         expected = expected_outputs(rubric, tasks, workroot)
-        source, problem = _as_script(submission.resolve(), workroot / "notebook", rubric)
+        source, problem, extracted = _as_script(submission.resolve(), workroot / "notebook",
+                                                rubric)
         if problem:  # a broken notebook is the student's, like a syntax error
             got = {t.id: ProbeOutput.failure(ERROR, problem) for t in tasks}
             level, confinement = sandbox.detect_isolation(isolation)[0], ""
@@ -599,10 +638,19 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
                                                  seed_of=seed_of(rubric))
     questions = tuple(score_item(item, [t for t in tasks if t.item is item], got, expected, rubric)
                       for item in rubric.items)
+    from dataclasses import replace
+    from .notebook import relocate, skipped
+    questions = tuple(replace(q, expects=item.expects) for q, item in zip(questions, rubric.items))
+    import_error = _import_error(got, problem)
+    notes: tuple[str, ...] = ()
+    if extracted:
+        questions = tuple(_as_cells(q, extracted, rubric.submission_name) for q in questions)
+        import_error = relocate(import_error, extracted, rubric.submission_name)
+        notes = tuple(skipped(extracted))
     complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
     checks_run = "all" if complete else "public"
     return Report(submission=str(submission), total=round(sum(q.score for q in questions), 6),
                   max_total=round(sum(q.max_score for q in questions), 6), questions=questions,
                   isolation=level, checks_run=checks_run, full_total=rubric.full_total,
                   grader_version=GRADER_VERSION, rubric_digest=rubric.digest[:16],
-                  confinement=confinement)
+                  confinement=confinement, import_error=import_error, notes=notes)

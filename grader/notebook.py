@@ -19,15 +19,47 @@ top of the file, the only place Python accepts them.
 A cell that already compiles as Python is kept exactly as it is.  A cell with
 a magic *and* a string or expression whose own line starts with ``%`` or ``!``
 may come out wrong: that is rare enough in this assignment to accept.
+
+Notebooks run the tutorial at top level (load the data, build and train the
+network, plot, print); importing such a notebook would train.  So each
+top-level statement is kept only when it defines something: imports,
+functions, classes, ``IMPROVEMENTS``, constants (assignments computed without
+calling anything but a few pure builtins), set-up calls such as
+``tf.disable_v2_behavior()``, and ``if __name__ == "__main__":`` blocks (they
+do not run on import).  Every other statement is commented out as
+``# skipped (why): ...``; a notebook that only defines things comes out as it
+always did.
+
+Each line of the extracted script keeps its place in its cell, so that
+``line_map`` can turn a line of the script back into ``cell N, line M``; the
+script carries everything needed (its ``# %% cell N`` and ``# skipped``
+comments), also when batch grades it as a ``.py``.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import re
 import warnings
 from pathlib import Path
 
-__all__ = ["NotebookError", "extract"]
+__all__ = ["NotebookError", "extract", "is_extracted", "line_map", "relocate", "skipped"]
+
+HEADER = "# Python extracted from "
+CELL = re.compile(r"^# %% cell (\d+)\b")
+SKIPPED = "# skipped ("
+CONTINUED = "# skipped, continued: "
+# Top-level calls that set things up rather than run the tutorial.
+SETUP_CALLS = frozenset({"disable_v2_behavior", "disable_eager_execution", "enable_eager_execution",
+                         "disable_resource_variables", "disable_v2_tensorshape", "set_verbosity",
+                         "filterwarnings", "simplefilter", "setdefault", "putenv", "seed",
+                         "set_random_seed", "set_seed", "reset_default_graph", "setLevel"})
+SETUP_PATHS = frozenset({"sys.path.insert", "sys.path.append"})
+PURE_BUILTINS = frozenset({"int", "float", "str", "bool", "tuple", "list", "dict", "set",
+                           "frozenset", "len", "range", "abs", "min", "max", "round", "sum",
+                           "sorted", "zip", "enumerate"})
+_BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__"}
 
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun"})
 _ASSIGNED_ESCAPE = re.compile(r"^\s*[A-Za-z_][\w.,\s]*=\s*[!%]")
@@ -86,6 +118,255 @@ def _clean_cell(source: str) -> str | None:
     return "\n".join(out)
 
 
+def _call_name(func: ast.expr) -> str:
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else ""
+
+
+class _Filter:
+    """Decides, statement by statement in notebook order, what importing may run."""
+
+    def __init__(self):
+        self.defined: set[str] = set(_BUILTIN_NAMES)
+        self.star = False               # after ``from x import *`` any name may exist
+        self.unset: set[str] = set()    # names only skipped code assigns
+
+    def _pure(self, node: ast.AST) -> str:
+        """"" if evaluating ``node`` runs nothing of the tutorial, else why it does."""
+        for sub in ast.walk(node):
+            if isinstance(sub, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)):
+                return "runs at top level"
+            if isinstance(sub, ast.Call) and not (isinstance(sub.func, ast.Name)
+                                                  and sub.func.id in PURE_BUILTINS):
+                return _why_call(sub)
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                missing = self._missing(sub.id)
+                if missing:
+                    return missing
+        return ""
+
+    def _missing(self, name: str) -> str:
+        if name in self.defined or self.star:
+            return ""
+        if name in self.unset:
+            return f"uses {name}, which skipped code sets"
+        return ""   # a NameError the student will see, as Python would raise it
+
+    def why_skipped(self, stmt: ast.stmt) -> str:
+        """"" to keep ``stmt`` (and note what it defines), else why it is skipped."""
+        why = self._why(stmt)
+        if why:
+            for name in _bound(stmt):
+                if name not in self.defined:
+                    self.unset.add(name)
+        else:
+            for name in _bound(stmt):
+                self.defined.add(name)
+                self.unset.discard(name)
+            if isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names):
+                self.star = True
+        return why
+
+    def _why(self, stmt: ast.stmt) -> str:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
+                             ast.ClassDef, ast.Pass)):
+            return ""
+        if isinstance(stmt, ast.Expr):
+            value = stmt.value
+            if isinstance(value, ast.Constant):       # a docstring or a stray literal
+                return ""
+            if isinstance(value, ast.Call) and (_call_name(value.func) in SETUP_CALLS
+                                                or ast.unparse(value.func) in SETUP_PATHS):
+                return self._names_missing(value)
+            return self._pure(value) or "shows a value at top level"
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            names = [n for t in targets for n in ast.walk(t)]
+            if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Load, ast.Store))
+                       for n in names):
+                return "changes an object at top level"
+            if stmt.value is None:
+                return ""
+            if "IMPROVEMENTS" in _bound(stmt):
+                return self._names_missing(stmt.value)
+            return self._pure(stmt.value)
+        if isinstance(stmt, ast.If):
+            if _is_main_guard(stmt.test):
+                return ""
+            return self._pure(stmt.test) or self._all_kept(stmt.body + stmt.orelse)
+        if isinstance(stmt, ast.Try):   # kept as a whole when what it tries is kept
+            return self._all_kept(stmt.body)
+        if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+            return "a loop at top level"
+        if isinstance(stmt, (ast.With, ast.AsyncWith)):
+            return "a with block at top level"
+        return "runs at top level"
+
+    def _names_missing(self, node: ast.AST) -> str:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                missing = self._missing(sub.id)
+                if missing:
+                    return missing
+        return ""
+
+    def _all_kept(self, body: list[ast.stmt]) -> str:
+        return next((w for w in (self._why(s) for s in body) if w), "")
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)
+            and {ast.dump(test.left), ast.dump(test.comparators[0])}
+            == {ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))})
+
+
+def _why_call(call: ast.Call) -> str:
+    name = _call_name(call.func)
+    lower = name.lower()
+    if name == "print" or lower in ("display", "pprint"):
+        return "prints"
+    root = call.func
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    if (isinstance(root, ast.Name) and root.id in ("plt", "sns", "matplotlib")) or lower in (
+            "plot", "imshow", "show", "savefig", "figure", "subplots", "hist", "scatter"):
+        return "plots"
+    if "load" in lower or "read" in lower or "download" in lower:
+        return f"loads data: {name}()"
+    if lower in ("train", "fit", "run", "evaluate", "minimize") or "train" in lower:
+        return f"trains or evaluates: {name}()"
+    return f"calls {name or 'a function'}() at top level"
+
+
+def _bound(stmt: ast.stmt) -> set[str]:
+    """The names a top-level statement binds."""
+    names: set[str] = set()
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        for alias in stmt.names:
+            if alias.name != "*":
+                names.add(alias.asname or alias.name.split(".")[0])
+        return names
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {stmt.name}
+    targets: list[ast.AST] = []
+    if isinstance(stmt, ast.Assign):
+        targets = stmt.targets
+    elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+        targets = [stmt.target]
+    for target in targets:
+        names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    for field in ("body", "orelse", "finalbody"):
+        for sub in getattr(stmt, field, None) or []:
+            names |= _bound(sub)
+    for handler in getattr(stmt, "handlers", None) or []:
+        for sub in handler.body:
+            names |= _bound(sub)
+    return names
+
+
+def _skip_top_level(cell: str, keeper: _Filter) -> str:
+    """The cell with the statements that run the tutorial commented out, line for line."""
+    try:
+        tree = ast.parse(cell)
+    except (SyntaxError, ValueError):
+        return cell   # the syntax error is the student's, reported with its cell
+    lines = cell.split("\n")
+    groups: list[list] = []   # statements that share lines (``a = 1; print(a)``) go together
+    for stmt in tree.body:
+        first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
+        if groups and first <= groups[-1][1]:
+            groups[-1][1] = max(groups[-1][1], stmt.end_lineno)
+            groups[-1][2].append(stmt)
+        else:
+            groups.append([first, stmt.end_lineno, [stmt]])
+    for first, last, stmts in groups:
+        reasons = [keeper.why_skipped(s) for s in stmts]
+        why = next((r for r in reasons if r), "")
+        if not why:
+            continue
+        for i in range(first - 1, last):
+            prefix = f"{SKIPPED}{why}): " if i == first - 1 else CONTINUED
+            lines[i] = prefix + lines[i]
+    return "\n".join(lines)
+
+
+def is_extracted(source: str) -> bool:
+    """Whether ``source`` is a script ``extract`` wrote."""
+    return source.startswith(HEADER)
+
+
+def line_map(source: str) -> dict[int, tuple[int, int]]:
+    """{line of the extracted script: (cell, line in the cell)}."""
+    mapping, cell, start = {}, None, 0
+    for number, line in enumerate(source.splitlines(), start=1):
+        match = CELL.match(line)
+        if match:
+            cell, start = int(match.group(1)), number
+        elif cell is not None:
+            mapping[number] = (cell, number - start)
+    return mapping
+
+
+def skipped(source: str, limit: int = 30) -> list[str]:
+    """One line per skipped statement of an extracted script: where, why, and its text."""
+    mapping = line_map(source)
+    lines = source.splitlines()
+    notes = []
+    for number, line in enumerate(lines, start=1):
+        if not line.startswith(SKIPPED) or number not in mapping:
+            continue
+        why, _, code = line[len(SKIPPED):].partition("): ")
+        last = number
+        while last < len(lines) and lines[last].startswith(CONTINUED):
+            last += 1
+        cell, first_line = mapping[number]
+        span = f"line {first_line}" if last == number else \
+            f"lines {first_line}-{mapping.get(last, (cell, first_line))[1]}"
+        code = code.strip()
+        notes.append(f"cell {cell}, {span} ({why}): {code[:80]}{'...' if len(code) > 80 else ''}")
+    if len(notes) > limit:
+        notes[limit:] = [f"... and {len(notes) - limit} more"]
+    return notes
+
+
+_AT_LINE = re.compile(r"(?P<file>\S+\.py), line (?P<line>\d+)")
+_SYNTAX = re.compile(r"\(line (?P<line>\d+)\)")
+
+
+def relocate(text: str, source: str, submission_name: str,
+             mapping: dict[int, tuple[int, int]] | None = None) -> str:
+    """``text`` (a message or traceback) with lines of the extracted script named as cells:
+    ``tensorflow_tutorial.py, line 40`` -> ``cell 7, line 3``; a syntax error's
+    ``(line 40)`` -> ``(cell 7, line 3: <the line>)``."""
+    mapping = line_map(source) if mapping is None else mapping
+    lines = source.splitlines()
+
+    def where(number: int) -> str | None:
+        if number not in mapping:
+            return None
+        cell, line = mapping[number]
+        return f"cell {cell}, line {line}"
+
+    def frame(match: re.Match) -> str:
+        if match.group("file") != submission_name:
+            return match.group(0)
+        return where(int(match.group("line"))) or match.group(0)
+
+    def syntax(match: re.Match) -> str:
+        number = int(match.group("line"))
+        place = where(number)
+        if place is None:
+            return match.group(0)
+        quoted = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+        if quoted.startswith(SKIPPED) or quoted.startswith(CONTINUED):
+            quoted = quoted.partition(": ")[2]
+        return f'({place}: "{quoted[:100]}")' if quoted else f"({place})"
+
+    return _SYNTAX.sub(syntax, _AT_LINE.sub(frame, text))
+
+
 def extract(path: Path) -> str:
     """The Python source of the notebook at ``path``; raises NotebookError."""
     import nbformat  # only batch grading of notebooks needs it
@@ -97,8 +378,10 @@ def extract(path: Path) -> str:
     except Exception as exc:  # nbformat raises JSON, validation and OS errors alike
         raise NotebookError(f"not a readable Jupyter notebook ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    parts = [f"# Python extracted from {path.name}: the code cells, IPython syntax removed."]
+    parts = [f"{HEADER}{path.name}: the code cells, IPython syntax removed, "
+             "top-level code that runs the tutorial skipped."]
     futures: list[str] = []
+    keeper = _Filter()
     for number, cell in enumerate(notebook.get("cells", []), start=1):
         if cell.get("cell_type") != "code":
             continue
@@ -110,7 +393,7 @@ def extract(path: Path) -> str:
             kept = "\n".join("# " + line for line in str(source).splitlines())
             parts.append(f"# %% cell {number} (removed: not a Python cell)\n{kept}")
         else:
-            lines = cleaned.splitlines()
+            lines = _skip_top_level(cleaned, keeper).splitlines()
             for i, line in enumerate(lines):
                 if _FUTURE.match(line.rstrip()):
                     futures.append(line.rstrip())

@@ -2,16 +2,49 @@
 
 ``Report`` -> ``QuestionResult`` -> ``CheckResult``, all frozen.  This module
 is the one place that turns them into text: the terminal table, the JSON of
-``../shared/ASSIGNMENT.md`` and Gradescope's ``results.json`` (the gradebook
-CSV is batch's).
+``docs/assignment.md`` and Gradescope's ``results.json`` (the gradebook CSV
+and the class summary are summary.py's, with ``clean`` from here).
+
+Much of what a report carries is the student's: exception messages, printed
+output, file names, notebook text.  ``clean`` is the one function that makes
+such text safe to show: it drops terminal control characters, and
+``clean_block`` marks every line after the first so that a student's text
+can never pass for one of the report's own lines ("Total: 100/100").
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 
 PASSED, FAILED, ERROR, PENDING, SKIPPED = "passed", "failed", "error", "pending", "skipped"
+
+# C0 and C1 controls but tab and newline, DEL, and the bidirectional overrides
+# and isolates that reorder what a terminal or browser shows.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                      "\u2066-\u2069]")
+_NEWLINES = re.compile("\r\n|[\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+HIDDEN_FAILED = "a hidden check failed on inputs you have not seen"   # engine's generic message
+CONTINUATION = "| "   # what starts every line of a student's text after its first
+
+
+def clean(text: object) -> str:
+    """``text`` without control characters but newline and tab (line breaks of any kind
+    become ``\\n``; escape sequences lose their ESC, so they show as plain text)."""
+    return _CONTROL.sub("", _NEWLINES.sub("\n", str(text)))
+
+
+def clean_line(text: object) -> str:
+    """``clean`` on one line: line breaks become spaces (CSV cells, progress lines)."""
+    return " ".join(clean(text).replace("\t", " ").split("\n"))
+
+
+def clean_block(text: object, indent: str = "") -> str:
+    """``clean`` text whose second and later lines start with ``indent`` + ``| ``,
+    so that no line of it looks like a line of the report."""
+    lines = clean(text).split("\n")
+    return "\n".join([lines[0]] + [f"{indent}{CONTINUATION}{line}" for line in lines[1:]])
 
 
 @dataclass(frozen=True)
@@ -26,6 +59,15 @@ class CheckResult:
     hint: str = ""        # what to try; never shows expected values
     traceback: str = ""
 
+    @property
+    def mistake(self) -> str:
+        """What a failed check names as the mistake: a public check's hint (its diagnosis),
+        a hidden check's message (a diagnosis or the rubric's hint, never values)."""
+        if self.status != FAILED:
+            return ""
+        named = self.hint if self.visibility == "public" else self.message
+        return "" if named == HIDDEN_FAILED else named
+
 
 @dataclass(frozen=True)
 class QuestionResult:
@@ -37,6 +79,22 @@ class QuestionResult:
     feedback: str
     checks: tuple[CheckResult, ...]
     hidden_points: float = 0.0   # points left to hidden checks not run here
+    expects: str = ""            # what the question asks for (rubric.yaml), for unanswered ones
+
+    @property
+    def unanswered(self) -> bool:
+        """Still the starter: every check stopped at its NotImplementedError, or found an
+        empty free-text answer.  (Read from the messages of child_runner.py and checks.py
+        until they carry the outcome as a field.)"""
+        return bool(self.checks) and all(
+            c.status == ERROR and "NotImplementedError" in c.message
+            or c.status == FAILED and c.kind == "free_text" and c.message.startswith(
+                "the answer has 0 words") for c in self.checks)
+
+    @property
+    def mistakes(self) -> tuple[str, ...]:
+        """The named mistakes of the failed checks, each once, in check order."""
+        return tuple(dict.fromkeys(c.mistake for c in self.checks if c.mistake))
 
 
 @dataclass(frozen=True)
@@ -51,6 +109,8 @@ class Report:
     grader_version: str
     rubric_digest: str
     confinement: str = ""        # what basic isolation adds (Landlock), when it ran
+    import_error: str = ""       # importing the file failed: every item lost, for this reason
+    notes: tuple[str, ...] = field(default_factory=tuple)   # e.g. notebook lines not run
 
     @property
     def full_marks(self) -> bool:
@@ -69,63 +129,116 @@ def _mark(status: str) -> str:
     return {PASSED: "ok", FAILED: "FAIL", ERROR: "ERROR", PENDING: "pending"}.get(status, status)
 
 
+def _row_mark(q: QuestionResult) -> str:
+    return "todo" if q.unanswered else _mark(q.status)
+
+
 def _isolation(report: Report) -> str:
     if report.isolation == "full" or not report.confinement:
         return report.isolation
     return f"{report.isolation}, {report.confinement}"
 
 
+def _feedback(q: QuestionResult, import_failed: bool) -> str:
+    """The one line of a question's row: its named mistake, what it expects, or why not."""
+    if import_failed:
+        return "not graded: your file could not be imported (above)"
+    if q.unanswered:
+        return f"not answered yet; expects {q.expects}" if q.expects else "not answered yet"
+    if q.status == FAILED and q.mistakes:
+        return q.mistakes[0]
+    return q.feedback
+
+
+def _text_details(q: QuestionResult) -> list[str]:
+    lines = [f"  {q.id} {clean_line(q.title)}: {_num(q.score)}/{_num(q.max_score)} "
+             f"{_mark(q.status)}"]
+    for mistake in q.mistakes:
+        lines.append(f"    mistake: {clean_block(mistake, '             ')}")
+    shown = set()
+    for c in q.checks:
+        if c.status == ERROR:  # one failed call fails every check of the item once
+            if c.message in shown:
+                continue
+            shown.add(c.message)
+            lines.append(f"    [{_mark(c.status)}] {clean_block(c.message, '        ')}")
+        elif c.status == PASSED:
+            lines.append(f"    [ok] {clean_line(c.name)}")
+        else:
+            lines.append(f"    [{_mark(c.status)}] {clean_line(c.name)}: "
+                         f"{clean_block(c.message, '        ')}")
+        if c.hint and c.status != PASSED and c.hint not in q.mistakes:
+            lines.append(f"        try: {clean_block(c.hint, '             ')}")
+        if c.traceback:
+            lines += [f"        {CONTINUATION}{clean_line(t)}"
+                      for t in c.traceback.rstrip().splitlines()[-6:]]
+    return lines
+
+
 def to_text(report: Report) -> str:
-    """The student's view: a table, then details for what lost points, then the total."""
-    lines = [f"Grading {report.submission}"]
+    """The student's view: the score and the named mistake of each question, then the
+    checks of every question that lost points, then the total."""
+    lines = [f"Grading {clean_line(report.submission)}"]
     if report.checks_run == "public":
         lines.append(f"public checks: {_num(report.max_total)} of {_num(report.full_total)} "
                      "points can be checked here; the rest are checked at grading.")
+    if report.notes:
+        lines += ["", "Not run when graded (the grader calls your functions itself):"]
+        lines += [f"  {clean_block(n, '    ')}" for n in report.notes]
+    import_failed = bool(report.import_error)
+    if import_failed:
+        first = next((c for q in report.questions for c in q.checks if c.status == ERROR), None)
+        lines += ["", "Your file could not be imported, so no question could be graded:",
+                  f"  {clean_block(report.import_error, '  ')}"]
+        if first is not None and first.traceback:
+            lines += [f"  {CONTINUATION}{clean_line(t)}"
+                      for t in first.traceback.rstrip().splitlines()[-6:]]
+        if first is not None and first.hint:
+            lines.append(f"  try: {clean_line(first.hint)}")
     width = max(len(q.title) for q in report.questions) if report.questions else 10
     lines.append("")
     for q in report.questions:
         score = f"{_num(q.score)}/{_num(q.max_score)}"
-        lines.append(f"  {q.id:<5} {q.title:<{width}}  {score:>7}  {_mark(q.status):<7} {q.feedback}")
-    lost = [q for q in report.questions if q.status not in (PASSED,)]
+        lines.append(f"  {q.id:<5} {clean_line(q.title):<{width}}  {score:>7}  "
+                     f"{_row_mark(q):<7} {clean_line(_feedback(q, import_failed))}")
+    lost = [q for q in report.questions
+            if q.status != PASSED and not q.unanswered and not import_failed]
     if lost:
         lines += ["", "Details"]
         for q in lost:
-            lines.append(f"  {q.id} {q.title}")
-            shown = set()
-            for c in q.checks:
-                if c.status == PASSED:
-                    continue
-                if c.status == ERROR:  # one failed call fails every check of the item once
-                    if c.message in shown:
-                        continue
-                    shown.add(c.message)
-                    lines.append(f"    [{_mark(c.status)}] {c.message}")
-                else:
-                    lines.append(f"    [{_mark(c.status)}] {c.name}: {c.message}")
-                if c.hint:
-                    lines.append(f"        try: {c.hint}")
-                if c.traceback:
-                    lines += ["        " + t for t in c.traceback.rstrip().splitlines()[-6:]]
+            lines += _text_details(q)
     lines += ["", f"Total: {_num(report.total)}/{_num(report.max_total)}"
                   f"    (isolation: {_isolation(report)})"]
     return "\n".join(lines) + "\n"
 
 
+def _clean_check(c: CheckResult) -> dict:
+    data = asdict(c)
+    for key in ("name", "message", "hint", "traceback"):
+        data[key] = clean(data[key])
+    return data
+
+
 def to_dict(report: Report) -> dict:
-    """The JSON report: the fields of ASSIGNMENT.md, plus details."""
+    """The JSON report: the fields of docs/assignment.md, plus details."""
     return {
         "total": report.total,
         "max_total": report.max_total,
         "questions": [{
             "id": q.id, "title": q.title, "score": q.score, "max_score": q.max_score,
-            "feedback": q.feedback, "status": q.status, "hidden_points": q.hidden_points,
-            "checks": [asdict(c) for c in q.checks],
+            "feedback": clean_line(_feedback(q, bool(report.import_error))),
+            "status": q.status, "hidden_points": q.hidden_points,
+            "expects": q.expects, "unanswered": q.unanswered,
+            "mistakes": [clean(m) for m in q.mistakes],
+            "checks": [_clean_check(c) for c in q.checks],
         } for q in report.questions],
         "checks_run": report.checks_run,
         "full_total": report.full_total,
         "isolation": report.isolation,
         "confinement": report.confinement,
-        "submission": report.submission,
+        "import_error": clean(report.import_error),
+        "notes": [clean(n) for n in report.notes],
+        "submission": clean(report.submission),
         "grader_version": report.grader_version,
         "rubric_digest": report.rubric_digest,
     }
@@ -135,30 +248,83 @@ def to_json(report: Report) -> str:
     return json.dumps(to_dict(report), indent=2) + "\n"
 
 
-def _question_output(q: QuestionResult) -> str:
-    lines = [q.feedback]
-    for c in q.checks:
-        lines.append(f"[{_mark(c.status)}] {c.name}: {c.message}")
+# Gradescope: how the tests of hidden checks are shown (rubric: gradescope_hidden_visibility).
+# "withheld" shows their score at once, so that students see their total, and none of
+# their feedback; any other value is Gradescope's own visibility for those tests.
+WITHHELD = "withheld"
+
+
+def _test_output(q: QuestionResult, checks: tuple[CheckResult, ...], import_failed: bool) -> str:
+    """What one test shows: built from its own checks only, never from the item's others."""
+    if import_failed:
+        return "Not graded: your file could not be imported (see the top of this page)."
+    if q.unanswered:
+        return f"Not answered yet; expects {q.expects}" if q.expects else "Not answered yet."
+    lines, shown = [], set()
+    for c in checks:
+        if c.status == ERROR:
+            if c.message in shown:
+                continue
+            shown.add(c.message)
+            lines.append(f"[{_mark(c.status)}] {clean_block(c.message, '    ')}")
+            lines += [f"    {CONTINUATION}{clean_line(t)}"
+                      for t in c.traceback.rstrip().splitlines()[-6:] if t.strip()]
+        else:
+            lines.append(f"[{_mark(c.status)}] {clean_line(c.name)}"
+                         + (f": {clean_block(c.message, '    ')}" if c.status != PASSED else ""))
         if c.hint and c.status != PASSED:
-            lines.append(f"    try: {c.hint}")
+            lines.append(f"    try: {clean_block(c.hint, '         ')}")
     return "\n".join(lines)
 
 
-def to_gradescope(report: Report, hidden_visibility: str = "after_published") -> dict:
-    """Gradescope's results.json: one test per item, hidden checks as their own tests."""
+def to_gradescope(report: Report, hidden_visibility: str = "after_published",
+                  execution_time: float | None = None) -> dict:
+    """Gradescope's results.json: per item, a visible test of its public checks and a test
+    of its hidden checks, numbered ``<item>.1`` and ``<item>.2`` in rubric order."""
     tests = []
-    for q in report.questions:
+    import_failed = bool(report.import_error)
+    withheld_points = withheld_score = 0.0
+    for n, q in enumerate(report.questions, start=1):
         public = tuple(c for c in q.checks if c.visibility == "public")
         hidden = tuple(c for c in q.checks if c.visibility != "public")
-        for part, checks, visibility in (("", public, "visible"),
-                                         (" (hidden checks)", hidden, hidden_visibility)):
+        for part, (suffix, checks) in enumerate((("", public), (" (hidden checks)", hidden)),
+                                                start=1):
             if not checks:
                 continue
-            view = QuestionResult(q.id, q.title, sum(c.score for c in checks),
-                                  sum(c.points for c in checks), q.status, q.feedback, checks)
-            tests.append({"name": f"{q.id} {q.title}{part}", "number": q.id,
-                          "score": round(view.score, 4), "max_score": round(view.max_score, 4),
-                          "output": _question_output(view), "visibility": visibility})
-    return {"score": round(report.total, 4), "visibility": "visible",
-            "stdout_visibility": "hidden", "tests": tests,
-            "output": f"Graded with isolation: {_isolation(report)}"}
+            score, points = sum(c.score for c in checks), sum(c.points for c in checks)
+            if part == 1:
+                visibility, output = "visible", _test_output(q, checks, import_failed)
+            elif hidden_visibility == WITHHELD:
+                visibility = "visible"
+                output = "Checked on inputs you have not seen; the feedback is withheld."
+                withheld_points += points
+                withheld_score += score
+            else:
+                visibility, output = hidden_visibility, _test_output(q, checks, import_failed)
+            tests.append({"name": f"{q.id} {clean_line(q.title)}{suffix}",
+                          "number": f"{n}.{part}",
+                          "score": round(score, 4), "max_score": round(points, 4),
+                          "output": output, "visibility": visibility})
+    lines = [f"Graded with isolation: {_isolation(report)}"]
+    if report.notes:
+        lines += ["Not run when graded (the grader calls your functions itself):"]
+        lines += [f"  {clean_block(n, '    ')}" for n in report.notes]
+    if import_failed:
+        first = next((c for q in report.questions for c in q.checks if c.status == ERROR), None)
+        lines += ["Your file could not be imported, so no question could be graded:",
+                  f"  {clean_block(report.import_error, '  ')}"]
+        if first is not None:
+            lines += [f"  {CONTINUATION}{clean_line(t)}"
+                      for t in first.traceback.rstrip().splitlines()[-6:] if t.strip()]
+    if hidden_visibility == WITHHELD and withheld_points:
+        lines.append(f"Hidden checks: {_num(withheld_score)} of {_num(withheld_points)} points; "
+                     "their feedback is withheld.")
+    elif any(t["visibility"] != "visible" for t in tests):
+        when = "the due date" if hidden_visibility == "after_due_date" else \
+            "grades are published"
+        lines.append(f"Some tests are hidden until {when}; Gradescope shows your total then.")
+    results = {"score": round(sum(t["score"] for t in tests), 4), "visibility": "visible",
+               "stdout_visibility": "hidden", "tests": tests, "output": "\n".join(lines)}
+    if execution_time is not None:
+        results["execution_time"] = max(0, int(round(execution_time)))
+    return results

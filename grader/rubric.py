@@ -21,7 +21,10 @@ from .diagnoses import DIAGNOSES
 from .errors import RubricError
 
 VISIBILITIES = ("public", "hidden")
-GRADESCOPE_VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
+# How Gradescope shows the tests of hidden checks: one of its visibilities, or "withheld"
+# (visible with their score, so that students see their total, but no feedback).
+GRADESCOPE_VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible", "withheld")
+MAX_EXPECTS_CHARS = 200
 LIMIT_KEYS = {"startup_seconds": (int, float), "import_seconds": (int, float),
               "cpu_seconds": int, "memory_mib": int, "processes": int, "file_size_mib": int,
               "output_kib": int, "threads": int}
@@ -52,6 +55,7 @@ class Item:
     checks: tuple[CheckSpec, ...]
     data: str | None = None
     hidden_points: float = 0.0   # points of hidden checks left out of this rubric (student copy)
+    expects: str = ""            # one line: what the question asks for (unanswered rows show it)
 
     def visibilities(self, allowed: tuple[str, ...]) -> list[str]:
         return [v for v in VISIBILITIES if v in allowed and any(c.visibility == v for c in self.checks)]
@@ -197,8 +201,11 @@ def _validate_item(problems: _Problems, raw: Any, path: str) -> Item | None:
     hidden_points = problems.typed(raw, "hidden_points", (int, float), path, required=False) or 0
     if hidden_points < 0:
         problems.add(f"{path}.hidden_points", f"{hidden_points!r} must not be negative")
+    expects = problems.typed(raw, "expects", str, path, required=False) or ""
+    if "\n" in expects.strip() or len(expects) > MAX_EXPECTS_CHARS:
+        problems.add(f"{path}.expects", f"must be one line of at most {MAX_EXPECTS_CHARS} characters")
     known = {"id", "title", "probe", "points", "budget_seconds", "params", "checks", "data",
-             "hidden_points"}
+             "hidden_points", "expects"}
     for key in raw:
         if key not in known:
             problems.add(f"{path}.{key}", "unknown key")
@@ -207,7 +214,7 @@ def _validate_item(problems: _Problems, raw: Any, path: str) -> Item | None:
     resolved = {vis: dict(params.get(vis, params.get("public", {})) or {}) for vis in VISIBILITIES}
     return Item(id=item_id, title=title, probe=probe, points=float(points),
                 budget_seconds=float(budget), params=resolved, checks=tuple(checks), data=data,
-                hidden_points=float(hidden_points))
+                hidden_points=float(hidden_points), expects=" ".join(expects.split()))
 
 
 def parse_rubric(data: Any, path: Path, text: str = "") -> Rubric:

@@ -16,12 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from urllib.parse import quote
+
+from .report import clean, clean_line
 from .rubric import Rubric
 
-__all__ = ["build", "fmt", "gradebook_csv", "write_all"]
+__all__ = ["build", "canvas_csv", "fmt", "gradebook_csv", "write_all"]
 
 PNG_NAME = "score_distribution.png"
-SCORED = ("graded", "timeout", "crashed")
+SCORED = ("graded", "import-error", "timeout", "crashed")
+COMMON_MISTAKES = 5          # per question, in summary.html and summary.json
+CANVAS_FIXED = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def fmt(x: float | None) -> str:
@@ -32,17 +38,58 @@ def fmt(x: float | None) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def _text_cell(text: object) -> str:
+    """Student-controlled text as a CSV cell: one clean line that no spreadsheet runs."""
+    text = clean_line(text)
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
 def gradebook_csv(item_ids: list[str], students: dict[str, dict]) -> str:
-    """``student,<item ids>,total,status``: one row per student, sorted by name."""
+    """``student,user_id,late,source,<item ids>,total,status``: one row per student.
+
+    ``user_id``: the Canvas user id, or Gradescope's submitter id (else email);
+    empty for plain files.  ``late``: true/false from the export.  ``source``: the
+    file graded, relative to SRC.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student", *item_ids, "total", "status"])
+    writer.writerow(["student", "user_id", "late", "source", *item_ids, "total", "status"])
     for name in sorted(students):
         entry = students[name]
+        info = entry.get("info") or {}
         scores = entry.get("scores") or {}
         scored = entry.get("status") in SCORED
-        writer.writerow([name, *(fmt(scores.get(i)) if scored else "" for i in item_ids),
+        writer.writerow([_text_cell(name), _text_cell(info.get("user_id", "")),
+                         "true" if info.get("late") else "false",
+                         _text_cell(entry.get("source", "")),
+                         *(fmt(scores.get(i)) if scored else "" for i in item_ids),
                          fmt(entry.get("total")) if scored else "", entry.get("status", "")])
+    return buffer.getvalue()
+
+
+def canvas_csv(rubric: Rubric, students: dict[str, dict]) -> str:
+    """What Canvas's gradebook import (Grades > Import) reads: ``Student, ID, SIS User ID,
+    SIS Login ID, Section`` and one assignment column named as the rubric's assignment,
+    a ``Points Possible`` row, then one row per student with a Canvas user id.
+
+    Canvas matches rows by ``ID`` (the user id of the export's file names); an
+    empty score (not graded) leaves that student's grade as it is.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    column = _text_cell(rubric.assignment or "Assignment")
+    writer.writerow([*CANVAS_FIXED, column])
+    writer.writerow(["Points Possible", "", "", "", "", fmt(rubric.max_total)])
+    rows = []
+    for name, entry in students.items():
+        info = entry.get("info") or {}
+        user_id = str(info.get("canvas_user_id", ""))
+        if not user_id:
+            continue
+        scored = entry.get("status") in SCORED
+        rows.append([_text_cell(info.get("name", name)), _text_cell(user_id), "", "", "",
+                     fmt(entry.get("total")) if scored else ""])
+    writer.writerows(sorted(rows, key=lambda r: (r[0].lower(), r[1])))
     return buffer.getvalue()
 
 
@@ -73,17 +120,36 @@ def build(rubric: Rubric, students: dict[str, dict], *, layout: str, ignored: li
     for item in rubric.items:
         values = [s["scores"][item.id] for s in scored if item.id in (s.get("scores") or {})]
         items.append({"id": item.id, "title": item.title, "max_score": item.points,
-                      **_stats(values, item.points)})
+                      **_stats(values, item.points),
+                      "common_mistakes": common_mistakes(item.id, students)})
     items.append({"id": "total", "title": "Total", "max_score": rubric.max_total,
                   **_stats([s["total"] for s in scored], rubric.max_total)})
     not_graded = [{"student": name, "source": s.get("source", ""), "status": s["status"],
                    "reason": s.get("reason", "")}
                   for name, s in sorted(students.items()) if s["status"] not in SCORED]
+    import_errors = [{"student": name, "source": s.get("source", ""), "error": s.get("reason", "")}
+                     for name, s in sorted(students.items()) if s["status"] == "import-error"]
     return {"assignment": rubric.assignment, "source": source, "layout": layout,
             "complete": complete, "students": len(students), "scored": len(scored),
             "counts": dict(sorted(counts.items())), "items": items, "not_graded": not_graded,
+            "import_errors": import_errors,
             "ignored": ignored, "timing": timing, "rubric": str(rubric.path),
             "rubric_digest": rubric.digest[:16]}
+
+
+def common_mistakes(item_id: str, students: dict[str, dict],
+                    limit: int = COMMON_MISTAKES) -> list[dict]:
+    """The named mistakes most made on one item: ``mistake``, ``count``, ``percent`` of the
+    scored students, and the ``students`` who made it; most common first."""
+    scored = {n: s for n, s in students.items() if s.get("status") in SCORED}
+    who: dict[str, list[str]] = {}
+    for name in sorted(scored):
+        for mistake in dict.fromkeys((scored[name].get("mistakes") or {}).get(item_id, [])):
+            who.setdefault(mistake, []).append(name)
+    ranked = sorted(who.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:limit]
+    return [{"mistake": m, "count": len(names),
+             "percent": round(100.0 * len(names) / len(scored), 1), "students": names}
+            for m, names in ranked]
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -157,8 +223,17 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th{background:#f3f3f3}td.n{text-align:right}img{max-width:100%}.warn{color:#b71c1c}"""
 
 
+def _e(text: object) -> str:
+    """Text for the page: control characters gone, then HTML-escaped."""
+    return html.escape(clean(text))
+
+
+def _href(name: str) -> str:
+    return html.escape(quote(name), quote=True)
+
+
 def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
-    e = html.escape
+    e = _e
     ids = [i.id for i in rubric.items]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(report['assignment'])}"
              f" - class summary</title><style>{_CSS}</style></head><body>",
@@ -178,7 +253,21 @@ def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
                  for k in ("max_score", "mean", "median", "full_marks", "zero")]
         parts.append(f"<tr><td>{e(item['id'])}</td><td>{e(item['title'])}</td>"
                      + "".join(f"<td class='n'>{c}</td>" for c in cells) + "</tr>")
-    parts.append("</table><h2>Gradebook</h2><table><tr><th>student</th>"
+    parts.append("</table>")
+    mistaken = [i for i in report["items"] if i.get("common_mistakes")]
+    if mistaken:
+        parts.append("<h2>Common mistakes</h2><p>The named mistakes most made on each question "
+                     f"(at most {COMMON_MISTAKES}), as a share of the {report['scored']} "
+                     "scored students.</p>")
+        for item in mistaken:
+            parts.append(f"<h3>{e(item['id'])} {e(item['title'])}</h3><table><tr><th>mistake"
+                         "</th><th>students</th><th>%</th><th>who</th></tr>")
+            for m in item["common_mistakes"]:
+                parts.append(f"<tr><td>{e(m['mistake'])}</td><td class='n'>{m['count']}</td>"
+                             f"<td class='n'>{m['percent']:g}%</td>"
+                             f"<td>{e(', '.join(m['students']))}</td></tr>")
+            parts.append("</table>")
+    parts.append("<h2>Gradebook</h2><table><tr><th>student</th>"
                  + "".join(f"<th>{e(i)}</th>" for i in ids)
                  + "<th>total</th><th>status</th><th>feedback</th></tr>")
     for name in sorted(students):
@@ -189,10 +278,17 @@ def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
                      + "".join(f"<td class='n'>{fmt(scores.get(i)) if scored else ''}</td>"
                                for i in ids)
                      + f"<td class='n'>{fmt(s.get('total')) if scored else ''}</td>"
-                     f"<td>{e(s['status'])}</td><td><a href='reports/{e(name)}.txt'>text</a>"
-                     + (f" <a href='reports/{e(name)}.json'>json</a>" if scored else "")
+                     f"<td>{e(s['status'])}</td><td><a href='reports/{_href(name)}.txt'>text</a>"
+                     + (f" <a href='reports/{_href(name)}.json'>json</a>" if scored else "")
                      + "</td></tr>")
     parts.append("</table>")
+    if report.get("import_errors"):
+        parts.append("<h2>Files that do not import</h2><p>Every item scores 0.</p><table><tr>"
+                     "<th>student</th><th>source</th><th>error</th></tr>")
+        for s in report["import_errors"]:
+            parts.append(f"<tr><td>{e(s['student'])}</td><td>{e(s['source'])}</td>"
+                         f"<td>{e(s['error'])}</td></tr>")
+        parts.append("</table>")
     if report["not_graded"]:
         parts.append("<h2>Not graded</h2><table><tr><th>student</th><th>source</th>"
                      "<th>status</th><th>why</th></tr>")

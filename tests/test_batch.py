@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "reference" / "tensorflow_tutorial.py"
 STARTER = ROOT / "starter" / "tensorflow_tutorial.py"
 RUBRIC = load_rubric(ROOT / "rubric.yaml")
-HEADER = ["student", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10", "Q11", "model",
-          "total", "status"]
+ITEMS = ["Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10", "Q11", "model"]
+HEADER = ["student", "user_id", "late", "source", *ITEMS, "total", "status"]
 COST_MEAN = "return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=Y, logits=Z2))"
 HANGS = "import time\ntime.sleep(3600)\n"
 HOSTILE = """import os, sys
@@ -94,8 +94,14 @@ def make_class(src: Path) -> None:
     (src / "bob.py").write_bytes(STARTER.read_bytes())
     assert reference.count(COST_MEAN) == 1
     (src / "carl.py").write_text(reference.replace(COST_MEAN, COST_MEAN.replace("mean", "sum")))
-    notebook_from(reference, src / "erin.ipynb")
+    erin = notebook_from(reference, src / "erin.ipynb")
+    nb = nbformat.read(str(erin), as_version=4)   # the tutorial run at top level, as in Jupyter
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "mnist = load_dataset()\nX, Y = create_placeholders()\nparameters = initialize_parameters()"
+        "\nfor step in range(10**9):\n    pass\nprint(mnist.train.num_examples)"))
+    nbformat.write(nb, str(erin))
     (src / "gil.ipynb").write_text('{"cells": [')   # a broken notebook: the student's error
+    (src / "ivan.py").write_text("import numpy\nimport no_such_module_for_grading\n")
     (src / "hank.py").write_text(HANGS)
     (src / "mallory.py").write_text(HOSTILE)
     (src / "notes.txt").write_text("I could not finish, sorry.\n")
@@ -112,11 +118,20 @@ def test_batch_grades_a_class_like_check_and_resumes(tmp_path):
     proc = run_grader("batch", src, "--out", out, "--jobs", 2, "--rubric", rubric)
     assert proc.returncode == 0, proc.stderr
     rows = {r["student"]: r for r in read_gradebook(out)}
-    assert sorted(rows) == ["alice", "bob", "carl", "erin", "gil", "hank", "mallory", "notes"]
+    assert sorted(rows) == ["alice", "bob", "carl", "erin", "gil", "hank", "ivan", "mallory",
+                            "notes"]
     status = {name: r["status"] for name, r in rows.items()}
     assert status == {"alice": "graded", "bob": "graded", "carl": "graded", "erin": "graded",
-                      "gil": "graded", "hank": "timeout", "mallory": "crashed",
-                      "notes": "skipped-not-python"}
+                      "gil": "import-error", "hank": "timeout", "ivan": "import-error",
+                      "mallory": "crashed", "notes": "skipped-not-python"}
+    assert {r["source"] for r in rows.values()} >= {"alice.py", "erin.ipynb", "notes.txt"}
+    assert all(r["user_id"] == "" and r["late"] == "false" for r in rows.values())
+    assert not (out / ".batch.lock").exists()
+    ivan = (out / "reports" / "ivan.txt").read_text()
+    assert ivan.count("No module named 'no_such_module_for_grading'") == 1
+    assert "line 2" in ivan and "import no_such_module_for_grading" in ivan
+    erin_report = (out / "reports" / "erin.txt").read_text()
+    assert "(a loop at top level): for step in range(10**9):" in erin_report
     assert rows["notes"]["total"] == "" and rows["notes"]["Q2"] == ""
     assert float(rows["alice"]["total"]) == 100 and float(rows["erin"]["total"]) == 100
     assert float(rows["carl"]["Q5"]) < 10 and float(rows["bob"]["total"]) == 0
@@ -124,7 +139,7 @@ def test_batch_grades_a_class_like_check_and_resumes(tmp_path):
     assert "timed out" in (out / "reports" / "hank.txt").read_text()
     assert "not a readable Jupyter notebook" in (out / "reports" / "gil.txt").read_text()
 
-    graded = ["alice", "bob", "carl", "erin", "gil", "hank", "mallory"]
+    graded = ["alice", "bob", "carl", "erin", "gil", "hank", "ivan", "mallory"]
     sources = {name: next(src.glob(f"{name}.*")) for name in graded}
     for name in graded:
         assert (out / "reports" / f"{name}.txt").read_text().startswith("Grading ")
@@ -137,15 +152,19 @@ def test_batch_grades_a_class_like_check_and_resumes(tmp_path):
         checked = dict(zip(graded, pool.map(lambda n: check_json(sources[n], rubric), graded)))
     for name in graded:
         report = json.loads((out / "reports" / f"{name}.json").read_text())
-        assert [q["id"] for q in report["questions"]] == HEADER[1:-2]
+        assert [q["id"] for q in report["questions"]] == ITEMS
         assert report["total"] == checked[name]["total"], name
         for q, c in zip(report["questions"], checked[name]["questions"]):
             assert q["score"] == c["score"] and float(rows[name][q["id"]]) == pytest.approx(
                 q["score"], abs=1e-6), (name, q["id"])
 
     result = json.loads((out / "summary.json").read_text())
-    assert result["counts"] == {"crashed": 1, "graded": 5, "skipped-not-python": 1, "timeout": 1}
-    assert {i["id"] for i in result["items"]} == set(HEADER[1:-1])
+    assert result["counts"] == {"crashed": 1, "graded": 4, "import-error": 2,
+                                "skipped-not-python": 1, "timeout": 1}
+    assert {i["id"] for i in result["items"]} == set(ITEMS) | {"total"}
+    q5 = next(i for i in result["items"] if i["id"] == "Q5")
+    assert q5["common_mistakes"] and all(m["students"] == ["carl"] and m["percent"] == 12.5
+                                         for m in q5["common_mistakes"])
     assert any(i["path"] == ".DS_Store" for i in result["ignored"])
     page = (out / "summary.html").read_text()
     assert f"src='{summary.PNG_NAME}'" in page
@@ -156,7 +175,7 @@ def test_batch_grades_a_class_like_check_and_resumes(tmp_path):
     started = time.monotonic()
     proc = run_grader("batch", src, "--out", out, "--rubric", rubric)
     assert proc.returncode == 0, proc.stderr
-    assert "0 to grade, 7 unchanged" in proc.stderr, proc.stderr
+    assert "0 to grade, 8 unchanged" in proc.stderr, proc.stderr
     assert time.monotonic() - started < 20
     assert json.loads((out / "state.json").read_text())["students"] == \
         json.loads(before)["students"]
@@ -224,8 +243,10 @@ def test_loose_files_folders_and_collisions(tmp_path):
     (tmp_path / "dan").mkdir()
     found = batch.discover(tmp_path, RUBRIC)
     assert found.layout == "files+folders"
-    assert names(found) == {
-        "Zoe_Smith": ("Zoe_Smith.ipynb", ""), "Zoe_Smith-2": ("Zoë Smith.py", ""),
+    zoes = sorted(n for n in names(found) if n.startswith("Zoe_Smith"))
+    assert len(zoes) == 2 and all(n.startswith("Zoe_Smith+") for n in zoes)
+    assert {names(found)[n][0] for n in zoes} == {"Zoe_Smith.ipynb", "Zoë Smith.py"}
+    assert {k: v for k, v in names(found).items() if k not in zoes} == {
         "cmd": ("=cmd.py", ""),
         "ann": ("ann/tensorflow_tutorial.py", ""), "ben": ("ben/", "skipped-ambiguous"),
         "cat": ("cat/sub/tensorflow_tutorial.ipynb", ""), "dan": ("dan/", "skipped-no-submission"),
@@ -245,10 +266,11 @@ def test_gradescope_export(tmp_path):
         "submission_12:\n  :submitters:\n  - :name: Alan Turing\n    :sid: '7'\n")
     found = batch.discover(tmp_path, RUBRIC)
     assert found.layout == "gradescope"
-    assert names(found) == {"Ada_Lovelace": ("submission_11/tensorflow_tutorial.py", ""),
-                            "Alan_Turing": ("submission_12/", "skipped-not-python")}
-    assert found.submissions[0].info == {"submission": "submission_11", "sid": "42",
-                                         "email": "ada@example.edu"}
+    assert names(found) == {"Ada_Lovelace+42": ("submission_11/tensorflow_tutorial.py", ""),
+                            "Alan_Turing+7": ("submission_12/", "skipped-not-python")}
+    assert found.submissions[0].info == {"name": "Ada Lovelace", "submission": "submission_11",
+                                         "sid": "42", "email": "ada@example.edu",
+                                         "user_id": "42", "late": False}
 
 
 def test_canvas_export(tmp_path):
@@ -260,10 +282,12 @@ def test_canvas_export(tmp_path):
     found = batch.discover(tmp_path, RUBRIC)
     assert found.layout == "canvas"
     assert names(found) == {
-        "hopper": ("hopper_103_*", "skipped-not-python"),
-        "lovelaceada": ("lovelaceada_101_5001_tensorflow_tutorial.py", ""),
-        "turingalan": ("turingalan_LATE_102_5002_tensorflow_tutorial-1.ipynb", "")}
-    assert next(s for s in found.submissions if s.student == "turingalan").info["late"] is True
+        "hopper+103": ("hopper_103_*", "skipped-not-python"),
+        "lovelaceada+101": ("lovelaceada_101_5001_tensorflow_tutorial.py", ""),
+        "turingalan+102": ("turingalan_LATE_102_5002_tensorflow_tutorial-1.ipynb", "")}
+    info = {s.student: s.info for s in found.submissions}
+    assert info["turingalan+102"]["late"] is True and info["lovelaceada+101"]["late"] is False
+    assert info["lovelaceada+101"]["user_id"] == "101"
 
 
 def test_zip_extraction_refuses_escapes(tmp_path):
@@ -324,8 +348,12 @@ def test_an_unreadable_notebook_is_a_notebook_error(tmp_path):
 def test_gradebook_rows_and_number_format():
     students = {"b": {"status": "graded", "scores": {"Q2": 5.0, "Q3": 20 / 3}, "total": 35 / 3},
                 "a": {"status": "ungradable", "scores": {}, "total": None, "reason": "x"}}
+    students["b"]["info"] = {"user_id": "101", "late": True}
+    students["b"]["source"] = "b_LATE_101_9_tensorflow_tutorial.py"
     text = summary.gradebook_csv(["Q2", "Q3"], students)
-    assert text == "student,Q2,Q3,total,status\na,,,,ungradable\nb,5,6.666667,11.666667,graded\n"
+    assert text == ("student,user_id,late,source,Q2,Q3,total,status\n"
+                    "a,,false,,,,,ungradable\n"
+                    "b,101,true,b_LATE_101_9_tensorflow_tutorial.py,5,6.666667,11.666667,graded\n")
 
 
 def test_the_resume_key_changes_with_the_rubric(tmp_path):
@@ -382,5 +410,103 @@ def test_a_grader_fault_on_one_submission_is_ungradable_not_zero(tmp_path, monke
 
 def read_gradebook_with(out: Path, ids: list[str]) -> list[dict]:
     rows = list(csv.reader(io.StringIO((out / "gradebook.csv").read_text())))
-    assert rows[0] == ["student", *ids, "total", "status"]
+    assert rows[0] == ["student", "user_id", "late", "source", *ids, "total", "status"]
     return [dict(zip(rows[0], r)) for r in rows[1:]]
+
+
+# ------------------------------------------------------- identity and the LMS
+
+def test_row_names_never_collide_with_another_students_name(tmp_path):
+    for name in ("Jose.py", "Jose-2.py", "jose.ipynb", "José.py", "Jose+1.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    found = batch.discover(tmp_path, RUBRIC)
+    rows = {s.student: s.source for s in found.submissions}
+    assert len(rows) == 5 and len({n.lower() for n in rows}) == 5
+    assert rows["Jose-2"] == "Jose-2.py"           # a real name keeps its own row
+    plain = {batch.safe_name(Path(source).stem) for source in rows.values()}
+    for name, source in rows.items():              # a suffixed name is nobody's plain name
+        assert name == batch.safe_name(Path(source).stem) or name not in plain
+    again = batch.discover(tmp_path, RUBRIC)        # stable, whoever else is in the class
+    (tmp_path / "Jose-2.py").unlink()
+    fewer = {s.source: s.student for s in batch.discover(tmp_path, RUBRIC).submissions}
+    assert all(fewer[s.source] == s.student for s in again.submissions if s.source in fewer)
+
+
+def test_two_canvas_students_with_the_same_name_get_their_own_rows(tmp_path):
+    for name in ("smithjo_101_1_tensorflow_tutorial.py", "smithjo_LATE_202_2_tensorflow_tutorial.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    found = batch.discover(tmp_path, RUBRIC)
+    assert {s.student: (s.info["user_id"], s.info["late"]) for s in found.submissions} == {
+        "smithjo+101": ("101", False), "smithjo+202": ("202", True)}
+
+
+def fake_report(path, import_error=""):
+    from grader.report import CheckResult, QuestionResult, Report
+    questions = []
+    for item in RUBRIC.items:
+        failed = item.id == "Q5" and "sum" in path.read_text()
+        check = CheckResult("c", "k", "failed" if failed or import_error else "passed", item.points,
+                            0.0 if failed or import_error else item.points, "public",
+                            import_error or "got 37", "did you sum over the batch?" if failed else "")
+        questions.append(QuestionResult(item.id, item.title, check.score, item.points,
+                                        check.status, "", (check,)))
+    return Report(str(path), sum(q.score for q in questions), RUBRIC.max_total, tuple(questions),
+                  "full", "all", RUBRIC.max_total, "x", "y", import_error=import_error)
+
+
+def test_import_errors_canvas_import_and_common_mistakes(tmp_path, monkeypatch):
+    def fake_grade(path, rubric, visibilities, isolation="auto"):
+        text = path.read_text()
+        return fake_report(path, "importing your file raised ModuleNotFoundError: No module named "
+                                 "'seaborn'" if "seaborn" in text else "")
+
+    monkeypatch.setattr(batch.engine, "grade", fake_grade)
+    src = tmp_path / "class"
+    src.mkdir()
+    files = {"lovelaceada_101_11_tensorflow_tutorial.py": "ok = 1\n",
+             "turingalan_LATE_102_12_tensorflow_tutorial.py": "x = 'sum'\n",
+             "hopperg_103_13_tensorflow_tutorial.py": "x = 'sum'\n",
+             "knuthd_104_14_tensorflow_tutorial.py": "import seaborn\n"}
+    for name, text in files.items():
+        (src / name).write_text(text)
+    found = batch.discover(src, RUBRIC)
+    out = tmp_path / "out"
+    output = batch._Output(out, RUBRIC, "ctx", lms="canvas")
+    todo = [(s, "key-" + s.student, s.path) for s in found.submissions]
+    assert batch._grade_all(todo, output, RUBRIC, ("public",), "basic", 1) is False
+
+    rows = {r["student"]: r for r in read_gradebook(out)}
+    assert rows["knuthd+104"]["status"] == "import-error" and rows["knuthd+104"]["total"] == "0"
+    assert rows["turingalan+102"]["late"] == "true" and rows["lovelaceada+101"]["late"] == "false"
+    assert rows["hopperg+103"]["user_id"] == "103"
+    assert rows["hopperg+103"]["source"] == "hopperg_103_13_tensorflow_tutorial.py"
+    assert output.students["knuthd+104"]["reason"].count("No module named 'seaborn'") == 1
+    assert (out / "reports" / "knuthd+104.txt").read_text().count("seaborn") == 1
+
+    canvas = list(csv.reader(io.StringIO((out / "canvas_import.csv").read_text())))
+    assert canvas[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section",
+                         RUBRIC.assignment]
+    assert canvas[1][0] == "Points Possible" and float(canvas[1][5]) == RUBRIC.max_total
+    scores = {r[1]: float(r[5]) for r in canvas[2:]}
+    assert scores == {"101": 100.0, "102": 90.0, "103": 90.0, "104": 0.0}
+
+    report = summary.build(RUBRIC, output.students, layout="canvas", ignored=[], source="s",
+                           complete=True, timing={})
+    q5 = next(i for i in report["items"] if i["id"] == "Q5")
+    assert q5["common_mistakes"] == [{"mistake": "did you sum over the batch?", "count": 2,
+                                      "percent": 50.0, "students": ["hopperg+103",
+                                                                    "turingalan+102"]}]
+    page = summary.render_html(report, output.students, RUBRIC)
+    assert "did you sum over the batch?" in page and "50%" in page and "hopperg+103" in page
+    assert "knuthd+104" in page.split("Files that do not import")[1]
+
+
+def test_the_batch_lock_leaves_no_file(tmp_path):
+    fd = batch._lock(tmp_path)
+    try:
+        with pytest.raises(batch.UsageError, match="another batch is writing there now"):
+            batch._lock(tmp_path)
+    finally:
+        os.close(fd)
+    assert list(tmp_path.iterdir()) == []
+    os.close(batch._lock(tmp_path))   # free again

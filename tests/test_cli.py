@@ -27,6 +27,8 @@ def grader(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     (["frobnicate"], "usage error: argument command: invalid choice"),
     (["calibrate", "--seeds", "1"], "usage error: --seeds must be at least 2"),
     (["calibrate", "--item", "Q99"], "usage error: rubric.yaml has no item 'Q99'"),
+    (["gradescope", "--zip", "x.zip"], "usage error: --zip and --keep go with --local"),
+    (["gradescope", "--local", "no/such.py"], "usage error: no/such.py: no such file or folder"),
 ])
 def test_usage_errors_exit_2_with_one_line(args, message):
     run = grader(*args, timeout=60)
@@ -71,6 +73,7 @@ def test_the_gradescope_format_and_output_file(tmp_path):
     results = json.loads(out.read_text())
     assert results["score"] == 100.0
     assert {t["visibility"] for t in results["tests"]} == {"visible", "after_published"}
+    assert [t["number"] for t in results["tests"]][:3] == ["1.1", "2.1", "2.2"]
 
 
 def test_calibrate_reports_the_spread_and_a_threshold(tmp_path):
@@ -89,3 +92,48 @@ def test_calibrate_reports_the_spread_and_a_threshold(tmp_path):
     threshold = float(suggested.split()[2])
     low = float(next(line for line in lines if line.startswith("accuracy: min ")).split()[2])
     assert threshold < low  # the reference passes on every seed it tried
+
+
+def test_a_notebook_as_written_trains_nothing_and_errors_name_the_cell(tmp_path):
+    """The tutorial run at top level, as in Jupyter, and one function that raises."""
+    reference = REFERENCE.read_text()
+    right = "return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=Y, logits=Z2))"
+    assert reference.count(right) == 1
+    head, _, rest = reference.partition("\ndef compute_cost(")
+    cost, _, tail = rest.partition("\ndef ")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(head),
+        nbformat.v4.new_code_cell("def compute_cost(" + cost.replace(
+            right, "scale = 1\n    raise ValueError('the labels do not match')")),
+        nbformat.v4.new_code_cell("def " + tail),
+        nbformat.v4.new_code_cell("mnist = load_dataset()\nX, Y = create_placeholders()\n"
+                                  "import time\ntime.sleep(3600)\nprint('trained')"),
+    ]
+    path = tmp_path / "tensorflow_tutorial.ipynb"
+    nbformat.write(notebook, str(path))
+    run = grader("check", str(path))
+    assert run.returncode == 1, run.stderr
+    text = run.stdout
+    assert "cell 4, line 1 (loads data: load_dataset()): mnist = load_dataset()" in text
+    assert "cell 4, line 4 (calls sleep() at top level): time.sleep(3600)" in text
+    cell2 = notebook.cells[1].source.splitlines()
+    line = next(i for i, s in enumerate(cell2, start=1) if "raise ValueError" in s)
+    assert f"cell 2, line {line}, in compute_cost: raise ValueError('the labels do not match')" \
+        in text
+    rows = {r.split()[0]: r for r in text.splitlines() if r.startswith("  Q")}
+    assert "0/10" in rows["Q5"] and "10/10" in rows["Q4"] and "10/10" in rows["Q6"]
+    assert "timed out" not in text
+
+
+def test_gradescope_local_runs_the_autograder_zips_entry_point(tmp_path):
+    keep = tmp_path / "try"
+    run = grader("gradescope", "--local", str(REFERENCE), "--keep", str(keep))
+    assert run.returncode == 0, run.stderr
+    results = json.loads((keep / "autograder" / "results" / "results.json").read_text())
+    assert results["score"] == 100.0
+    assert (keep / "autograder" / "submission" / "tensorflow_tutorial.py").is_file()
+    assert (keep / "autograder" / "source" / "run_autograder").is_file()
+    assert run.stdout.startswith("results.json: score 100.0")
+    assert "  1.1 Q2 Placeholders X and Y: 5.0/5.0  [visible]" in run.stdout
+    assert "run_autograder exited 0" in run.stderr
