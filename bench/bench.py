@@ -5,6 +5,9 @@
 
 grade: ``make grade`` on the reference (expected values cached, as after the
        first grade) against a bare ``python -c "import tensorflow"``; target <= 2.5x.
+parent: the grader's own peak memory (not the sandbox's) while it reads the
+       largest results a hostile child may send, against grading the
+       reference; target < 300 MiB.
 batch: ``python -m grader batch`` over 20 submissions with --jobs 1 and --jobs 2;
        target speedup >= 1.8x, peak memory per worker <= 800 MiB.
 
@@ -71,6 +74,49 @@ def bench_grade(repeat: int) -> bool:
     ratio = res["make grade (reference)"][0] / res["python -c 'import tensorflow'"][0]
     ok = ratio <= 2.5
     print(f"  ratio: {ratio:.2f}x (target <= 2.5x) {'OK' if ok else 'OVER TARGET'}")
+    return ok
+
+
+# Runs the grader in this process and writes its own peak RSS (KiB) to the file named first.
+_SELF_PEAK = ("import resource, runpy, sys\n"
+              "out, sys.argv = sys.argv[1], ['grader'] + sys.argv[2:]\n"
+              "try:\n    runpy.run_module('grader', run_name='__main__')\n"
+              "finally:\n    open(out, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n")
+
+# Implements nothing; every probe sends the largest result the parent accepts.
+_FLOOD = """
+import sys as _sys
+import numpy as _np
+_runner = _sys.modules["__main__"]
+_big = lambda h, i, p: {"value_flood": _np.ones(8 * 2**20 - 4096, _np.uint8)}
+for _name in list(_runner.PROBES):
+    _runner.PROBES[_name] = _big
+"""
+
+
+def bench_parent(repeat: int) -> bool:
+    peaks = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        flood = Path(tmp) / "tensorflow_tutorial.py"
+        flood.write_text((ROOT / "starter" / "tensorflow_tutorial.py").read_text() + _FLOOD)
+        for name, path in (("reference", ROOT / "reference" / "tensorflow_tutorial.py"),
+                           ("hostile: maximal results", flood)):
+            values = []
+            for _ in range(max(1, repeat - 1)):
+                out = Path(tmp) / "peak"
+                wall, _, code = timed([PY, "-c", _SELF_PEAK, str(out), "check", str(path),
+                                       "--format", "json"])
+                if code not in (0, 1):
+                    sys.exit(f"bench: grading {name} failed with exit code {code}")
+                values.append(int(out.read_text()) / 1024)
+            peaks[name] = max(values)
+    print("\nparent: the grader's own peak memory (the sandboxed child not included)")
+    for name, mib in peaks.items():
+        print(f"  {name:<34} peak RSS {mib:7.0f} MiB")
+    worst = peaks["hostile: maximal results"]
+    ok = worst < 300
+    print(f"  hostile / reference: {worst / peaks['reference']:.2f}x; {worst:.0f} MiB "
+          f"(target < 300 MiB) {'OK' if ok else 'OVER TARGET'}")
     return ok
 
 
@@ -146,12 +192,14 @@ def bench_batch(repeat: int) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("grade", "batch"))
+    parser.add_argument("--only", choices=("grade", "parent", "batch"))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     ok = True
     if args.only in (None, "grade"):
         ok &= bench_grade(args.repeat)
+    if args.only in (None, "parent"):
+        ok &= bench_parent(args.repeat)
     if args.only in (None, "batch"):
         ok &= bench_batch(max(1, args.repeat - 2))
     return 0 if ok else 1
