@@ -19,13 +19,17 @@ import json
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -66,29 +70,99 @@ def landlock_or_skip(abi: int = 1, what: str = "") -> None:
         pytest.skip(f"basic mode has no {needed} here: confinement is {landlock.confinement!r}")
 
 
+# Every script gets the write end of a pipe (start(pass_fds=...)) as
+# REPORT_FD, and tell() to send a line on it: in full mode the work
+# directory is a tmpfs inside the sandbox, so files are no channel.
+PRELUDE = """\
+import os as _os
+REPORT_FD = {fd}
+def tell(text):
+    _os.write(REPORT_FD, (str(text) + "\\n").encode())
+"""
+
+
+class Channel:
+    """The grader's end of a script's report pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+        self.eof = False
+
+    def _fill(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
+            raise TimeoutError
+        chunk = os.read(self.fd, 65536)
+        self.buffer += chunk
+        self.eof = not chunk
+
+    def line(self, timeout: float = 20) -> str:
+        """The next line; fails on end-of-file or after ``timeout`` s (a hang guard)."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            try:
+                self._fill(deadline)
+            except TimeoutError:
+                pytest.fail(f"no line on the report pipe within {timeout} s")
+            if self.eof:
+                pytest.fail(f"end of the report pipe before a line: {self.buffer!r}")
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode()
+
+    def rest(self, timeout: float = 20) -> bytes:
+        """Everything up to end-of-file, which must come within ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while not self.eof:
+            try:
+                self._fill(deadline)
+            except TimeoutError:
+                pytest.fail(f"no end-of-file on the report pipe within {timeout} s")
+        data, self.buffer = self.buffer, b""
+        return data
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class Launcher:
     """Starts scripts in their own work directories; kills them all at teardown."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.started: list[sandbox.SandboxedProcess] = []
+        self.channels: dict[int, Channel] = {}
         self.count = 0
 
     def __call__(self, isolation: str, source: str, limits: Limits = Limits(), *,
-                 args: tuple = (), **env: str):  # fmt: skip
+                 args: tuple = (), hidden: tuple = (), **env: str):  # fmt: skip
         self.count += 1
         workdir = self.tmp_path / f"work{self.count}"
         workdir.mkdir()
-        (workdir / "main.py").write_text(textwrap.dedent(source))
+        read_fd, write_fd = os.pipe()
+        (workdir / "main.py").write_text(PRELUDE.format(fd=write_fd) + textwrap.dedent(source))
         marker = os.urandom(8).hex()
         env = {**BASE_ENV, "TEST_MARKER": marker, **{k: v.format(workdir=workdir) for k, v in env.items()}}
-        proc = start([sys.executable, "main.py", *args], workdir, limits, env, isolation)
+        try:
+            proc = start([sys.executable, "main.py", *args], workdir, limits, env, isolation,
+                         pass_fds=(write_fd,), hidden=hidden)  # fmt: skip
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
         self.started.append(proc)
+        self.channels[id(proc)] = Channel(read_fd)
         return proc, workdir, marker
 
+    def channel(self, proc: sandbox.SandboxedProcess) -> Channel:
+        return self.channels[id(proc)]
+
     def run(self, isolation: str, source: str, limits: Limits = Limits(), *, timeout: float = 30,
-            args: tuple = (), **env: str):  # fmt: skip
-        proc, workdir, marker = self(isolation, source, limits, args=args, **env)
+            args: tuple = (), hidden: tuple = (), **env: str):  # fmt: skip
+        proc, workdir, marker = self(isolation, source, limits, args=args, hidden=hidden, **env)
         if proc.wait(timeout) is None:
             proc.kill()
             pytest.fail(f"the script did not finish within {timeout} s: {proc.result()}")
@@ -101,17 +175,26 @@ def launch(tmp_path: Path):
     yield launcher
     for proc in launcher.started:
         proc.kill()
+    for channel in launcher.channels.values():
+        channel.close()
 
 
-def wait_for_file(path: Path, proc: sandbox.SandboxedProcess, timeout: float = 20) -> str:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"the script ended before writing {path.name}: {proc.result()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{path.name} did not appear within {timeout} s")
-        time.sleep(0.02)
-    return path.read_text()
+def tree_snapshot(root: Path) -> dict[str, tuple]:
+    """Every entry below ``root``: kind, mode, owner and content (or link target)."""
+    snapshot = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                content = os.readlink(path)
+            elif stat.S_ISREG(info.st_mode):
+                content = path.read_bytes()
+            else:
+                content = None
+            snapshot[str(path.relative_to(root))] = (stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode),
+                                                     info.st_uid, content)  # fmt: skip
+    return snapshot
 
 
 def live_processes(marker: str | None = None, uid: int | None = None,
@@ -145,28 +228,35 @@ def limit_is_enforced(isolation: str) -> bool:
 # ---------------------------------------------------------------- tests
 
 
-def test_script_runs_in_workdir_and_the_parent_reads_its_files(isolation, launch):
-    result, workdir = launch.run(isolation, """
+def test_script_runs_in_workdir_and_reports_through_an_inherited_pipe(isolation, launch):
+    proc, workdir, _ = launch(isolation, """
         import json, os, sys
         with open("out.txt", "w") as f:
             f.write("written inside")
         print("to stdout")
         print("to stderr", file=sys.stderr)
-        info = {"cwd": os.getcwd(), "env": sorted(os.environ), "stdin": sys.stdin.read()}
-        with open("info.json", "w") as f:
-            json.dump(info, f)
+        info = {"cwd": os.getcwd(), "env": sorted(os.environ), "stdin": sys.stdin.read(),
+                "out": open("out.txt").read(), "main": open("main.py").read()}
+        tell(json.dumps(info))
         sys.exit(3)
     """)
+    assert proc.wait(20) == 3
+    result = proc.result()
     assert (result.returncode, result.signal, result.killed_by_us) == (3, None, False)
     assert (result.stdout, result.stderr) == ("to stdout\n", "to stderr\n")
     assert not result.stdout_truncated and not result.stderr_truncated
     assert 0 < result.wall_seconds < 20
-    assert (workdir / "out.txt").read_text() == "written inside"
-    info = json.loads((workdir / "info.json").read_text())
+    channel = launch.channel(proc)
+    info = json.loads(channel.line())
+    assert channel.rest() == b""
     expected_env = set(BASE_ENV) | {"TEST_MARKER"}
     if isolation == "basic":
         expected_env.add(sandbox.TOKEN_VARIABLE)
-    assert info == {"cwd": str(workdir.resolve()), "env": sorted(expected_env), "stdin": ""}
+    assert info == {"cwd": str(workdir.resolve()), "env": sorted(expected_env), "stdin": "",
+                    "out": "written inside", "main": (workdir / "main.py").read_text()}  # fmt: skip
+    # Full mode: the command wrote on a tmpfs of its own, not in the host's directory.
+    expected_files = ["main.py", "out.txt"] if isolation == "basic" else ["main.py"]
+    assert sorted(p.name for p in workdir.iterdir()) == expected_files
 
 
 def check_limits_reach_the_command(isolation: str, launch: Launcher) -> None:
@@ -201,11 +291,11 @@ def test_kill_stops_a_loop_that_ignores_sigterm_and_sigxcpu(isolation, launch):
         import signal
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU):
             signal.signal(signum, signal.SIG_IGN)
-        open("ready", "w").close()
+        tell("ready")
         while True:
             pass
     """)
-    wait_for_file(workdir / "ready", proc)
+    assert launch.channel(proc).line() == "ready"
     assert proc.poll() is None
     began = time.monotonic()
     proc.kill()
@@ -225,7 +315,7 @@ def test_cpu_limit_kills_even_when_sigxcpu_is_caught(isolation, launch):
     stubborn, workdir, _ = launch(isolation, """
         import signal
         def caught(signum, frame):
-            open("caught", "a").write("SIGXCPU\\n")
+            tell("SIGXCPU")
         signal.signal(signal.SIGXCPU, caught)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         while True:
@@ -236,7 +326,7 @@ def test_cpu_limit_kills_even_when_sigxcpu_is_caught(isolation, launch):
     for proc, signum in ((plain, signal.SIGXCPU), (stubborn, signal.SIGKILL)):
         result = proc.result()
         assert (result.signal, result.killed_by_us) == (signum, False)
-    assert (workdir / "caught").read_text().startswith("SIGXCPU")
+    assert launch.channel(stubborn).rest().startswith(b"SIGXCPU\n")
 
 
 def test_memory_bomb_fails_and_the_parent_is_unaffected(isolation, launch):
@@ -266,17 +356,15 @@ def test_fork_bomb_is_bounded_and_nothing_survives_kill(isolation, launch):
                 children += 1
         except OSError as exc:
             outcome = type(exc).__name__
-        with open("forks.tmp", "w") as f:
-            f.write(f"{children} {outcome}")
-        os.rename("forks.tmp", "forks.txt")
+        tell(f"{children} {os.getuid()} {outcome}")
         time.sleep(120)
     """, Limits(processes=32))
-    children, outcome = wait_for_file(workdir / "forks.txt", proc, timeout=30).split(" ", 1)
+    children, uid, outcome = launch.channel(proc).line(timeout=30).split(" ", 2)
     if limit_is_enforced(isolation):
         assert int(children) < 32 and outcome == "BlockingIOError"
     else:
         assert int(children) == 500  # root ignores RLIMIT_NPROC
-    uid = (workdir / "forks.txt").stat().st_uid if isolation == "full" else None
+    uid = int(uid) if isolation == "full" else None
     assert len(live_processes(marker, uid)) == int(children) + 1
     proc.kill()
     assert proc.result().killed_by_us
@@ -289,18 +377,22 @@ def test_setsid_daemon_without_the_environment_is_gone_after_exit(isolation, lau
         if os.fork() == 0:
             os.setsid()
             if os.fork() == 0:
-                code = ("import os, time; open('daemon.tmp', 'w').write(str(os.getpid())); "
-                        "os.rename('daemon.tmp', 'daemon.pid'); time.sleep(120)")
-                os.execve(sys.executable, [sys.executable, "-c", code], {})  # drops every variable
+                # It keeps the report pipe, drops every variable and says who it is.
+                code = (f"import os, time; os.write({REPORT_FD}, f'{{os.getpid()}} {{os.getuid()}}\\\\n'.encode()); "
+                        "open('daemon.ready', 'w').close(); time.sleep(120)")
+                os.execve(sys.executable, [sys.executable, "-c", code], {})
             os._exit(0)
         os.wait()
-        while not os.path.exists("daemon.pid"):
+        while not os.path.exists("daemon.ready"):
             time.sleep(0.01)
     """)
     assert proc.wait(20) == 0
-    daemon_pid = int((workdir / "daemon.pid").read_text())
+    channel = launch.channel(proc)
+    daemon_pid, uid = map(int, channel.line().split())
+    # The daemon held the pipe's write end: end-of-file means it is gone.
+    assert channel.rest() == b""
     if isolation == "full":  # the pid is the namespace's; the uid is the sandbox's own
-        leftovers = live_processes(marker, uid=(workdir / "daemon.pid").stat().st_uid)
+        leftovers = live_processes(marker, uid=uid)
     else:
         leftovers = live_processes(marker, pids=(daemon_pid,))
     assert leftovers == []
@@ -329,18 +421,22 @@ def test_undecodable_output_is_replaced(isolation, launch):
 
 def test_writing_a_200_mib_file_fails(isolation, launch):
     result, workdir = launch.run(isolation, """
-        import errno
+        import errno, os
         try:
             with open("big.bin", "wb") as f:
                 for _ in range(200):
                     f.write(bytes(1 << 20))
         except OSError as exc:
-            print(errno.errorcode[exc.errno])
+            print(errno.errorcode[exc.errno], os.path.getsize("big.bin"))
         else:
             print("wrote 200 MiB")
     """)
-    assert (result.returncode, result.stdout) == (0, "EFBIG\n")
-    assert (workdir / "big.bin").stat().st_size <= 64 << 20
+    # RLIMIT_FSIZE (64 MiB) comes before full mode's tmpfs cap (256 MiB).
+    assert (result.returncode, result.stdout) == (0, f"EFBIG {64 << 20}\n")
+    if isolation == "basic":
+        assert (workdir / "big.bin").stat().st_size == 64 << 20
+    else:
+        assert not (workdir / "big.bin").exists()
 
 
 def test_segfault_reports_the_signal(isolation, launch):
@@ -413,6 +509,7 @@ def test_filesystem_and_privileges_are_confined_in_full_mode(full, launch, tmp_p
             clone_newuser = 0x10000000
             report["unshare_user"] = libc.unshare(clone_newuser) == 0 or os.strerror(ctypes.get_errno())
             open("/tmp/scratch", "w").write("tmp is writable")
+            report["workdir"] = [os.stat(".").st_uid, oct(os.stat(".").st_mode & 0o7777), os.stat("main.py").st_uid]
             print(json.dumps(report))
         """
         result, workdir = launch.run(full, source, args=(json.dumps(absent), json.dumps(unwritable)))
@@ -426,15 +523,17 @@ def test_filesystem_and_privileges_are_confined_in_full_mode(full, launch, tmp_p
     assert uid >= 1000 and report["ids"] == [uid, uid, uid, []]
     assert report["caps"] == ["0000000000000000", "0000000000000000", "1"]
     assert report["processes"] == [2]  # itself; the root init process is hidden
-    assert (workdir / "main.py").stat().st_uid == uid
+    # The command owns its work directory, a copy; the host's stays the grader's.
+    assert report["workdir"] == [uid, "0o700", uid]
+    assert (workdir / "main.py").stat().st_uid == os.getuid()
 
 
 def test_concurrent_full_sandboxes_get_distinct_uids(full, launch):
-    script = "import os, time\nopen('uid', 'w').write(str(os.getuid()))\ntime.sleep(0.5)\n"
+    script = "import os, time\ntell(os.getuid())\ntime.sleep(0.5)\n"
     runs = [launch(full, script) for _ in range(3)]
     for proc, _, _ in runs:
         assert proc.wait(20) == 0
-    uids = {int((workdir / "uid").read_text()) for _, workdir, _ in runs}
+    uids = {int(launch.channel(proc).line()) for proc, _, _ in runs}
     assert len(uids) == 3 and 0 not in uids
 
 
@@ -629,7 +728,7 @@ def test_without_landlock_basic_mode_runs_unconfined_and_says_so(launch, tmp_pat
 def test_a_failed_landlock_self_test_means_no_confinement(monkeypatch):
     landlock_or_skip()
     monkeypatch.setattr(sandbox, "_landlock_result", None)
-    monkeypatch.setattr(sandbox, "_landlock_rules", lambda workdir, program: [])  # not even Python may run
+    monkeypatch.setattr(sandbox, "_landlock_rules", lambda *args: [])  # not even Python may run
     confinement = sandbox._landlock().confinement
     assert confinement.startswith("none: the Landlock self-test could not start: ")
     assert "Permission denied" in confinement
