@@ -948,6 +948,10 @@ def remove_tree(path: str | Path) -> None:
         finally:
             os.close(top)
         os.rmdir(name, dir_fd=parent_fd)
+    except FileNotFoundError as exc:
+        if exc.filename in (None, name):  # removed meanwhile: the goal
+            return
+        raise SandboxError(f"cannot remove {path}: {exc.strerror} ({exc.filename})") from None
     except OSError as exc:
         where = f" ({exc.filename})" if isinstance(exc.filename, str) and exc.filename != name else ""
         raise SandboxError(f"cannot remove {path}: {exc.strerror}{where}") from None
@@ -1649,8 +1653,11 @@ def _hide(root: str, binds: list[str], hidden: list[str]) -> None:
     """Cover each hidden path (resolved, on the host) wherever a bound tree
     shows it: an empty root-owned mode-000 tmpfs over a directory, an empty
     mode-000 file over anything else; a bound tree inside a hidden
-    directory is covered whole."""
-    empty_file = f"{root}/.hidden-file"
+    directory is covered whole. The empty file stays at ``/.empty``: unlinked,
+    it would keep the root's tmpfs from being remounted read-only."""
+    if not hidden:
+        return
+    empty_file = f"{root}/.empty"
     _write(empty_file, "")
     os.chmod(empty_file, 0)
     for tree in binds:
@@ -1671,7 +1678,6 @@ def _hide(root: str, binds: list[str], hidden: list[str]) -> None:
                 _mount("tmpfs", target, "tmpfs", flags, "size=4k,nr_inodes=2,mode=000")
             else:
                 _bind(empty_file, target, read_only=True)
-    os.unlink(empty_file)
 
 
 def _copy_tree(source: str, target: str, uid: int) -> None:
