@@ -752,14 +752,16 @@ def test_a_landlock_launcher_failure_raises_sandbox_error(tmp_path, monkeypatch)
 
 def test_basic_mode_as_an_unprivileged_user(full, tmp_path):
     """Basic mode as on a student's laptop: run by a non-root uid (inside a
-    full sandbox), RLIMIT_NPROC holds, the tree kill finds daemons and,
-    where the kernel has Landlock, files and processes outside are out of
-    reach."""
+    full sandbox), RLIMIT_NPROC holds, the tree kill finds daemons, where
+    the kernel has Landlock files and processes outside are out of reach,
+    and remove_tree takes apart what a command locked (chmod 000) as the
+    same unprivileged user."""
     workdir = tmp_path / "work"
     (workdir / "grader").mkdir(parents=True)
     shutil.copy(REPO / "grader" / "sandbox.py", workdir / "grader" / "sandbox.py")
     shutil.copy(SCRIPTS / "basic_as_user.py", workdir / "driver.py")
-    with start([sys.executable, "driver.py"], workdir, Limits(), BASE_ENV, "full") as proc:
+    limits = Limits(workdir_files=16384)  # room for a 5,000-level chain
+    with start([sys.executable, "driver.py"], workdir, limits, BASE_ENV, "full") as proc:
         assert proc.wait(60) == 0, proc.result()
         report = json.loads(proc.result().stdout)
     assert report["isolation"][0] == "basic" and "root" in report["isolation"][1]
@@ -774,6 +776,7 @@ def test_basic_mode_as_an_unprivileged_user(full, tmp_path):
     expected = {"read_driver": "PermissionError" if abi else "allowed",
                 "signal_driver": "PermissionError" if abi >= 6 else "allowed"}
     assert report["reach_out"] == expected
+    assert report["remove_tree"] == {"returncode": 0, "outcome": "removed", "outside_intact": True}
 
 
 def test_a_sandbox_that_cannot_be_built_raises_sandbox_error(full, tmp_path, monkeypatch):
