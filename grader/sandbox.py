@@ -237,18 +237,350 @@ def _landlock_exec(args: list[str]) -> None:
 if __name__ == "__main__" and sys.argv[1:2] == ["--landlock-exec"]:
     _landlock_exec(sys.argv[2:])
 
+# --------------------------------------------------------------------------
+# Full mode inside the namespaces, still root (``--namespace-init``): the
+# monitor, then PID 1. This file runs as a script before every full-mode
+# command: this part needs only these modules (C modules, ctypes aside),
+# and dispatches before the grader's own imports so that it starts quickly.
+# --------------------------------------------------------------------------
+
+import _signal  # noqa: E402
+import _socket  # noqa: E402
+import fcntl  # noqa: E402
+import marshal  # noqa: E402
+import resource  # noqa: E402
+import struct  # noqa: E402
+
+# Sizes of the tmpfs mounts inside a full sandbox.
+_ROOT_TMPFS = "size=8m,nr_inodes=4096,mode=755"
+_TMP_TMPFS = "size=256m,nr_inodes=16384,mode=1777"
+_SHM_TMPFS = "size=64m,nr_inodes=4096,mode=1777"
+_DEV_TMPFS = "size=64k,nr_inodes=64,mode=755"
+
+# Host files copied into the sandbox's /etc when they exist.
+_ETC_FILES = ("ld.so.cache", "ld.so.conf", "nsswitch.conf", "host.conf", "localtime")
+_DEVICES = ("null", "zero", "full", "random", "urandom")
+
+# Linux constants not exposed by the standard library.
+_MS_RDONLY = 0x1
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_MS_NOEXEC = 0x8
+_MS_REMOUNT = 0x20
+_MS_BIND = 0x1000
+_MS_REC = 0x4000
+_MS_PRIVATE = 0x40000
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_PR_SET_PDEATHSIG = 1
+
+
+def _is_within(path: str, tree: str) -> bool:
+    """Whether ``path`` is ``tree`` or lies below it (both absolute, normalised)."""
+    return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+def _namespace_monitor(config: dict) -> None:  # type: ignore[type-arg]
+    """The grader's direct child, in the new namespaces but outside the new
+    PID namespace (whose first process it forks): closes its copies of the
+    status pipe and of pass_fds, waits for the init process and exits as
+    it did. The kernel has emptied the PID namespace by then. If the monitor
+    dies first, the kernel sends the init process SIGKILL."""
+    lifeline_r, lifeline_w = os.pipe()
+    init = os.fork()
+    if init == 0:
+        monitor_alive = False
+        try:
+            os.close(lifeline_w)
+            _libc_call("prctl", _PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0)
+            # The monitor may have died before prctl: then the lifeline is at EOF.
+            os.set_blocking(lifeline_r, False)
+            try:
+                os.read(lifeline_r, 1)
+            except BlockingIOError:
+                monitor_alive = True
+            os.close(lifeline_r)
+        except BaseException:
+            pass
+        if monitor_alive:
+            _namespace_init(config)
+        os._exit(125)
+    os.close(lifeline_r)
+    for fd in [config["status_fd"], *config["pass_fds"]]:
+        os.close(fd)
+    _, wait_status = os.waitpid(init, 0)
+    code = os.waitstatus_to_exitcode(wait_status)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def _namespace_init(config: dict) -> None:  # type: ignore[type-arg]
+    """Build the new root, start the command unprivileged, reap every
+    orphan, report how the command ended on the status pipe and exit (which
+    makes the kernel kill whatever is left in the PID namespace)."""
+    status = config["status_fd"]
+    os.umask(0o022)
+    for signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+        # PID 1 gets only the signals it handles: let these end the sandbox.
+        _signal.signal(signum, lambda signum, frame: os._exit(128 + signum))
+    try:
+        host_pid = _host_pid()
+        _build_root(config)
+        os.chdir(config["root"])
+        os.chroot(".")
+        os.chdir("/")
+    except Exception as exc:  # reported to the grader as a SandboxError
+        os.write(status, f"error {type(exc).__name__}: {exc}\n".encode())
+        os._exit(125)
+    os.set_inheritable(status, False)
+    os.write(status, f"ready {host_pid}\n".encode())
+    child = os.fork()
+    if child == 0:
+        _exec_unprivileged(config)
+    for fd in config["pass_fds"]:  # only the command holds them now
+        os.close(fd)
+    while True:
+        pid, wait_status = os.wait()
+        if pid == child:
+            if os.WIFSIGNALED(wait_status):
+                os.write(status, f"signal {os.WTERMSIG(wait_status)}\n".encode())
+            else:
+                os.write(status, f"exit {os.waitstatus_to_exitcode(wait_status)}\n".encode())
+            os._exit(0)
+
+
+def _host_pid() -> int:
+    # /proc is still the host's here, so NSpid lists the host pid first.
+    with open("/proc/self/status") as file:
+        for line in file:
+            if line.startswith("NSpid:"):
+                return int(line.split()[1])
+    raise OSError("no NSpid in /proc/self/status")
+
+
+def _exec_unprivileged(config: dict) -> None:  # type: ignore[type-arg]
+    try:
+        for which, soft, hard in config["rlimits"]:
+            resource.setrlimit(which, (soft, hard))
+        for signum in (_signal.SIGPIPE, _signal.SIGXFSZ):
+            _signal.signal(signum, _signal.SIG_DFL)  # Python ignores them; exec keeps that
+        os.chdir(config["workdir"])
+        uid = config["uid"]
+        drop = [
+            config["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+            "--inh-caps=-all", "--bounding-set=-all", "--",
+        ]  # fmt: skip
+        os.execve(config["setpriv"], drop + config["argv"], config["env"])
+    except BaseException as exc:
+        os.write(2, f"sandbox: cannot start {config['argv'][0]}: {exc}\n".encode())
+    os._exit(127)
+
+
+def _build_root(config: dict) -> None:  # type: ignore[type-arg]
+    root = config["root"]
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
+    # Fresh mounts first, then host trees: a virtualenv or a work directory
+    # may well live below /tmp.
+    os.makedirs(f"{root}/tmp", mode=0o755)
+    _mount("tmpfs", f"{root}/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, _TMP_TMPFS)
+    _build_dev(f"{root}/dev")
+    os.makedirs(f"{root}/proc", mode=0o555)
+    _mount_proc(f"{root}/proc")
+    for tree in config["binds"]:
+        os.makedirs(root + tree, mode=0o755, exist_ok=True)
+        _bind(tree, root + tree, read_only=True)
+    for target, link in config["links"]:
+        os.symlink(target, root + link)
+    _hide(root, config["binds"], config["hidden"])
+    _build_etc(f"{root}/etc", config["uid"])
+    # The work directory: a capped tmpfs holding a copy of the host's.
+    uid, workdir = config["uid"], root + config["workdir"]
+    os.makedirs(workdir, mode=0o755, exist_ok=True)
+    options = f"{config['workdir_tmpfs']},uid={uid},gid={uid}"
+    _mount("tmpfs", workdir, "tmpfs", _MS_NOSUID | _MS_NODEV, options)
+    _copy_tree(config["workdir"], workdir, uid)
+    _bring_loopback_up()
+    _socket.sethostname("sandbox")
+    _mount(None, root, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
+
+
+def _hide(root: str, binds: list[str], hidden: list[str]) -> None:
+    """Cover each hidden path (resolved, on the host) wherever a bound tree
+    shows it: an empty root-owned mode-000 tmpfs over a directory, an empty
+    mode-000 file over anything else; a bound tree inside a hidden
+    directory is covered whole. The empty file stays at ``/.empty``: unlinked,
+    it would keep the root's tmpfs from being remounted read-only."""
+    if not hidden:
+        return
+    empty_file = f"{root}/.empty"
+    _write(empty_file, "")
+    os.chmod(empty_file, 0)
+    for tree in binds:
+        real = os.path.realpath(tree)
+        for path in hidden:
+            if _is_within(real, path):
+                target = root + tree
+            elif _is_within(path, real):
+                target = root + tree + path[len(real):]
+            else:
+                continue
+            try:
+                is_dir = stat.S_ISDIR(os.lstat(target).st_mode)
+            except FileNotFoundError:
+                continue  # already covered
+            if is_dir:
+                flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+                _mount("tmpfs", target, "tmpfs", flags, "size=4k,nr_inodes=2,mode=000")
+            else:
+                _bind(empty_file, target, read_only=True)
+
+
+def _copy_tree(source: str, target: str, uid: int) -> None:
+    """Copy the grader's work directory ``source`` into ``target``:
+    directories, regular files (mode and times kept) and symlinks (as
+    links, never followed), all owned by ``uid``; other kinds are skipped.
+    Iterative: no recursion on the Python stack."""
+    pending = [(source, target)]
+    while pending:
+        src_dir, dst_dir = pending.pop()
+        with os.scandir(src_dir) as entries:
+            for entry in entries:
+                src, dst = entry.path, os.path.join(dst_dir, entry.name)
+                info = entry.stat(follow_symlinks=False)
+                mode = stat.S_IMODE(info.st_mode) & 0o777
+                if stat.S_ISDIR(info.st_mode):
+                    os.mkdir(dst, 0o700)
+                    os.chown(dst, uid, uid)
+                    os.chmod(dst, mode | 0o700)
+                    pending.append((src, dst))
+                elif stat.S_ISREG(info.st_mode):
+                    _copy_file(src, dst, mode, uid, info)
+                elif stat.S_ISLNK(info.st_mode):
+                    os.symlink(os.readlink(src), dst)
+                    os.lchown(dst, uid, uid)
+
+
+def _copy_file(source: str, target: str, mode: int, uid: int, info: os.stat_result) -> None:
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            offset, size = 0, os.fstat(src).st_size
+            while offset < size:
+                sent = os.sendfile(dst, src, offset, size - offset)
+                if sent == 0:
+                    break
+                offset += sent
+            os.fchown(dst, uid, uid)
+            os.fchmod(dst, mode)
+            os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def _build_dev(dev: str) -> None:
+    os.makedirs(dev, mode=0o755)
+    _mount("tmpfs", dev, "tmpfs", _MS_NOSUID | _MS_NOEXEC, _DEV_TMPFS)
+    for name in _DEVICES:
+        _write(f"{dev}/{name}", "")
+        _bind(f"/dev/{name}", f"{dev}/{name}", read_only=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):  # fmt: skip
+        os.symlink(target, f"{dev}/{name}")
+    os.makedirs(f"{dev}/shm", mode=0o755)
+    _mount("tmpfs", f"{dev}/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, _SHM_TMPFS)
+
+
+def _build_etc(etc: str, uid: int) -> None:
+    os.makedirs(etc, mode=0o755)
+    for name in _ETC_FILES:
+        source = os.path.join("/etc", name)
+        target = os.path.join(etc, name)
+        if os.path.islink(source):
+            os.symlink(os.readlink(source), target)
+        elif os.path.isfile(source):
+            info = os.stat(source)
+            _copy_file(source, target, stat.S_IMODE(info.st_mode) & 0o777, 0, info)
+    shell = "/usr/sbin/nologin"
+    _write(f"{etc}/passwd", f"root:x:0:0::/root:{shell}\nsandbox:x:{uid}:{uid}::/tmp:{shell}\n")
+    _write(f"{etc}/group", f"root:x:0:\nsandbox:x:{uid}:\n")
+    _write(f"{etc}/hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    _write(f"{etc}/hostname", "sandbox\n")
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as file:
+        file.write(text)
+
+
+_libc_for_mount: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL:
+    global _libc_for_mount
+    if _libc_for_mount is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        text = ctypes.c_char_p
+        libc.mount.argtypes = [text, text, text, ctypes.c_ulong, text]
+        _libc_for_mount = libc
+    return _libc_for_mount
+
+
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    def encode(text: str | None) -> bytes | None:
+        return None if text is None else text.encode()
+
+    if _libc().mount(encode(source), encode(target), encode(fstype), flags, encode(data)) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"mount {fstype or source or ''} on {target}: {os.strerror(error)}")
+
+
+def _bind(source: str, target: str, *, read_only: bool) -> None:
+    _mount(source, target, None, _MS_BIND)
+    # Per-mount flags of a bind mount only change on a remount.
+    flags = _MS_REMOUNT | _MS_BIND | _MS_NOSUID | _MS_NODEV
+    if source.startswith("/dev/"):
+        flags &= ~_MS_NODEV
+    _mount(None, target, None, flags | (_MS_RDONLY if read_only else 0))
+
+
+def _mount_proc(target: str) -> None:
+    # Hide the root-owned init process (its command line holds the config).
+    for options in ("hidepid=invisible", "hidepid=2", None):
+        try:
+            _mount("proc", target, "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, options)
+            return
+        except OSError:
+            if options is None:
+                raise
+
+
+def _bring_loopback_up() -> None:
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+    finally:
+        sock.close()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--namespace-init"]:
+    _namespace_monitor(marshal.loads(bytes.fromhex(sys.argv[2])))
+
+
 # The grader's side: everything below.
 import errno  # noqa: E402
-import fcntl  # noqa: E402
 import grp  # noqa: E402
-import json  # noqa: E402
 import pwd  # noqa: E402
-import resource  # noqa: E402
 import select  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
-import struct  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -283,29 +615,8 @@ _FULL_CONFINEMENT = "namespaces (network, pid, mount, ipc, uts), minimal chroot,
 _UID_FIRST = 61000
 _UID_COUNT = 1000
 
-# Sizes of the tmpfs mounts inside a full sandbox.
-_ROOT_TMPFS = "size=8m,nr_inodes=4096,mode=755"
-_TMP_TMPFS = "size=256m,nr_inodes=16384,mode=1777"
-_SHM_TMPFS = "size=64m,nr_inodes=4096,mode=1777"
-_DEV_TMPFS = "size=64k,nr_inodes=64,mode=755"
-
-# Host files copied into the sandbox's /etc when they exist.
-_ETC_FILES = ("ld.so.cache", "ld.so.conf", "nsswitch.conf", "host.conf", "localtime")
-_DEVICES = ("null", "zero", "full", "random", "urandom")
-
 # Linux constants not exposed by the standard library.
 _PR_SET_CHILD_SUBREAPER = 36
-_MS_RDONLY = 0x1
-_MS_NOSUID = 0x2
-_MS_NODEV = 0x4
-_MS_NOEXEC = 0x8
-_MS_REMOUNT = 0x20
-_MS_BIND = 0x1000
-_MS_REC = 0x4000
-_MS_PRIVATE = 0x40000
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP = 0x1
 
 
 @dataclass(frozen=True)
@@ -558,10 +869,10 @@ class SandboxedProcess:
                 except OSError:
                     pass
             stat = _read_stat(self._init_pid) if self._init_pid else None
-            if stat is not None and stat[0] == self.pid:  # without pidfds: still unshare's child
+            if stat is not None and stat[0] == self.pid:  # without pidfds: still the monitor's child
                 os.kill(self._init_pid, signal.SIGKILL)
             else:
-                self._send_to_child(signal.SIGKILL)  # --kill-child passes SIGKILL on to init
+                self._send_to_child(signal.SIGKILL)  # the monitor's death sends init SIGKILL
 
     def _kill_basic(self) -> None:
         if self._done.is_set():
@@ -771,11 +1082,6 @@ def _existing_real_paths(paths: tuple[str | Path, ...] | list[str | Path]) -> li
         if os.path.lexists(real):
             found.add(real)
     return sorted(p for p in found if not any(_is_within(p, other) for other in found if other != p))
-
-
-def _is_within(path: str, tree: str) -> bool:
-    """Whether ``path`` is ``tree`` or lies below it (both absolute, normalised)."""
-    return path == tree or path.startswith(tree.rstrip("/") + "/")
 
 
 # prlimit(1)'s names for the limits set.
@@ -1443,7 +1749,7 @@ def _start_full(
         "workdir_tmpfs": f"size={limits.workdir_mib}m,nr_inodes={limits.workdir_files},mode=700",
         "pass_fds": list(pass_fds),
         "uid": lease.uid,
-        "rlimits": _rlimits(limits, limits.processes),
+        "rlimits": [(_RLIMITS[name], soft, hard) for name, (soft, hard) in _rlimits(limits, limits.processes).items()],
         "setpriv": setpriv,
         "argv": argv,
         "env": env,
@@ -1455,7 +1761,7 @@ def _start_full(
     command = [
         unshare, "--net", "--pid", "--mount", "--ipc", "--uts",
         "--", sys.executable, "-I", "-S", "-B", os.path.abspath(__file__),
-        "--namespace-init", json.dumps(config),
+        "--namespace-init", marshal.dumps(config).hex(),
     ]  # fmt: skip
     started = time.monotonic()
     try:
@@ -1515,291 +1821,3 @@ def _abandon(popen: subprocess.Popen[bytes], status_r: int, lease: _UidLease, re
     reasons = [reason] if reason else []
     reasons += stderr.decode(errors="replace").strip().splitlines()[-1:]
     raise SandboxError("the full sandbox did not start: " + ("; ".join(reasons) or "no reason given"))
-
-
-# --------------------------------------------------------------------------
-# Inside the namespaces, still root (``--namespace-init``): the monitor,
-# then PID 1
-# --------------------------------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _namespace_monitor(config: dict) -> None:  # type: ignore[type-arg]
-    """The grader's direct child, in the new namespaces but outside the new
-    PID namespace (whose first process it forks): closes its copies of the
-    status pipe and of pass_fds, waits for the init process and exits as
-    it did. The kernel has emptied the PID namespace by then. If the monitor
-    dies first, the kernel sends the init process SIGKILL."""
-    lifeline_r, lifeline_w = os.pipe()
-    init = os.fork()
-    if init == 0:
-        monitor_alive = False
-        try:
-            os.close(lifeline_w)
-            _libc_call("prctl", _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            # The monitor may have died before prctl: then the lifeline is at EOF.
-            os.set_blocking(lifeline_r, False)
-            try:
-                os.read(lifeline_r, 1)
-            except BlockingIOError:
-                monitor_alive = True
-            os.close(lifeline_r)
-        except BaseException:
-            pass
-        if monitor_alive:
-            _namespace_init(config)
-        os._exit(125)
-    os.close(lifeline_r)
-    for fd in [config["status_fd"], *config["pass_fds"]]:
-        os.close(fd)
-    _, wait_status = os.waitpid(init, 0)
-    code = os.waitstatus_to_exitcode(wait_status)
-    os._exit(code if code >= 0 else 128 - code)
-
-
-def _namespace_init(config: dict) -> None:  # type: ignore[type-arg]
-    """Build the new root, start the command unprivileged, reap every
-    orphan, report how the command ended on the status pipe and exit (which
-    makes the kernel kill whatever is left in the PID namespace)."""
-    status = config["status_fd"]
-    os.umask(0o022)
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        # PID 1 gets only the signals it handles: let these end the sandbox.
-        signal.signal(signum, lambda signum, frame: os._exit(128 + signum))
-    try:
-        host_pid = _host_pid()
-        _build_root(config)
-        os.chdir(config["root"])
-        os.chroot(".")
-        os.chdir("/")
-    except Exception as exc:  # reported to the grader as a SandboxError
-        os.write(status, f"error {type(exc).__name__}: {exc}\n".encode())
-        os._exit(125)
-    os.set_inheritable(status, False)
-    os.write(status, f"ready {host_pid}\n".encode())
-    child = os.fork()
-    if child == 0:
-        _exec_unprivileged(config)
-    for fd in config["pass_fds"]:  # only the command holds them now
-        os.close(fd)
-    while True:
-        pid, wait_status = os.wait()
-        if pid == child:
-            if os.WIFSIGNALED(wait_status):
-                os.write(status, f"signal {os.WTERMSIG(wait_status)}\n".encode())
-            else:
-                os.write(status, f"exit {os.waitstatus_to_exitcode(wait_status)}\n".encode())
-            os._exit(0)
-
-
-def _host_pid() -> int:
-    # /proc is still the host's here, so NSpid lists the host pid first.
-    with open("/proc/self/status") as file:
-        for line in file:
-            if line.startswith("NSpid:"):
-                return int(line.split()[1])
-    raise OSError("no NSpid in /proc/self/status")
-
-
-def _exec_unprivileged(config: dict) -> None:  # type: ignore[type-arg]
-    try:
-        for name, value in config["rlimits"].items():
-            resource.setrlimit(_RLIMITS[name], tuple(value))
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(signum, signal.SIG_DFL)  # Python ignores them; exec keeps that
-        os.chdir(config["workdir"])
-        uid = config["uid"]
-        drop = [
-            config["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
-            "--inh-caps=-all", "--bounding-set=-all", "--",
-        ]  # fmt: skip
-        os.execve(config["setpriv"], drop + config["argv"], config["env"])
-    except BaseException as exc:
-        os.write(2, f"sandbox: cannot start {config['argv'][0]}: {exc}\n".encode())
-    os._exit(127)
-
-
-def _build_root(config: dict) -> None:  # type: ignore[type-arg]
-    root = config["root"]
-    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
-    _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
-    # Fresh mounts first, then host trees: a virtualenv or a work directory
-    # may well live below /tmp.
-    os.makedirs(f"{root}/tmp", mode=0o755)
-    _mount("tmpfs", f"{root}/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, _TMP_TMPFS)
-    _build_dev(f"{root}/dev")
-    os.makedirs(f"{root}/proc", mode=0o555)
-    _mount_proc(f"{root}/proc")
-    for tree in config["binds"]:
-        os.makedirs(root + tree, mode=0o755, exist_ok=True)
-        _bind(tree, root + tree, read_only=True)
-    for target, link in config["links"]:
-        os.symlink(target, root + link)
-    _hide(root, config["binds"], config["hidden"])
-    _build_etc(f"{root}/etc", config["uid"])
-    # The work directory: a capped tmpfs holding a copy of the host's.
-    uid, workdir = config["uid"], root + config["workdir"]
-    os.makedirs(workdir, mode=0o755, exist_ok=True)
-    options = f"{config['workdir_tmpfs']},uid={uid},gid={uid}"
-    _mount("tmpfs", workdir, "tmpfs", _MS_NOSUID | _MS_NODEV, options)
-    _copy_tree(config["workdir"], workdir, uid)
-    _bring_loopback_up()
-    socket.sethostname("sandbox")
-    _mount(None, root, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
-
-
-def _hide(root: str, binds: list[str], hidden: list[str]) -> None:
-    """Cover each hidden path (resolved, on the host) wherever a bound tree
-    shows it: an empty root-owned mode-000 tmpfs over a directory, an empty
-    mode-000 file over anything else; a bound tree inside a hidden
-    directory is covered whole. The empty file stays at ``/.empty``: unlinked,
-    it would keep the root's tmpfs from being remounted read-only."""
-    if not hidden:
-        return
-    empty_file = f"{root}/.empty"
-    _write(empty_file, "")
-    os.chmod(empty_file, 0)
-    for tree in binds:
-        real = os.path.realpath(tree)
-        for path in hidden:
-            if _is_within(real, path):
-                target = root + tree
-            elif _is_within(path, real):
-                target = root + tree + path[len(real):]
-            else:
-                continue
-            try:
-                is_dir = stat.S_ISDIR(os.lstat(target).st_mode)
-            except FileNotFoundError:
-                continue  # already covered
-            if is_dir:
-                flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
-                _mount("tmpfs", target, "tmpfs", flags, "size=4k,nr_inodes=2,mode=000")
-            else:
-                _bind(empty_file, target, read_only=True)
-
-
-def _copy_tree(source: str, target: str, uid: int) -> None:
-    """Copy the grader's work directory ``source`` into ``target``:
-    directories, regular files (mode and times kept) and symlinks (as
-    links, never followed), all owned by ``uid``; other kinds are skipped.
-    Iterative: no recursion on the Python stack."""
-    pending = [(source, target)]
-    while pending:
-        src_dir, dst_dir = pending.pop()
-        with os.scandir(src_dir) as entries:
-            for entry in entries:
-                src, dst = entry.path, os.path.join(dst_dir, entry.name)
-                info = entry.stat(follow_symlinks=False)
-                mode = stat.S_IMODE(info.st_mode) & 0o777
-                if stat.S_ISDIR(info.st_mode):
-                    os.mkdir(dst, 0o700)
-                    os.chown(dst, uid, uid)
-                    os.chmod(dst, mode | 0o700)
-                    pending.append((src, dst))
-                elif stat.S_ISREG(info.st_mode):
-                    _copy_file(src, dst, mode, uid, info)
-                elif stat.S_ISLNK(info.st_mode):
-                    os.symlink(os.readlink(src), dst)
-                    os.lchown(dst, uid, uid)
-
-
-def _copy_file(source: str, target: str, mode: int, uid: int, info: os.stat_result) -> None:
-    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            offset, size = 0, os.fstat(src).st_size
-            while offset < size:
-                sent = os.sendfile(dst, src, offset, size - offset)
-                if sent == 0:
-                    break
-                offset += sent
-            os.fchown(dst, uid, uid)
-            os.fchmod(dst, mode)
-            os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))
-        finally:
-            os.close(dst)
-    finally:
-        os.close(src)
-
-
-def _build_dev(dev: str) -> None:
-    os.makedirs(dev, mode=0o755)
-    _mount("tmpfs", dev, "tmpfs", _MS_NOSUID | _MS_NOEXEC, _DEV_TMPFS)
-    for name in _DEVICES:
-        _write(f"{dev}/{name}", "")
-        _bind(f"/dev/{name}", f"{dev}/{name}", read_only=False)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):  # fmt: skip
-        os.symlink(target, f"{dev}/{name}")
-    os.makedirs(f"{dev}/shm", mode=0o755)
-    _mount("tmpfs", f"{dev}/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, _SHM_TMPFS)
-
-
-def _build_etc(etc: str, uid: int) -> None:
-    os.makedirs(etc, mode=0o755)
-    for name in _ETC_FILES:
-        source = os.path.join("/etc", name)
-        if os.path.lexists(source):
-            shutil.copy2(source, os.path.join(etc, name), follow_symlinks=False)
-    shell = "/usr/sbin/nologin"
-    _write(f"{etc}/passwd", f"root:x:0:0::/root:{shell}\nsandbox:x:{uid}:{uid}::/tmp:{shell}\n")
-    _write(f"{etc}/group", f"root:x:0:\nsandbox:x:{uid}:\n")
-    _write(f"{etc}/hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    _write(f"{etc}/hostname", "sandbox\n")
-
-
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as file:
-        file.write(text)
-
-
-def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)
-    text = ctypes.c_char_p
-    libc.mount.argtypes = [text, text, text, ctypes.c_ulong, text]
-    return libc
-
-
-def _mount(
-    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
-) -> None:
-    def encode(text: str | None) -> bytes | None:
-        return None if text is None else text.encode()
-
-    if _libc().mount(encode(source), encode(target), encode(fstype), flags, encode(data)) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"mount {fstype or source or ''} on {target}: {os.strerror(error)}")
-
-
-def _bind(source: str, target: str, *, read_only: bool) -> None:
-    _mount(source, target, None, _MS_BIND)
-    # Per-mount flags of a bind mount only change on a remount.
-    flags = _MS_REMOUNT | _MS_BIND | _MS_NOSUID | _MS_NODEV
-    if source.startswith("/dev/"):
-        flags &= ~_MS_NODEV
-    _mount(None, target, None, flags | (_MS_RDONLY if read_only else 0))
-
-
-def _mount_proc(target: str) -> None:
-    # Hide the root-owned init process (its command line holds the config).
-    for options in ("hidepid=invisible", "hidepid=2", None):
-        try:
-            _mount("proc", target, "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, options)
-            return
-        except OSError:
-            if options is None:
-                raise
-
-
-def _bring_loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        request = struct.pack("16sH22x", b"lo", 0)
-        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--namespace-init"]:
-    _namespace_monitor(json.loads(sys.argv[2]))
