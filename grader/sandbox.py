@@ -8,26 +8,42 @@ Two isolation levels exist:
 
 ``full`` (the grader runs as root on Linux)
     ``unshare`` puts the child in new network, PID, mount, IPC and UTS
-    namespaces. A small init process (this file run as a script, PID 1 of the
-    new PID namespace, still root) builds a minimal root on a tmpfs, chroots
-    into it and starts the command through ``setpriv`` as an unprivileged
-    uid/gid that no other live sandbox uses. Inside, the command sees:
+    namespaces and execs this file as a script (``--namespace-init``): a
+    monitor, the grader's direct child, which forks the init process (PID 1
+    of the new PID namespace, still root). The init builds a minimal root on
+    a tmpfs, chroots into it and starts the command through ``setpriv`` as an
+    unprivileged uid/gid that no other live sandbox uses. Inside, the command
+    sees:
 
     - ``/usr``, ``/bin``, ``/sbin``, ``/lib*`` and the Python installation
       (``sys.base_prefix`` and the virtualenv ``sys.prefix``, each at its own
-      path) read-only;
+      path) read-only, except the ``hidden`` paths given to :func:`start`:
+      an empty, root-owned, mode-000 tmpfs covers a hidden directory and an
+      empty mode-000 file a hidden file, so neither can be opened (through
+      any of the paths at which the sandbox shows that tree);
     - a synthetic ``/etc`` (passwd, group, hosts and the loader cache);
     - fresh tmpfs mounts on ``/tmp`` and ``/dev/shm``, a minimal ``/dev`` and
       the ``/proc`` of its own PID namespace (other users' processes hidden);
-    - the work directory read-write at its own host path (so absolute paths
-      mean the same in both modes), which is also its current directory; the
-      directories above it exist but are empty;
+    - its work directory at the host work directory's path (so absolute
+      paths mean the same in both modes), which is also its current
+      directory: a fresh tmpfs of its own (``Limits.workdir_mib`` MiB and
+      ``Limits.workdir_files`` inodes, nosuid, nodev, owned by the sandbox
+      uid, mode 0700) into which the init, before dropping privileges,
+      copied the host work directory (directories, regular files with their
+      modes and times, symlinks as links, never followed; nothing else).
+      Writing beyond either cap fails with ENOSPC (or EFBIG from
+      ``Limits.file_size_mib``, whichever comes first). The host work
+      directory is never written, chowned or read again by the sandbox, and
+      what the command writes vanishes with the mount namespace: results
+      travel through ``pass_fds``. The directories above it exist but are
+      empty;
     - a network namespace holding only the loopback interface.
 
     Nothing else of the host exists there: not the repository, not ``/root``,
     not the grader's temporary files. When the command exits, or when the
     grader calls :meth:`SandboxedProcess.kill`, the init process dies and the
-    kernel kills every process left in the PID namespace.
+    kernel kills every process left in the PID namespace; if the monitor is
+    killed, the kernel kills the init process (parent-death signal).
 
 ``basic`` (not root, e.g. a student's laptop)
     A child process in a new session, as the grader's own user, with the
@@ -40,6 +56,12 @@ Two isolation levels exist:
     the grader that started its own session, so a grader using basic mode
     should not run such children of its own.
 
+    The command works in the host work directory itself, with no cap on
+    its total size or number of files (only ``Limits.file_size_mib`` per
+    file): what it leaves there is hostile (symlinks out, fifos, sockets,
+    5,000-level directory chains, permissions removed) and
+    :func:`remove_tree` removes it safely.
+
     Where the kernel has Landlock (Linux 5.13 or later, enabled at boot), a
     small launcher (this file run as a script, ``--landlock-exec``) sets
     ``no_new_privs`` and confines itself just before it execs the command;
@@ -47,7 +69,12 @@ Two isolation levels exist:
 
     - files: read and execute under ``/usr``, ``/bin``, ``/sbin``,
       ``/lib*``, ``/etc``, the Python installation and the virtualenv (and
-      the command's own executable); read under ``/proc``; read and write
+      the command's own executable), except the ``hidden`` paths: a tree
+      holding one is granted listing as a whole, and read and execute on
+      each of its entries but the hidden ones, descending only into the
+      directories that hold a hidden path (so the names in a hidden
+      directory can be listed, its files not opened); read under ``/proc``;
+      read and write
       ``/dev/null``, ``/dev/zero`` and ``/dev/full``; read ``/dev/random``
       and ``/dev/urandom``; read, write, create, rename and remove (not
       execute) in the work directory. Nothing else can be opened: not the
@@ -81,10 +108,19 @@ Two isolation levels exist:
 
     Without Landlock (an older kernel, Landlock disabled, another OS, or a
     failed self-test) basic mode confines nothing: the command can read and
-    write whatever the grader's user can, the reference solution and the
-    rubric included, use the network and signal the grader.
+    write whatever the grader's user can, the reference solution, the rubric
+    and the ``hidden`` paths included, use the network and signal the
+    grader.
     :attr:`SandboxedProcess.confinement` and the reason from
     :func:`detect_isolation` say which case applies.
+
+In both modes the ``pass_fds`` given to :func:`start` reach the command at
+the same numbers through every layer (prlimit and the Landlock launcher,
+which exec; unshare, which execs; the monitor and the init process, which
+close their copies as soon as they have forked; setpriv, which execs), so
+that only the command and its descendants hold them: a pipe's reader sees
+end-of-file once they are all gone, daemons included (the run's clean-up
+kills them).
 
 Wall-clock budgets are the caller's job: poll() and kill() (or wait() with a
 timeout) give it what it needs.
@@ -762,13 +798,15 @@ class SandboxedProcess:
     """A running sandboxed command. Create it with :func:`start`.
 
     ``pid`` is the grader's direct child: the command itself in ``basic``
-    mode, the ``unshare`` process in ``full`` mode. Use it as a context
-    manager to have the whole tree killed on exit.
+    mode, the monitor (``unshare`` exec'd into this file) in ``full`` mode.
+    Use it as a context manager to have the whole tree killed on exit.
 
     ``isolation`` is ``"full"`` or ``"basic"``; ``confinement`` says what
     confines the command beyond the resource limits, for reports: in basic
     mode ``"landlock abi N: filesystem, tcp network, signals, abstract unix
-    sockets"`` (what that kernel's ABI covers) or ``"none: WHY"``.
+    sockets"`` (what that kernel's ABI covers) or ``"none: WHY"``, followed
+    by ``" (so the hidden paths stay readable)"`` when :func:`start` was
+    given ``hidden`` paths that basic mode without Landlock cannot hide.
     """
 
     def __init__(
@@ -1214,6 +1252,8 @@ def _start_basic(
 # -- removing what a basic-mode command left -------------------------------
 
 _DIR_OPEN_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# What renaming a directory onto a name already taken can fail with.
+_NAME_TAKEN = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR)
 
 
 def remove_tree(path: str | Path) -> None:
@@ -1299,7 +1339,7 @@ def _empty_directory(top: int) -> None:
                                 os.rename(child, f".removing-{serial}", src_dir_fd=sub, dst_dir_fd=top)
                                 break
                             except OSError as exc:
-                                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                                if exc.errno not in _NAME_TAKEN:
                                     raise
                         progress = True
                 finally:
@@ -1749,7 +1789,7 @@ def _start_full(
         "workdir_tmpfs": f"size={limits.workdir_mib}m,nr_inodes={limits.workdir_files},mode=700",
         "pass_fds": list(pass_fds),
         "uid": lease.uid,
-        "rlimits": [(_RLIMITS[name], soft, hard) for name, (soft, hard) in _rlimits(limits, limits.processes).items()],
+        "rlimits": [(_RLIMITS[name], *value) for name, value in _rlimits(limits, limits.processes).items()],
         "setpriv": setpriv,
         "argv": argv,
         "env": env,

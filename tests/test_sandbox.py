@@ -380,7 +380,8 @@ def test_setsid_daemon_without_the_environment_is_gone_after_exit(isolation, lau
             os.setsid()
             if os.fork() == 0:
                 # It keeps the report pipe, drops every variable and says who it is.
-                code = (f"import os, time; os.write({REPORT_FD}, f'{{os.getpid()}} {{os.getuid()}}\\\\n'.encode()); "
+                code = (f"import os, time; "
+                        f"os.write({REPORT_FD}, f'{{os.getpid()}} {{os.getuid()}}\\\\n'.encode()); "
                         "open('daemon.ready', 'w').close(); time.sleep(120)")
                 os.execve(sys.executable, [sys.executable, "-c", code], {})
             os._exit(0)
@@ -511,7 +512,8 @@ def test_filesystem_and_privileges_are_confined_in_full_mode(full, launch, tmp_p
             clone_newuser = 0x10000000
             report["unshare_user"] = libc.unshare(clone_newuser) == 0 or os.strerror(ctypes.get_errno())
             open("/tmp/scratch", "w").write("tmp is writable")
-            report["workdir"] = [os.stat(".").st_uid, oct(os.stat(".").st_mode & 0o7777), os.stat("main.py").st_uid]
+            here = os.stat(".")
+            report["workdir"] = [here.st_uid, oct(here.st_mode & 0o7777), os.stat("main.py").st_uid]
             print(json.dumps(report))
         """
         result, workdir = launch.run(full, source, args=(json.dumps(absent), json.dumps(unwritable)))
@@ -928,7 +930,8 @@ def test_hidden_paths_cannot_be_read(isolation, launch, tmp_path):
         import numpy
         report["numpy"] = int(numpy.arange(5).sum())
         print(json.dumps(report))
-    """, args=(json.dumps(views),), hidden=(paths["dir"], os.path.realpath(paths["file"]), tmp_path / "missing"))
+    """, args=(json.dumps(views),),
+        hidden=(paths["dir"], os.path.realpath(paths["file"]), tmp_path / "missing"))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report == {
@@ -981,7 +984,8 @@ def test_without_landlock_hidden_paths_stay_readable_and_it_says_so(launch, tmp_
     result, _ = launch.run("basic", f"print(open({str(tmp_path / 'secret')!r}).read())",
                            hidden=(tmp_path / "secret",))  # fmt: skip
     assert result.stdout == "readable\n"
-    assert launch.started[-1].confinement == "none: kernel without Landlock (so the hidden paths stay readable)"
+    confinement = "none: kernel without Landlock (so the hidden paths stay readable)"
+    assert launch.started[-1].confinement == confinement
 
 
 # ------------------------------------------------ full mode's work directory

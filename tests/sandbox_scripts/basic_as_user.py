@@ -152,7 +152,8 @@ def main() -> None:
         outcome = "removed" if not os.path.lexists(workdir) else "left"
     except sandbox.SandboxError as exc:
         outcome = str(exc)
-    intact = [p.name for p in outside.iterdir()] == ["kept.txt"] and (outside / "kept.txt").read_text() == "kept"
+    intact = [p.name for p in outside.iterdir()] == ["kept.txt"]
+    intact = intact and (outside / "kept.txt").read_text() == "kept"
     report["remove_tree"] = {"returncode": returncode, "outcome": outcome, "outside_intact": intact}
 
     print(json.dumps(report))
