@@ -1267,9 +1267,12 @@ def remove_tree(path: str | Path) -> None:
     from directory descriptors, moving each subdirectory up to the top
     level before removing its parent, so a chain of any depth, and paths
     far beyond PATH_MAX, come apart level by level. A missing ``path`` is
-    not an error. Raises :class:`SandboxError` with a one-line reason when
-    something cannot be removed (a mount point, a file the grader's user
-    may not delete)."""
+    not an error. Call it once the run is over (after
+    :meth:`SandboxedProcess.wait` or :meth:`SandboxedProcess.kill`):
+    nothing may write there meanwhile.
+    Raises :class:`SandboxError` with a one-line reason when something
+    cannot be removed (a mount point, a file the grader's user may not
+    delete)."""
     path = os.path.abspath(os.fspath(path))
     parent, name = os.path.split(path)
     if not name:

@@ -1033,6 +1033,31 @@ def test_full_mode_work_directory_is_a_capped_copy_and_the_host_keeps_its_own(fu
     assert tree_snapshot(workdir) == before[0]
 
 
+def test_grader_files_beyond_the_work_directory_cap_mean_no_sandbox(full, tmp_path):
+    (tmp_path / "inputs.bin").write_bytes(bytes(2 << 20))
+    with pytest.raises(SandboxError, match="did not start.*No space left on device"):
+        start([sys.executable, "-c", "pass"], tmp_path, Limits(workdir_mib=1), {}, full)
+
+
+def test_killing_the_monitor_kills_the_whole_full_sandbox(full, launch):
+    """The grader's direct child is the monitor; SIGKILL to it reaches the
+    init process (parent-death signal), and with it every process inside."""
+    proc, _, marker = launch(full, """
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            time.sleep(120)
+        tell("ready")
+        time.sleep(120)
+    """)
+    channel = launch.channel(proc)
+    assert channel.line() == "ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(20) is not None
+    assert channel.rest() == b""  # every holder of the pipe is gone
+    assert live_processes(marker) == []
+
+
 def test_full_mode_work_directory_caps_size_and_file_count(full, launch):
     result, workdir = launch.run(full, """
         import errno, json, os
