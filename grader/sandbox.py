@@ -8,26 +8,42 @@ Two isolation levels exist:
 
 ``full`` (the grader runs as root on Linux)
     ``unshare`` puts the child in new network, PID, mount, IPC and UTS
-    namespaces. A small init process (this file run as a script, PID 1 of the
-    new PID namespace, still root) builds a minimal root on a tmpfs, chroots
-    into it and starts the command through ``setpriv`` as an unprivileged
-    uid/gid that no other live sandbox uses. Inside, the command sees:
+    namespaces and execs this file as a script (``--namespace-init``): a
+    monitor, the grader's direct child, which forks the init process (PID 1
+    of the new PID namespace, still root). The init builds a minimal root on
+    a tmpfs, chroots into it and starts the command through ``setpriv`` as an
+    unprivileged uid/gid that no other live sandbox uses. Inside, the command
+    sees:
 
     - ``/usr``, ``/bin``, ``/sbin``, ``/lib*`` and the Python installation
       (``sys.base_prefix`` and the virtualenv ``sys.prefix``, each at its own
-      path) read-only;
+      path) read-only, except the ``hidden`` paths given to :func:`start`:
+      an empty, root-owned, mode-000 tmpfs covers a hidden directory and an
+      empty mode-000 file a hidden file, so neither can be opened (through
+      any of the paths at which the sandbox shows that tree);
     - a synthetic ``/etc`` (passwd, group, hosts and the loader cache);
     - fresh tmpfs mounts on ``/tmp`` and ``/dev/shm``, a minimal ``/dev`` and
       the ``/proc`` of its own PID namespace (other users' processes hidden);
-    - the work directory read-write at its own host path (so absolute paths
-      mean the same in both modes), which is also its current directory; the
-      directories above it exist but are empty;
+    - its work directory at the host work directory's path (so absolute
+      paths mean the same in both modes), which is also its current
+      directory: a fresh tmpfs of its own (``Limits.workdir_mib`` MiB and
+      ``Limits.workdir_files`` inodes, nosuid, nodev, owned by the sandbox
+      uid, mode 0700) into which the init, before dropping privileges,
+      copied the host work directory (directories, regular files with their
+      modes and times, symlinks as links, never followed; nothing else).
+      Writing beyond either cap fails with ENOSPC (or EFBIG from
+      ``Limits.file_size_mib``, whichever comes first). The host work
+      directory is never written, chowned or read again by the sandbox, and
+      what the command writes vanishes with the mount namespace: results
+      travel through ``pass_fds``. The directories above it exist but are
+      empty;
     - a network namespace holding only the loopback interface.
 
     Nothing else of the host exists there: not the repository, not ``/root``,
     not the grader's temporary files. When the command exits, or when the
     grader calls :meth:`SandboxedProcess.kill`, the init process dies and the
-    kernel kills every process left in the PID namespace.
+    kernel kills every process left in the PID namespace; if the monitor is
+    killed, the kernel kills the init process (parent-death signal).
 
 ``basic`` (not root, e.g. a student's laptop)
     A child process in a new session, as the grader's own user, with the
@@ -40,6 +56,12 @@ Two isolation levels exist:
     the grader that started its own session, so a grader using basic mode
     should not run such children of its own.
 
+    The command works in the host work directory itself, with no cap on
+    its total size or number of files (only ``Limits.file_size_mib`` per
+    file): what it leaves there is hostile (symlinks out, fifos, sockets,
+    5,000-level directory chains, permissions removed) and
+    :func:`remove_tree` removes it safely.
+
     Where the kernel has Landlock (Linux 5.13 or later, enabled at boot), a
     small launcher (this file run as a script, ``--landlock-exec``) sets
     ``no_new_privs`` and confines itself just before it execs the command;
@@ -47,7 +69,12 @@ Two isolation levels exist:
 
     - files: read and execute under ``/usr``, ``/bin``, ``/sbin``,
       ``/lib*``, ``/etc``, the Python installation and the virtualenv (and
-      the command's own executable); read under ``/proc``; read and write
+      the command's own executable), except the ``hidden`` paths: a tree
+      holding one is granted listing as a whole, and read and execute on
+      each of its entries but the hidden ones, descending only into the
+      directories that hold a hidden path (so the names in a hidden
+      directory can be listed, its files not opened); read under ``/proc``;
+      read and write
       ``/dev/null``, ``/dev/zero`` and ``/dev/full``; read ``/dev/random``
       and ``/dev/urandom``; read, write, create, rename and remove (not
       execute) in the work directory. Nothing else can be opened: not the
@@ -81,10 +108,19 @@ Two isolation levels exist:
 
     Without Landlock (an older kernel, Landlock disabled, another OS, or a
     failed self-test) basic mode confines nothing: the command can read and
-    write whatever the grader's user can, the reference solution and the
-    rubric included, use the network and signal the grader.
+    write whatever the grader's user can, the reference solution, the rubric
+    and the ``hidden`` paths included, use the network and signal the
+    grader.
     :attr:`SandboxedProcess.confinement` and the reason from
     :func:`detect_isolation` say which case applies.
+
+In both modes the ``pass_fds`` given to :func:`start` reach the command at
+the same numbers through every layer (prlimit and the Landlock launcher,
+which exec; unshare, which execs; the monitor and the init process, which
+close their copies as soon as they have forked; setpriv, which execs), so
+that only the command and its descendants hold them: a pipe's reader sees
+end-of-file once they are all gone, daemons included (the run's clean-up
+kills them).
 
 Wall-clock budgets are the caller's job: poll() and kill() (or wait() with a
 timeout) give it what it needs.
@@ -237,18 +273,350 @@ def _landlock_exec(args: list[str]) -> None:
 if __name__ == "__main__" and sys.argv[1:2] == ["--landlock-exec"]:
     _landlock_exec(sys.argv[2:])
 
+# --------------------------------------------------------------------------
+# Full mode inside the namespaces, still root (``--namespace-init``): the
+# monitor, then PID 1. This file runs as a script before every full-mode
+# command: this part needs only these modules (C modules, ctypes aside),
+# and dispatches before the grader's own imports so that it starts quickly.
+# --------------------------------------------------------------------------
+
+import _signal  # noqa: E402
+import _socket  # noqa: E402
+import fcntl  # noqa: E402
+import marshal  # noqa: E402
+import resource  # noqa: E402
+import struct  # noqa: E402
+
+# Sizes of the tmpfs mounts inside a full sandbox.
+_ROOT_TMPFS = "size=8m,nr_inodes=4096,mode=755"
+_TMP_TMPFS = "size=256m,nr_inodes=16384,mode=1777"
+_SHM_TMPFS = "size=64m,nr_inodes=4096,mode=1777"
+_DEV_TMPFS = "size=64k,nr_inodes=64,mode=755"
+
+# Host files copied into the sandbox's /etc when they exist.
+_ETC_FILES = ("ld.so.cache", "ld.so.conf", "nsswitch.conf", "host.conf", "localtime")
+_DEVICES = ("null", "zero", "full", "random", "urandom")
+
+# Linux constants not exposed by the standard library.
+_MS_RDONLY = 0x1
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_MS_NOEXEC = 0x8
+_MS_REMOUNT = 0x20
+_MS_BIND = 0x1000
+_MS_REC = 0x4000
+_MS_PRIVATE = 0x40000
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_PR_SET_PDEATHSIG = 1
+
+
+def _is_within(path: str, tree: str) -> bool:
+    """Whether ``path`` is ``tree`` or lies below it (both absolute, normalised)."""
+    return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+def _namespace_monitor(config: dict) -> None:  # type: ignore[type-arg]
+    """The grader's direct child, in the new namespaces but outside the new
+    PID namespace (whose first process it forks): closes its copies of the
+    status pipe and of pass_fds, waits for the init process and exits as
+    it did. The kernel has emptied the PID namespace by then. If the monitor
+    dies first, the kernel sends the init process SIGKILL."""
+    lifeline_r, lifeline_w = os.pipe()
+    init = os.fork()
+    if init == 0:
+        monitor_alive = False
+        try:
+            os.close(lifeline_w)
+            _libc_call("prctl", _PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0)
+            # The monitor may have died before prctl: then the lifeline is at EOF.
+            os.set_blocking(lifeline_r, False)
+            try:
+                os.read(lifeline_r, 1)
+            except BlockingIOError:
+                monitor_alive = True
+            os.close(lifeline_r)
+        except BaseException:
+            pass
+        if monitor_alive:
+            _namespace_init(config)
+        os._exit(125)
+    os.close(lifeline_r)
+    for fd in [config["status_fd"], *config["pass_fds"]]:
+        os.close(fd)
+    _, wait_status = os.waitpid(init, 0)
+    code = os.waitstatus_to_exitcode(wait_status)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def _namespace_init(config: dict) -> None:  # type: ignore[type-arg]
+    """Build the new root, start the command unprivileged, reap every
+    orphan, report how the command ended on the status pipe and exit (which
+    makes the kernel kill whatever is left in the PID namespace)."""
+    status = config["status_fd"]
+    os.umask(0o022)
+    for signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+        # PID 1 gets only the signals it handles: let these end the sandbox.
+        _signal.signal(signum, lambda signum, frame: os._exit(128 + signum))
+    try:
+        host_pid = _host_pid()
+        _build_root(config)
+        os.chdir(config["root"])
+        os.chroot(".")
+        os.chdir("/")
+    except Exception as exc:  # reported to the grader as a SandboxError
+        os.write(status, f"error {type(exc).__name__}: {exc}\n".encode())
+        os._exit(125)
+    os.set_inheritable(status, False)
+    os.write(status, f"ready {host_pid}\n".encode())
+    child = os.fork()
+    if child == 0:
+        _exec_unprivileged(config)
+    for fd in config["pass_fds"]:  # only the command holds them now
+        os.close(fd)
+    while True:
+        pid, wait_status = os.wait()
+        if pid == child:
+            if os.WIFSIGNALED(wait_status):
+                os.write(status, f"signal {os.WTERMSIG(wait_status)}\n".encode())
+            else:
+                os.write(status, f"exit {os.waitstatus_to_exitcode(wait_status)}\n".encode())
+            os._exit(0)
+
+
+def _host_pid() -> int:
+    # /proc is still the host's here, so NSpid lists the host pid first.
+    with open("/proc/self/status") as file:
+        for line in file:
+            if line.startswith("NSpid:"):
+                return int(line.split()[1])
+    raise OSError("no NSpid in /proc/self/status")
+
+
+def _exec_unprivileged(config: dict) -> None:  # type: ignore[type-arg]
+    try:
+        for which, soft, hard in config["rlimits"]:
+            resource.setrlimit(which, (soft, hard))
+        for signum in (_signal.SIGPIPE, _signal.SIGXFSZ):
+            _signal.signal(signum, _signal.SIG_DFL)  # Python ignores them; exec keeps that
+        os.chdir(config["workdir"])
+        uid = config["uid"]
+        drop = [
+            config["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+            "--inh-caps=-all", "--bounding-set=-all", "--",
+        ]  # fmt: skip
+        os.execve(config["setpriv"], drop + config["argv"], config["env"])
+    except BaseException as exc:
+        os.write(2, f"sandbox: cannot start {config['argv'][0]}: {exc}\n".encode())
+    os._exit(127)
+
+
+def _build_root(config: dict) -> None:  # type: ignore[type-arg]
+    root = config["root"]
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
+    # Fresh mounts first, then host trees: a virtualenv or a work directory
+    # may well live below /tmp.
+    os.makedirs(f"{root}/tmp", mode=0o755)
+    _mount("tmpfs", f"{root}/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, _TMP_TMPFS)
+    _build_dev(f"{root}/dev")
+    os.makedirs(f"{root}/proc", mode=0o555)
+    _mount_proc(f"{root}/proc")
+    for tree in config["binds"]:
+        os.makedirs(root + tree, mode=0o755, exist_ok=True)
+        _bind(tree, root + tree, read_only=True)
+    for target, link in config["links"]:
+        os.symlink(target, root + link)
+    _hide(root, config["binds"], config["hidden"])
+    _build_etc(f"{root}/etc", config["uid"])
+    # The work directory: a capped tmpfs holding a copy of the host's.
+    uid, workdir = config["uid"], root + config["workdir"]
+    os.makedirs(workdir, mode=0o755, exist_ok=True)
+    options = f"{config['workdir_tmpfs']},uid={uid},gid={uid}"
+    _mount("tmpfs", workdir, "tmpfs", _MS_NOSUID | _MS_NODEV, options)
+    _copy_tree(config["workdir"], workdir, uid)
+    _bring_loopback_up()
+    _socket.sethostname("sandbox")
+    _mount(None, root, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
+
+
+def _hide(root: str, binds: list[str], hidden: list[str]) -> None:
+    """Cover each hidden path (resolved, on the host) wherever a bound tree
+    shows it: an empty root-owned mode-000 tmpfs over a directory, an empty
+    mode-000 file over anything else; a bound tree inside a hidden
+    directory is covered whole. The empty file stays at ``/.empty``: unlinked,
+    it would keep the root's tmpfs from being remounted read-only."""
+    if not hidden:
+        return
+    empty_file = f"{root}/.empty"
+    _write(empty_file, "")
+    os.chmod(empty_file, 0)
+    for tree in binds:
+        real = os.path.realpath(tree)
+        for path in hidden:
+            if _is_within(real, path):
+                target = root + tree
+            elif _is_within(path, real):
+                target = root + tree + path[len(real):]
+            else:
+                continue
+            try:
+                is_dir = stat.S_ISDIR(os.lstat(target).st_mode)
+            except FileNotFoundError:
+                continue  # already covered
+            if is_dir:
+                flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+                _mount("tmpfs", target, "tmpfs", flags, "size=4k,nr_inodes=2,mode=000")
+            else:
+                _bind(empty_file, target, read_only=True)
+
+
+def _copy_tree(source: str, target: str, uid: int) -> None:
+    """Copy the grader's work directory ``source`` into ``target``:
+    directories, regular files (mode and times kept) and symlinks (as
+    links, never followed), all owned by ``uid``; other kinds are skipped.
+    Iterative: no recursion on the Python stack."""
+    pending = [(source, target)]
+    while pending:
+        src_dir, dst_dir = pending.pop()
+        with os.scandir(src_dir) as entries:
+            for entry in entries:
+                src, dst = entry.path, os.path.join(dst_dir, entry.name)
+                info = entry.stat(follow_symlinks=False)
+                mode = stat.S_IMODE(info.st_mode) & 0o777
+                if stat.S_ISDIR(info.st_mode):
+                    os.mkdir(dst, 0o700)
+                    os.chown(dst, uid, uid)
+                    os.chmod(dst, mode | 0o700)
+                    pending.append((src, dst))
+                elif stat.S_ISREG(info.st_mode):
+                    _copy_file(src, dst, mode, uid, info)
+                elif stat.S_ISLNK(info.st_mode):
+                    os.symlink(os.readlink(src), dst)
+                    os.lchown(dst, uid, uid)
+
+
+def _copy_file(source: str, target: str, mode: int, uid: int, info: os.stat_result) -> None:
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            offset, size = 0, os.fstat(src).st_size
+            while offset < size:
+                sent = os.sendfile(dst, src, offset, size - offset)
+                if sent == 0:
+                    break
+                offset += sent
+            os.fchown(dst, uid, uid)
+            os.fchmod(dst, mode)
+            os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def _build_dev(dev: str) -> None:
+    os.makedirs(dev, mode=0o755)
+    _mount("tmpfs", dev, "tmpfs", _MS_NOSUID | _MS_NOEXEC, _DEV_TMPFS)
+    for name in _DEVICES:
+        _write(f"{dev}/{name}", "")
+        _bind(f"/dev/{name}", f"{dev}/{name}", read_only=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):  # fmt: skip
+        os.symlink(target, f"{dev}/{name}")
+    os.makedirs(f"{dev}/shm", mode=0o755)
+    _mount("tmpfs", f"{dev}/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, _SHM_TMPFS)
+
+
+def _build_etc(etc: str, uid: int) -> None:
+    os.makedirs(etc, mode=0o755)
+    for name in _ETC_FILES:
+        source = os.path.join("/etc", name)
+        target = os.path.join(etc, name)
+        if os.path.islink(source):
+            os.symlink(os.readlink(source), target)
+        elif os.path.isfile(source):
+            info = os.stat(source)
+            _copy_file(source, target, stat.S_IMODE(info.st_mode) & 0o777, 0, info)
+    shell = "/usr/sbin/nologin"
+    _write(f"{etc}/passwd", f"root:x:0:0::/root:{shell}\nsandbox:x:{uid}:{uid}::/tmp:{shell}\n")
+    _write(f"{etc}/group", f"root:x:0:\nsandbox:x:{uid}:\n")
+    _write(f"{etc}/hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    _write(f"{etc}/hostname", "sandbox\n")
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as file:
+        file.write(text)
+
+
+_libc_for_mount: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL:
+    global _libc_for_mount
+    if _libc_for_mount is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        text = ctypes.c_char_p
+        libc.mount.argtypes = [text, text, text, ctypes.c_ulong, text]
+        _libc_for_mount = libc
+    return _libc_for_mount
+
+
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    def encode(text: str | None) -> bytes | None:
+        return None if text is None else text.encode()
+
+    if _libc().mount(encode(source), encode(target), encode(fstype), flags, encode(data)) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"mount {fstype or source or ''} on {target}: {os.strerror(error)}")
+
+
+def _bind(source: str, target: str, *, read_only: bool) -> None:
+    _mount(source, target, None, _MS_BIND)
+    # Per-mount flags of a bind mount only change on a remount.
+    flags = _MS_REMOUNT | _MS_BIND | _MS_NOSUID | _MS_NODEV
+    if source.startswith("/dev/"):
+        flags &= ~_MS_NODEV
+    _mount(None, target, None, flags | (_MS_RDONLY if read_only else 0))
+
+
+def _mount_proc(target: str) -> None:
+    # Hide the root-owned init process (its command line holds the config).
+    for options in ("hidepid=invisible", "hidepid=2", None):
+        try:
+            _mount("proc", target, "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, options)
+            return
+        except OSError:
+            if options is None:
+                raise
+
+
+def _bring_loopback_up() -> None:
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+    finally:
+        sock.close()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--namespace-init"]:
+    _namespace_monitor(marshal.loads(bytes.fromhex(sys.argv[2])))
+
+
 # The grader's side: everything below.
 import errno  # noqa: E402
-import fcntl  # noqa: E402
 import grp  # noqa: E402
-import json  # noqa: E402
 import pwd  # noqa: E402
-import resource  # noqa: E402
 import select  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
-import struct  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -263,6 +631,7 @@ __all__ = [
     "SandboxedProcess",
     "TOKEN_VARIABLE",
     "detect_isolation",
+    "remove_tree",
     "start",
 ]
 
@@ -282,29 +651,8 @@ _FULL_CONFINEMENT = "namespaces (network, pid, mount, ipc, uts), minimal chroot,
 _UID_FIRST = 61000
 _UID_COUNT = 1000
 
-# Sizes of the tmpfs mounts inside a full sandbox.
-_ROOT_TMPFS = "size=8m,nr_inodes=4096,mode=755"
-_TMP_TMPFS = "size=256m,nr_inodes=16384,mode=1777"
-_SHM_TMPFS = "size=64m,nr_inodes=4096,mode=1777"
-_DEV_TMPFS = "size=64k,nr_inodes=64,mode=755"
-
-# Host files copied into the sandbox's /etc when they exist.
-_ETC_FILES = ("ld.so.cache", "ld.so.conf", "nsswitch.conf", "host.conf", "localtime")
-_DEVICES = ("null", "zero", "full", "random", "urandom")
-
 # Linux constants not exposed by the standard library.
 _PR_SET_CHILD_SUBREAPER = 36
-_MS_RDONLY = 0x1
-_MS_NOSUID = 0x2
-_MS_NODEV = 0x4
-_MS_NOEXEC = 0x8
-_MS_REMOUNT = 0x20
-_MS_BIND = 0x1000
-_MS_REC = 0x4000
-_MS_PRIVATE = 0x40000
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP = 0x1
 
 
 @dataclass(frozen=True)
@@ -328,6 +676,14 @@ class Limits:
     """RLIMIT_NOFILE."""
     output_bytes: int = 64 * 1024
     """Bytes of stdout and of stderr (each) kept; the rest is discarded."""
+    workdir_mib: int = 256
+    """Full mode: size of the tmpfs that holds the work directory (the
+    grader's files copied in included); writing beyond it fails with ENOSPC.
+    Basic mode has no such cap (only file_size_mib per file)."""
+    workdir_files: int = 4096
+    """Full mode: inodes of that tmpfs (files, directories and links, the
+    copied ones and the directory itself included); ENOSPC beyond. Basic
+    mode has no cap on the number of files."""
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -404,8 +760,9 @@ def _probe_full_isolation() -> tuple[str, str]:
         if _find_tool(tool) is None:
             return "basic", f"{tool} (util-linux) is not installed"
     with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as tmp:
-        workdir = Path(tmp)
-        check = "import os; assert os.getuid() != 0; open('probe', 'w').write(os.getcwd())"
+        workdir = Path(tmp).resolve()
+        # The command writes in its work directory, a tmpfs: the host's stays empty.
+        check = "import os; assert os.getuid() != 0; open('probe', 'w').write('x'); print(os.getcwd())"
         try:
             proc = _start_full([sys.executable, "-I", "-S", "-c", check], workdir, Limits(), {})
         except SandboxError as exc:
@@ -413,8 +770,7 @@ def _probe_full_isolation() -> tuple[str, str]:
         if proc.wait(_SETUP_TIMEOUT_SECONDS) is None:
             proc.kill()
         result = proc.result()
-        probe = workdir / "probe"
-        if result.returncode != 0 or not probe.is_file() or probe.read_text() != str(workdir.resolve()):
+        if result.returncode != 0 or result.stdout != f"{workdir}\n" or os.listdir(workdir):
             detail = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
             return "basic", f"the full isolation self-test failed: {detail[0]}"
     return "full", "root, with namespaces, chroot and setpriv working"
@@ -442,13 +798,15 @@ class SandboxedProcess:
     """A running sandboxed command. Create it with :func:`start`.
 
     ``pid`` is the grader's direct child: the command itself in ``basic``
-    mode, the ``unshare`` process in ``full`` mode. Use it as a context
-    manager to have the whole tree killed on exit.
+    mode, the monitor (``unshare`` exec'd into this file) in ``full`` mode.
+    Use it as a context manager to have the whole tree killed on exit.
 
     ``isolation`` is ``"full"`` or ``"basic"``; ``confinement`` says what
     confines the command beyond the resource limits, for reports: in basic
     mode ``"landlock abi N: filesystem, tcp network, signals, abstract unix
-    sockets"`` (what that kernel's ABI covers) or ``"none: WHY"``.
+    sockets"`` (what that kernel's ABI covers) or ``"none: WHY"``, followed
+    by ``" (so the hidden paths stay readable)"`` when :func:`start` was
+    given ``hidden`` paths that basic mode without Landlock cannot hide.
     """
 
     def __init__(
@@ -549,10 +907,10 @@ class SandboxedProcess:
                 except OSError:
                     pass
             stat = _read_stat(self._init_pid) if self._init_pid else None
-            if stat is not None and stat[0] == self.pid:  # without pidfds: still unshare's child
+            if stat is not None and stat[0] == self.pid:  # without pidfds: still the monitor's child
                 os.kill(self._init_pid, signal.SIGKILL)
             else:
-                self._send_to_child(signal.SIGKILL)  # --kill-child passes SIGKILL on to init
+                self._send_to_child(signal.SIGKILL)  # the monitor's death sends init SIGKILL
 
     def _kill_basic(self) -> None:
         if self._done.is_set():
@@ -689,28 +1047,79 @@ def start(
     limits: Limits,
     env: dict[str, str],
     isolation: str = "auto",
+    *,
+    pass_fds: tuple[int, ...] | list[int] = (),
+    hidden: tuple[str | Path, ...] | list[str | Path] = (),
 ) -> SandboxedProcess:
     """Start ``argv`` in a sandbox with ``limits``.
 
     The command runs in ``workdir`` (at the same path in both modes), with
     stdin from /dev/null and exactly ``env`` as its environment (basic mode
     adds :data:`TOKEN_VARIABLE`). ``limits`` apply to the command and to each
-    of its descendants. In full mode ``workdir`` is first chowned
-    (recursively) to the sandbox's uid, and what the command writes there
-    stays owned by that uid: treat it as untrusted (symlinks included).
+    of its descendants.
+
+    In full mode the command's work directory is a fresh tmpfs (capped by
+    ``limits.workdir_mib`` and ``limits.workdir_files``) holding a copy of
+    ``workdir`` made before the command starts: the host's ``workdir`` is
+    never written, and whatever the command writes is gone when the sandbox
+    ends. Read results through ``pass_fds``. In basic mode the command
+    works in ``workdir`` itself: treat what it leaves there as hostile
+    (symlinks, fifos, deep trees, removed permissions) and delete it with
+    :func:`remove_tree`.
+
+    ``pass_fds``: descriptors of the caller (3 or above) that the command
+    inherits at the same numbers. Nothing else of the sandbox keeps a copy
+    once the command runs, so a pipe's reader sees end-of-file once the
+    command and every descendant it left are gone. The caller closes its
+    own copy of a write end after start() returns.
+
+    ``hidden``: host paths (files or directories; symlinks are resolved,
+    missing paths ignored) that the command cannot open even where they lie
+    inside a tree the sandbox exposes (the Python installation, the
+    virtualenv). Full mode mounts an empty, root-owned, mode-000 tmpfs over a
+    hidden directory and an empty mode-000 file over a hidden file; basic
+    mode leaves them out of the Landlock rules, so their contents cannot be
+    read (the names of the entries of a hidden directory can still be
+    listed). Without Landlock basic mode hides nothing: its
+    :attr:`SandboxedProcess.confinement` then says so. A path inside the
+    work directory is not hidden (in full mode it is copied in). Other hard
+    links to a hidden file are not hidden.
+
     Raises :class:`SandboxError` when the sandbox cannot start.
     """
     if not argv:
         raise ValueError("argv must name a program")
+    fds = tuple(pass_fds)
+    for fd in fds:
+        if not isinstance(fd, int) or isinstance(fd, bool) or fd < 3:
+            raise ValueError(f"pass_fds holds descriptors of 3 or above, got {fd!r}")
+        try:
+            os.fstat(fd)
+        except OSError as exc:
+            raise ValueError(f"pass_fds: descriptor {fd} is not open") from exc
     workdir = Path(workdir).resolve()
     if not workdir.is_dir():
         raise SandboxError(f"work directory {workdir} does not exist")
     if not _program_exists(argv, env):
         raise SandboxError(f"{argv[0]} is not an executable program")
+    hidden_paths = _existing_real_paths(hidden)
     level, _ = detect_isolation(isolation)
     if level == "full":
-        return _start_full(list(argv), workdir, limits, dict(env))
-    return _start_basic(list(argv), workdir, limits, dict(env))
+        return _start_full(list(argv), workdir, limits, dict(env), pass_fds=fds, hidden=hidden_paths)
+    return _start_basic(list(argv), workdir, limits, dict(env), pass_fds=fds, hidden=hidden_paths)
+
+
+def _existing_real_paths(paths: tuple[str | Path, ...] | list[str | Path]) -> list[str]:
+    """The resolved absolute paths of those of ``paths`` that exist, without
+    duplicates; none of them lies inside another (the outer one covers it)."""
+    if isinstance(paths, (str, Path)):
+        raise TypeError("hidden must be a sequence of paths, not a single path")
+    found = set()
+    for path in paths:
+        real = os.path.realpath(os.fspath(path))
+        if os.path.lexists(real):
+            found.add(real)
+    return sorted(p for p in found if not any(_is_within(p, other) for other in found if other != p))
 
 
 # prlimit(1)'s names for the limits set.
@@ -756,10 +1165,20 @@ _subreaper_set = False
 
 
 def _start_basic(
-    argv: list[str], workdir: Path, limits: Limits, env: dict[str, str], landlock: _Landlock | None = None
+    argv: list[str],
+    workdir: Path,
+    limits: Limits,
+    env: dict[str, str],
+    landlock: _Landlock | None = None,
+    *,
+    pass_fds: tuple[int, ...] = (),
+    hidden: list[str] | tuple[str, ...] = (),
 ) -> SandboxedProcess:
     if landlock is None:
         landlock = _landlock()
+    confinement = landlock.confinement
+    if hidden and not landlock.abi:
+        confinement += " (so the hidden paths stay readable)"
     _become_subreaper()
     token = os.urandom(16).hex()
     env[TOKEN_VARIABLE] = token
@@ -782,7 +1201,7 @@ def _start_basic(
         # The launcher confines itself with Landlock, then execs the command.
         status_r, status_w = os.pipe()
         spec = [str(status_w), str(landlock.abi)]
-        for access, path in _landlock_rules(workdir, _find_program(argv[0], env)):
+        for access, path in _landlock_rules(workdir, _find_program(argv[0], env), hidden):
             spec += [str(access), path]
         launcher = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), "--landlock-exec"]
         command = [*launcher, *spec, "--", *command]
@@ -806,7 +1225,7 @@ def _start_basic(
                 stderr=subprocess.PIPE,
                 start_new_session=True,
                 preexec_fn=preexec,
-                pass_fds=() if status_w is None else (status_w,),
+                pass_fds=tuple(pass_fds) + (() if status_w is None else (status_w,)),
             )
             _tracked_pids.add(popen.pid)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -827,7 +1246,147 @@ def _start_basic(
             with _tracked_lock:
                 _tracked_pids.discard(popen.pid)
             raise SandboxError(f"the Landlock launcher could not start {argv[0]}: {failure}")
-    return SandboxedProcess(popen, "basic", limits, started, confinement=landlock.confinement, token=token)
+    return SandboxedProcess(popen, "basic", limits, started, confinement=confinement, token=token)
+
+
+# -- removing what a basic-mode command left -------------------------------
+
+_DIR_OPEN_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# What renaming a directory onto a name already taken can fail with.
+_NAME_TAKEN = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR)
+
+
+def remove_tree(path: str | Path) -> None:
+    """Remove ``path`` and everything below it, written by a hostile command.
+
+    Never follows a symlink (a link is removed, its target survives: ``path``
+    itself included), never opens anything but directories (fifos, sockets
+    and devices are unlinked unopened), restores the permissions it needs
+    on directories the command locked (mode 000 included), and does not
+    recurse, neither on the Python stack nor through long paths: it works
+    from directory descriptors, moving each subdirectory up to the top
+    level before removing its parent, so a chain of any depth, and paths
+    far beyond PATH_MAX, come apart level by level. A missing ``path`` is
+    not an error. Call it once the run is over (after
+    :meth:`SandboxedProcess.wait` or :meth:`SandboxedProcess.kill`):
+    nothing may write there meanwhile.
+    Raises :class:`SandboxError` with a one-line reason when something
+    cannot be removed (a mount point, a file the grader's user may not
+    delete)."""
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    if not name:
+        raise SandboxError(f"refusing to remove {path}")
+    try:
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise SandboxError(f"cannot remove {path}: {exc.strerror}") from None
+    try:
+        try:
+            info = os.lstat(name, dir_fd=parent_fd)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(info.st_mode):
+            os.unlink(name, dir_fd=parent_fd)
+            return
+        top = _open_own_dir(parent_fd, name)
+        try:
+            _empty_directory(top)
+        finally:
+            os.close(top)
+        os.rmdir(name, dir_fd=parent_fd)
+    except FileNotFoundError as exc:
+        if exc.filename in (None, name):  # removed meanwhile: the goal
+            return
+        raise SandboxError(f"cannot remove {path}: {exc.strerror} ({exc.filename})") from None
+    except OSError as exc:
+        where = f" ({exc.filename})" if isinstance(exc.filename, str) and exc.filename != name else ""
+        raise SandboxError(f"cannot remove {path}: {exc.strerror}{where}") from None
+    finally:
+        os.close(parent_fd)
+
+
+def _empty_directory(top: int) -> None:
+    """Empty the directory open as ``top``: pass after pass, unlink what is
+    not a directory, and for each subdirectory move its own subdirectories
+    up into ``top``, unlink its other entries and remove it. Stops with the
+    first error of a pass in which nothing could be removed."""
+    serial = 0
+    while True:
+        with os.scandir(top) as scan:
+            entries = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan]
+        if not entries:
+            return
+        progress, failure = False, None
+        for name, is_dir in entries:
+            try:
+                if not is_dir:
+                    os.unlink(name, dir_fd=top)
+                    progress = True
+                    continue
+                sub = _open_own_dir(top, name)
+                try:
+                    with os.scandir(sub) as scan:
+                        children = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan]
+                    for child, child_is_dir in children:
+                        if not child_is_dir:
+                            os.unlink(child, dir_fd=sub)
+                            progress = True
+                            continue
+                        _make_own(sub, child)  # moving a directory rewrites its ".."
+                        while True:
+                            serial += 1
+                            try:
+                                os.rename(child, f".removing-{serial}", src_dir_fd=sub, dst_dir_fd=top)
+                                break
+                            except OSError as exc:
+                                if exc.errno not in _NAME_TAKEN:
+                                    raise
+                        progress = True
+                finally:
+                    os.close(sub)
+                os.rmdir(name, dir_fd=top)
+                progress = True
+            except FileNotFoundError:
+                progress = True
+            except OSError as exc:
+                if exc.filename is None:
+                    exc.filename = name
+                failure = failure or exc
+        if not progress and failure is not None:
+            raise failure
+
+
+def _open_own_dir(dir_fd: int, name: str) -> int:
+    """Open the directory ``name`` (never a symlink) with read, write and
+    search permission for its owner restored."""
+    try:
+        fd = os.open(name, _DIR_OPEN_FLAGS, dir_fd=dir_fd)
+    except PermissionError:
+        _make_own(dir_fd, name)
+        fd = os.open(name, _DIR_OPEN_FLAGS, dir_fd=dir_fd)
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if mode & 0o700 != 0o700:
+        os.fchmod(fd, mode | 0o700)
+    return fd
+
+
+def _make_own(dir_fd: int, name: str) -> None:
+    """Give the directory ``name`` (not a symlink: O_NOFOLLOW) owner read,
+    write and search permission, even when it cannot be opened for reading."""
+    handle = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        mode = stat.S_IMODE(os.fstat(handle).st_mode)
+        if mode & 0o700 == 0o700:
+            return
+        try:
+            os.chmod(f"/proc/self/fd/{handle}", mode | 0o700)  # the very inode just opened
+        except FileNotFoundError:  # no /proc: it was a directory a moment ago
+            os.chmod(name, mode | 0o700, dir_fd=dir_fd)
+    finally:
+        os.close(handle)
 
 
 # -- Landlock, the grader's side ------------------------------------------
@@ -901,9 +1460,13 @@ def _landlock_abi() -> tuple[int, str]:
         return 0, f"the Landlock version query failed: {exc.strerror}"
 
 
-def _landlock_rules(workdir: Path, program: str | None) -> list[tuple[int, str]]:
-    """(access, path) pairs: what a basic-mode command may touch. The
-    launcher skips missing paths and keeps the rights its ABI knows."""
+def _landlock_rules(
+    workdir: Path, program: str | None, hidden: list[str] | tuple[str, ...] = ()
+) -> list[tuple[int, str]]:
+    """(access, path) pairs: what a basic-mode command may touch, none of
+    them reaching into ``hidden`` (resolved paths). The launcher skips
+    missing paths and keeps the rights its ABI knows (only file rights on a
+    rule for a file)."""
     read = _FS_READ_FILE | _FS_READ_DIR
     read_exec = read | _FS_EXECUTE
     device = _FS_READ_FILE | _FS_WRITE_FILE | _FS_TRUNCATE  # shells open /dev/null with O_TRUNC
@@ -922,7 +1485,59 @@ def _landlock_rules(workdir: Path, program: str | None) -> list[tuple[int, str]]
     rules += [(device, f"/dev/{name}") for name in ("null", "zero", "full")]
     rules += [(_FS_READ_FILE, f"/dev/{name}") for name in ("random", "urandom")]
     rules.append((work, str(workdir)))
-    return rules
+    unique = list(dict.fromkeys(rules))
+    return _carve_out(unique, list(hidden)) if hidden else unique
+
+
+def _carve_out(rules: list[tuple[int, str]], hidden: list[str]) -> list[tuple[int, str]]:
+    """``rules`` rewritten so that none grants anything inside ``hidden``.
+
+    Landlock only allows, so a read rule on a tree that contains a hidden
+    path becomes: READ_DIR on the tree (listing stays allowed, as Python's
+    imports need) and the rule's file rights on each entry of the tree,
+    except the hidden ones, descending only into the directories that
+    contain a hidden path. A symlink among those entries would carry its
+    rule to its target: one that leads to or around a hidden path is left
+    out. Rules with write rights (the work directory, devices) are kept
+    as they are; a read rule inside a hidden path is dropped."""
+    read_only = _FS_READ_FILE | _FS_READ_DIR | _FS_EXECUTE
+    carved: list[tuple[int, str]] = []
+    for access, path in rules:
+        real = os.path.realpath(path)
+        if access & ~read_only:
+            carved.append((access, path))
+            continue
+        if any(_is_within(real, tree) for tree in hidden):
+            continue
+        inside = [tree for tree in hidden if _is_within(tree, real)]
+        if not inside or not os.path.isdir(real):
+            carved.append((access, path))
+            continue
+        file_rights = access & (_FS_READ_FILE | _FS_EXECUTE)
+        if access & _FS_READ_DIR:
+            carved.append((_FS_READ_DIR, real))
+        pending = [(real, inside)]
+        while pending:  # breadth of the directories on the way, not their depth
+            directory, below = pending.pop()
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                continue
+            for name in names:
+                entry = os.path.join(directory, name)
+                if entry in below:
+                    continue
+                deeper = [tree for tree in below if _is_within(tree, entry)]
+                if deeper:  # a real directory: hidden paths are resolved
+                    pending.append((entry, deeper))
+                    continue
+                if os.path.islink(entry):
+                    target = os.path.realpath(entry)
+                    if any(_is_within(target, tree) or _is_within(tree, target) for tree in hidden):
+                        continue
+                if file_rights:
+                    carved.append((file_rights, entry))
+    return carved
 
 
 def _within_hard_limit(which: int, value: tuple[int, int]) -> tuple[int, int]:
@@ -1124,13 +1739,6 @@ def _uids_of_live_processes() -> set[int]:
     return uids
 
 
-def _chown_tree(root: Path, uid: int) -> None:
-    os.lchown(root, uid, uid)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), uid, uid)
-
-
 def _read_only_trees() -> tuple[list[str], list[tuple[str, str]]]:
     """Host directories bound read-only at the same path, and top-level
     symlinks (merged /usr) recreated as they are."""
@@ -1154,7 +1762,15 @@ def _check_full_workdir(workdir: Path, reserved: list[str]) -> None:
             raise SandboxError(f"work directory {workdir} overlaps {path}, which the sandbox mounts")
 
 
-def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, str]) -> SandboxedProcess:
+def _start_full(
+    argv: list[str],
+    workdir: Path,
+    limits: Limits,
+    env: dict[str, str],
+    *,
+    pass_fds: tuple[int, ...] = (),
+    hidden: list[str] | tuple[str, ...] = (),
+) -> SandboxedProcess:
     unshare, setpriv = _find_tool("unshare"), _find_tool("setpriv")
     if unshare is None or setpriv is None:
         raise SandboxError("unshare and setpriv (util-linux) are needed for full isolation")
@@ -1163,7 +1779,6 @@ def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, s
     _check_full_workdir(workdir, binds + [str(state), "/proc", "/dev", "/etc"])
     lease = _UidLease(state / "uids")
     try:
-        _chown_tree(workdir, lease.uid)
         status_r, status_w = os.pipe()
     except BaseException:
         lease.release()
@@ -1172,18 +1787,24 @@ def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, s
         "root": str(state / "root"),
         "binds": binds,
         "links": links,
+        "hidden": list(hidden),
         "workdir": str(workdir),
+        "workdir_tmpfs": f"size={limits.workdir_mib}m,nr_inodes={limits.workdir_files},mode=700",
+        "pass_fds": list(pass_fds),
         "uid": lease.uid,
-        "rlimits": _rlimits(limits, limits.processes),
+        "rlimits": [(_RLIMITS[name], *value) for name, value in _rlimits(limits, limits.processes).items()],
         "setpriv": setpriv,
         "argv": argv,
         "env": env,
         "status_fd": status_w,
     }
+    # No --fork: unshare execs this file (the monitor) in the new namespaces,
+    # and the monitor forks the namespace's init itself, so that it can
+    # close its copies of pass_fds.
     command = [
-        unshare, "--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
+        unshare, "--net", "--pid", "--mount", "--ipc", "--uts",
         "--", sys.executable, "-I", "-S", "-B", os.path.abspath(__file__),
-        "--namespace-init", json.dumps(config),
+        "--namespace-init", marshal.dumps(config).hex(),
     ]  # fmt: skip
     started = time.monotonic()
     try:
@@ -1195,7 +1816,7 @@ def _start_full(argv: list[str], workdir: Path, limits: Limits, env: dict[str, s
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(status_w,),
+                pass_fds=(status_w, *pass_fds),
             )
             _tracked_pids.add(popen.pid)
     except OSError as exc:
@@ -1243,172 +1864,3 @@ def _abandon(popen: subprocess.Popen[bytes], status_r: int, lease: _UidLease, re
     reasons = [reason] if reason else []
     reasons += stderr.decode(errors="replace").strip().splitlines()[-1:]
     raise SandboxError("the full sandbox did not start: " + ("; ".join(reasons) or "no reason given"))
-
-
-# --------------------------------------------------------------------------
-# Inside the namespaces: PID 1, still root (``--namespace-init``)
-# --------------------------------------------------------------------------
-
-
-def _namespace_init(config: dict) -> None:  # type: ignore[type-arg]
-    """Build the new root, start the command unprivileged, reap every
-    orphan, report how the command ended on the status pipe and exit (which
-    makes the kernel kill whatever is left in the PID namespace)."""
-    status = config["status_fd"]
-    os.umask(0o022)
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        # PID 1 gets only the signals it handles: let these end the sandbox.
-        signal.signal(signum, lambda signum, frame: os._exit(128 + signum))
-    try:
-        host_pid = _host_pid()
-        _build_root(config)
-        os.chdir(config["root"])
-        os.chroot(".")
-        os.chdir("/")
-    except Exception as exc:  # reported to the grader as a SandboxError
-        os.write(status, f"error {type(exc).__name__}: {exc}\n".encode())
-        os._exit(125)
-    os.set_inheritable(status, False)
-    os.write(status, f"ready {host_pid}\n".encode())
-    child = os.fork()
-    if child == 0:
-        _exec_unprivileged(config)
-    while True:
-        pid, wait_status = os.wait()
-        if pid == child:
-            if os.WIFSIGNALED(wait_status):
-                os.write(status, f"signal {os.WTERMSIG(wait_status)}\n".encode())
-            else:
-                os.write(status, f"exit {os.waitstatus_to_exitcode(wait_status)}\n".encode())
-            os._exit(0)
-
-
-def _host_pid() -> int:
-    # /proc is still the host's here, so NSpid lists the host pid first.
-    with open("/proc/self/status") as file:
-        for line in file:
-            if line.startswith("NSpid:"):
-                return int(line.split()[1])
-    raise OSError("no NSpid in /proc/self/status")
-
-
-def _exec_unprivileged(config: dict) -> None:  # type: ignore[type-arg]
-    try:
-        for name, value in config["rlimits"].items():
-            resource.setrlimit(_RLIMITS[name], tuple(value))
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(signum, signal.SIG_DFL)  # Python ignores them; exec keeps that
-        os.chdir(config["workdir"])
-        uid = config["uid"]
-        drop = [
-            config["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
-            "--inh-caps=-all", "--bounding-set=-all", "--",
-        ]  # fmt: skip
-        os.execve(config["setpriv"], drop + config["argv"], config["env"])
-    except BaseException as exc:
-        os.write(2, f"sandbox: cannot start {config['argv'][0]}: {exc}\n".encode())
-    os._exit(127)
-
-
-def _build_root(config: dict) -> None:  # type: ignore[type-arg]
-    root = config["root"]
-    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
-    _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
-    # Fresh mounts first, then host trees: a virtualenv or a work directory
-    # may well live below /tmp.
-    os.makedirs(f"{root}/tmp", mode=0o755)
-    _mount("tmpfs", f"{root}/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, _TMP_TMPFS)
-    _build_dev(f"{root}/dev")
-    os.makedirs(f"{root}/proc", mode=0o555)
-    _mount_proc(f"{root}/proc")
-    for tree in config["binds"]:
-        os.makedirs(root + tree, mode=0o755, exist_ok=True)
-        _bind(tree, root + tree, read_only=True)
-    for target, link in config["links"]:
-        os.symlink(target, root + link)
-    _build_etc(f"{root}/etc", config["uid"])
-    os.makedirs(root + config["workdir"], mode=0o755, exist_ok=True)
-    _bind(config["workdir"], root + config["workdir"], read_only=False)
-    _bring_loopback_up()
-    socket.sethostname("sandbox")
-    _mount(None, root, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, _ROOT_TMPFS)
-
-
-def _build_dev(dev: str) -> None:
-    os.makedirs(dev, mode=0o755)
-    _mount("tmpfs", dev, "tmpfs", _MS_NOSUID | _MS_NOEXEC, _DEV_TMPFS)
-    for name in _DEVICES:
-        _write(f"{dev}/{name}", "")
-        _bind(f"/dev/{name}", f"{dev}/{name}", read_only=False)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):  # fmt: skip
-        os.symlink(target, f"{dev}/{name}")
-    os.makedirs(f"{dev}/shm", mode=0o755)
-    _mount("tmpfs", f"{dev}/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, _SHM_TMPFS)
-
-
-def _build_etc(etc: str, uid: int) -> None:
-    os.makedirs(etc, mode=0o755)
-    for name in _ETC_FILES:
-        source = os.path.join("/etc", name)
-        if os.path.lexists(source):
-            shutil.copy2(source, os.path.join(etc, name), follow_symlinks=False)
-    shell = "/usr/sbin/nologin"
-    _write(f"{etc}/passwd", f"root:x:0:0::/root:{shell}\nsandbox:x:{uid}:{uid}::/tmp:{shell}\n")
-    _write(f"{etc}/group", f"root:x:0:\nsandbox:x:{uid}:\n")
-    _write(f"{etc}/hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    _write(f"{etc}/hostname", "sandbox\n")
-
-
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as file:
-        file.write(text)
-
-
-def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)
-    text = ctypes.c_char_p
-    libc.mount.argtypes = [text, text, text, ctypes.c_ulong, text]
-    return libc
-
-
-def _mount(
-    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
-) -> None:
-    def encode(text: str | None) -> bytes | None:
-        return None if text is None else text.encode()
-
-    if _libc().mount(encode(source), encode(target), encode(fstype), flags, encode(data)) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"mount {fstype or source or ''} on {target}: {os.strerror(error)}")
-
-
-def _bind(source: str, target: str, *, read_only: bool) -> None:
-    _mount(source, target, None, _MS_BIND)
-    # Per-mount flags of a bind mount only change on a remount.
-    flags = _MS_REMOUNT | _MS_BIND | _MS_NOSUID | _MS_NODEV
-    if source.startswith("/dev/"):
-        flags &= ~_MS_NODEV
-    _mount(None, target, None, flags | (_MS_RDONLY if read_only else 0))
-
-
-def _mount_proc(target: str) -> None:
-    # Hide the root-owned init process (its command line holds the config).
-    for options in ("hidepid=invisible", "hidepid=2", None):
-        try:
-            _mount("proc", target, "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, options)
-            return
-        except OSError:
-            if options is None:
-                raise
-
-
-def _bring_loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        request = struct.pack("16sH22x", b"lo", 0)
-        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--namespace-init"]:
-    _namespace_init(json.loads(sys.argv[2]))

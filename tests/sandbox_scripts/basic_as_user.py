@@ -61,6 +61,39 @@ DAEMON = """
 """
 
 
+LITTER = """
+    import os, socket, sys
+    os.makedirs("locked/inner")
+    open("locked/inner/file", "w").write("x")
+    os.symlink(sys.argv[1], "locked/to_outside")
+    os.chmod("locked/inner", 0)
+    os.chmod("locked", 0)
+    os.mkfifo("fifo")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind("sock")
+    os.mkdir("d")
+    for level in range(5000 - 1):  # a 5,000-level chain, built from the bottom up
+        os.mkdir("up")
+        os.rename("d", "up/d")
+        os.rename("up", "d")
+        if level % 1000 == 0:
+            os.symlink(sys.argv[1], "d/to_outside")
+    fd = os.open("d", os.O_RDONLY)
+    for depth in range(5000):  # lock some levels on the way down
+        try:
+            below = os.open("d", os.O_RDONLY, dir_fd=fd)
+        except FileNotFoundError:
+            below = None
+        if depth % 1000 == 0:
+            os.fchmod(fd, 0o500 if depth % 2000 else 0)
+        os.close(fd)
+        if below is None:
+            break
+        fd = below
+    os.chmod(".", 0o500)
+"""
+
+
 def launch(name: str, source: str, limits: sandbox.Limits,
            *args: str) -> tuple[sandbox.SandboxedProcess, Path]:
     workdir = Path(name).resolve()
@@ -105,6 +138,23 @@ def main() -> None:
     report["reach_out"] = json.loads(proc.result().stdout)
     report["confinement"] = proc.confinement
     proc.kill()
+
+    # What a command leaves, locked and deep, as its own user: remove_tree
+    # takes it apart, never following the links out.
+    outside = Path("outside").resolve()
+    outside.mkdir()
+    (outside / "kept.txt").write_text("kept")
+    proc, workdir = launch("litter", LITTER, sandbox.Limits(), str(outside))
+    returncode = proc.wait(60)
+    proc.kill()
+    try:
+        sandbox.remove_tree(workdir)
+        outcome = "removed" if not os.path.lexists(workdir) else "left"
+    except sandbox.SandboxError as exc:
+        outcome = str(exc)
+    intact = [p.name for p in outside.iterdir()] == ["kept.txt"]
+    intact = intact and (outside / "kept.txt").read_text() == "kept"
+    report["remove_tree"] = {"returncode": returncode, "outcome": outcome, "outside_intact": intact}
 
     print(json.dumps(report))
 
