@@ -358,11 +358,11 @@ BOUNDARY_CASES = {
     "deep_directory_chain": (REFERENCE, (
         "import os as _os\n"
         "_here = _os.open('.', _os.O_RDONLY)\n"
-        "for _ in range(5000):\n"
-        "    _os.mkdir('d', dir_fd=_here)\n"
+        "for _ in range(5000):  # until the full sandbox's inode cap stops it\n"
+        "    try:\n        _os.mkdir('d', dir_fd=_here)\n    except OSError:\n        break\n"
         "    _next = _os.open('d', _os.O_RDONLY, dir_fd=_here)\n"
         "    _os.close(_here)\n    _here = _next\n"
-        "_os.symlink('/', 'escape', dir_fd=_here)\n"
+        "try:\n    _os.symlink('/', 'escape', dir_fd=_here)\nexcept OSError:\n    pass\n"
         "_os.chmod(_here, 0)\n"), set(), "", frozenset()),
 }
 BOUNDARY_PARAMS = [pytest.param(name, "auto", id=name) for name in BOUNDARY_CASES] + \
@@ -457,3 +457,80 @@ def test_a_forger_that_implements_nothing_earns_little(tmp_path, rubric_root):
     got = {item: score for item, (score, _) in scores(report).items()}
     assert got["model"] == 0
     assert report["total"] <= FORGED_LIMIT, got
+
+
+def _needles() -> dict[str, bytes]:
+    """What must not be reachable from a sandbox: reference lines that are nowhere else."""
+    shipped = {line.strip() for path in ("starter/tensorflow_tutorial.py", "starter/mnist_loader.py")
+               for line in (ROOT / path).read_text().splitlines()}
+    own = [line.strip() for line in REFERENCE.splitlines()
+           if len(line.strip()) > 30 and line.strip() not in shipped]
+    return {f"reference line {i}": line.encode() for i, line in
+            enumerate(sorted(own, key=len, reverse=True)[:4])}
+
+
+@needs_root
+@pytest.mark.parametrize("isolation", ["auto", "basic"])
+def test_no_secret_is_reachable_from_the_sandbox(isolation, tmp_path, rubric_root):
+    """Every file the sandbox can read, and its environment, searched for the hidden seed, the
+    reference's source and the file holding the test labels."""
+    import hashlib
+    import random
+    from grader import engine
+
+    data_file = engine.load_loader().offline_subset_path()
+    assert data_file and os.path.isfile(data_file)
+    seed = random.randrange(10**8, 10**9)
+    data = yaml.safe_load(rubric_for(rubric_root).read_text())
+    data["seed"] = seed
+    for item in data["questions"]:
+        if item["id"] == "Q5":
+            item["budget_seconds"] = 600
+    rubric = tmp_path / "rubric.yaml"
+    rubric.write_text(yaml.safe_dump(data, sort_keys=False))
+    needles = {"hidden seed": str(seed).encode(), **_needles()}
+    encoded = {name: value.hex() for name, value in needles.items()}
+    labels_digest = hashlib.sha256(Path(data_file).read_bytes()).hexdigest()
+    code = f'''
+import hashlib as _hashlib, os as _os
+_NEEDLES = {{k: bytes.fromhex(v) for k, v in {encoded!r}.items()}}
+_DIGEST = {labels_digest!r}
+
+def compute_cost(Z2, Y):
+    found, files = [], 0
+    mine = _os.path.abspath(__file__)
+    for value in _os.environ.values():
+        found += [k for k, n in _NEEDLES.items() if n in value.encode()]
+    import sys as _sys
+    seen = set()
+    # "/" may not be listable (Landlock): start from every tree a process could know about too
+    roots = ["/", "/usr", "/etc", "/opt", "/srv", "/root", "/home", "/tmp", "/var", "/work",
+             _sys.prefix, _sys.base_prefix, _os.getcwd()]
+    for root in roots:
+      for top, dirs, names in _os.walk(root):
+        dirs[:] = [d for d in dirs if _os.path.join(top, d) not in ("/proc", "/sys", "/dev")]
+        for name in names:
+            path = _os.path.join(top, name)
+            if path == mine or _os.path.islink(path):
+                continue
+            try:
+                info = _os.stat(path)
+                if (info.st_dev, info.st_ino) in seen or not _os.path.isfile(path) \
+                        or info.st_size > 64 << 20:
+                    continue
+                seen.add((info.st_dev, info.st_ino))
+                with open(path, "rb") as f:
+                    blob = f.read()
+            except OSError:
+                continue
+            files += 1
+            found += [f"{{k}} in {{path}}" for k, n in _NEEDLES.items() if n in blob]
+            if _hashlib.sha256(blob).hexdigest() == _DIGEST:
+                found.append(f"the test labels in {{path}}")
+    raise RuntimeError(f"searched {{files}} files; found: {{found or 'nothing'}}")
+'''
+    _, report, _, _ = grade(tmp_path, rubric, code, isolation, base=STARTER)
+    message = feedback(report, "Q5")
+    assert "found: nothing" in message, message
+    searched = int(message.split("searched ")[1].split(" files")[0])
+    assert searched > 1000, message  # it did see the Python installation
