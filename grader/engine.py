@@ -368,7 +368,8 @@ def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
                 failure = ProbeOutput.failure(*_death(child, "importing your file"))
             for t in remaining:
                 results[t.id] = ProbeOutput(failure.status, message=failure.message,
-                                            traceback=failure.traceback)
+                                            traceback=failure.traceback,
+                                            during_import=child.reached != "startup")
             break
         for t in remaining:
             if t.id in child.results:
@@ -592,19 +593,14 @@ def _as_script(submission: Path, folder: Path, rubric: Rubric) -> tuple[Path, st
 
 
 # How the child words a failed import (child_runner.py): the report shows it once.
-IMPORT_FAILURES = ("importing your file raised", "your file has a syntax error")
-
-
 def _import_error(got: dict, problem: str) -> str:
     """The reason importing the file failed, when it failed for every item alike."""
     if problem:
         return problem
     outputs = list(got.values())
-    if not outputs or any(o.status != ERROR for o in outputs):
+    if not outputs or not all(o.during_import for o in outputs):
         return ""
-    messages = {o.message for o in outputs}
-    message = messages.pop() if len(messages) == 1 else ""
-    return message if message.startswith(IMPORT_FAILURES) else ""
+    return outputs[0].message
 
 
 def _as_cells(q: QuestionResult, source: str, name: str) -> QuestionResult:

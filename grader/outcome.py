@@ -20,6 +20,7 @@ class ProbeOutput:
     arrays: dict = field(default_factory=dict)
     message: str = ""
     traceback: str = ""
+    during_import: bool = False  # the submission failed before any item ran: one cause for all
 
     @property
     def ok(self) -> bool:
