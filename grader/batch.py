@@ -457,13 +457,13 @@ def _graded_file(sub: Submission) -> tuple[bytes, str]:
 
 
 def _row_status(report: Report) -> str:
+    failures = {c.failure for q in report.questions for c in q.checks if c.status == "error"}
+    if TIMEOUT in failures:
+        return TIMEOUT
+    if CRASHED in failures:
+        return CRASHED
     if report.import_error:
         return IMPORT_ERROR
-    messages = [c.message for q in report.questions for c in q.checks if c.status == "error"]
-    if any(m.startswith("timed out") for m in messages):
-        return TIMEOUT
-    if any(m.startswith(("the process was killed", "the process exited")) for m in messages):
-        return CRASHED
     return GRADED
 
 

@@ -70,7 +70,7 @@ def public_rubric(path: Path) -> dict:
 
 
 # The check kinds that compare with the reference's outputs (ctx.expected).
-REFERENCE_KINDS = frozenset({"allclose", "output_shape"})
+REFERENCE_KINDS = frozenset({"allclose", "output_shape", "initialized"})
 
 
 def export_expected(rubric: Rubric, visibilities: tuple[str, ...], folder: Path) -> int:

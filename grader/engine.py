@@ -505,7 +505,8 @@ def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
         out = got[task.id]
         if not out.ok:
             results.append(CheckResult(spec.name, spec.kind, ERROR, points, 0.0, spec.visibility,
-                                       out.message, _error_hint(out), out.traceback))
+                                       out.message, _error_hint(out), out.traceback,
+                                       failure=out.status))
             continue
         ctx = Context(spec=spec.spec, got=out, expected=expected.get(task.id),
                       inputs=task.inputs, params=task.params, tolerances=rubric.tolerances,

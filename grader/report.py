@@ -58,6 +58,7 @@ class CheckResult:
     message: str          # one line; may show values (public checks)
     hint: str = ""        # what to try; never shows expected values
     traceback: str = ""
+    failure: str = ""     # for an error: how the code failed (error | timeout | crashed)
 
     @property
     def mistake(self) -> str:
