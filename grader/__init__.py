@@ -1,0 +1,28 @@
+"""An auto-grader for the "Introduction to TensorFlow" assignment.
+
+The public surface, for code that grades without the command line::
+
+    from grader import grade, load_rubric
+    report = grade(Path("tensorflow_tutorial.py"), load_rubric(Path("rubric.yaml")))
+    print(report.total, [(q.id, q.score) for q in report.questions])
+
+``grade`` raises a ``GraderError`` (exit status 2 on the command line) for
+anything that is not the student's doing: a rubric that does not validate,
+a reference that fails, a sandbox that cannot start. The names are loaded on
+first use, so that importing one module of the package (the sandbox, the
+protocol) stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["GraderError", "Report", "grade", "load_rubric"]
+
+_WHERE = {"grade": "engine", "load_rubric": "rubric", "Report": "report", "GraderError": "errors"}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
