@@ -42,6 +42,7 @@ class Context:
     params: dict
     tolerances: dict
     secret: dict = field(default_factory=dict)
+    seed: int = 0           # the seed the child was given for this task
 
     def param(self, key: str, default: Any = None) -> Any:
         return self.spec.get(key, default)

@@ -10,7 +10,6 @@ against the reference's outputs on the same inputs.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -18,7 +17,6 @@ import signal
 import stat
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import protocol, sandbox
+from .data import LOADER_PATH, PROJECT_ROOT, grading_data, load_loader
 from .checks import CHECKS, Context
 from .errors import UngradableError, UsageError
 from .inputs import make_inputs, one_hot
@@ -35,16 +34,12 @@ from .rubric import Item, Rubric
 
 GRADER_VERSION = "1.0.0"
 PACKAGE_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = PACKAGE_DIR.parent
-LOADER_PATH = PROJECT_ROOT / "starter" / "mnist_loader.py"
 REFERENCE_PATH = PROJECT_ROOT / "reference" / "tensorflow_tutorial.py"
 EXPECTED_DIR = PACKAGE_DIR / "expected"          # precomputed public outputs (student bundle)
 CACHE_DIR = PROJECT_ROOT / ".cache" / "expected"
 
 UNREADABLE = "the grader could not read what your code returned"
 _EXIT_GRACE_SECONDS = 5.0
-_LOCK = threading.RLock()
-_DATA: dict = {}
 # The contract functions the model item calls, in order.
 PIPELINE = ("create_placeholders", "initialize_parameters", "forward_propagation", "compute_cost",
             "create_train_step", "initialize_session", "train")
@@ -58,51 +53,7 @@ class Task:
     params: dict
     inputs: dict            # arrays the child receives
     secret: dict            # arrays the parent keeps (the model's test labels)
-
-
-# ------------------------------------------------------------------ the data
-
-def load_loader():
-    """The shared MNIST loader, imported from starter/ (numpy only, no TensorFlow)."""
-    name = "_grader_mnist_loader"
-    with _LOCK:  # batch grades from several threads
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, LOADER_PATH)
-        if spec is None or not LOADER_PATH.is_file():
-            raise UngradableError(f"{LOADER_PATH}: the MNIST loader is missing")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look the module up while it loads
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-        return module
-
-
-def grading_data(source: str | None):
-    """(x_train, y_train, x_test, y_test, description) for the model item, read once."""
-    with _LOCK:
-        if source not in _DATA:
-            _DATA[source] = _read_grading_data(source)
-        return _DATA[source]
-
-
-def _read_grading_data(source: str | None):
-    loader = load_loader()
-    try:
-        if source in (None, "offline"):
-            return loader.load_offline_subset()  # never the Keras cache: reproducible
-        if source == "keras":
-            cache = os.path.expanduser(os.path.join("~", ".keras", "datasets", "mnist.npz"))
-            return loader.load_arrays(cache, download=False)
-        path = Path(source)
-        if not path.is_absolute():
-            path = PROJECT_ROOT / path
-        return loader.load_arrays(path, download=False)
-    except loader.DataError as exc:
-        raise UngradableError(f"grading data: {exc}") from None
+    seed: int = 0           # the child's seed: derived, never the rubric's own
 
 
 def plan(rubric: Rubric, visibilities: tuple[str, ...]) -> list[Task]:
@@ -117,7 +68,9 @@ def plan(rubric: Rubric, visibilities: tuple[str, ...]) -> list[Task]:
                 secret = {"test_labels": np.asarray(y_test, dtype=np.int64)}
             else:
                 inputs = make_inputs(item.probe, rubric.seed_for(vis), item.id, params)
-            tasks.append(Task(f"{item.id}-{vis}", item, vis, params, inputs, secret))
+            task_id = f"{item.id}-{vis}"
+            tasks.append(Task(task_id, item, vis, params, inputs, secret,
+                              child_seed(rubric.seed_for(vis), task_id)))
     return tasks
 
 
@@ -416,9 +369,9 @@ def _death(child: _ChildRun, where: str) -> tuple[str, str]:
 
 # ------------------------------------------------------- expected values
 
-def seed_of(rubric: Rubric):
-    """The child's seed for each task, derived from the rubric's seed of its visibility."""
-    return lambda t: child_seed(rubric.seed_for(t.visibility), t.id)
+def planned_seed(task: Task) -> int:
+    """The child's seed for a task, as plan() derived it from the rubric's seed."""
+    return task.seed
 
 
 def _digest(rubric: Rubric, tasks: list[Task], reference: Path) -> str:
@@ -459,7 +412,7 @@ def expected_outputs(rubric: Rubric, tasks: list[Task], workroot: Path) -> dict:
     if saved is not None:
         return saved
     results, _, _ = run_probes(REFERENCE_PATH, tasks, rubric, "basic", workroot,
-                               seed_of=seed_of(rubric), trusted=True)
+                               seed_of=planned_seed, trusted=True)
     failed = {k: v for k, v in results.items() if not v.ok}
     if failed:
         task_id, out = next(iter(failed.items()))
@@ -510,7 +463,7 @@ def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
             continue
         ctx = Context(spec=spec.spec, got=out, expected=expected.get(task.id),
                       inputs=task.inputs, params=task.params, tolerances=rubric.tolerances,
-                      secret=task.secret)
+                      secret=task.secret, seed=task.seed)
         try:
             verdict = CHECKS[spec.kind].fn(ctx)
         except Exception as exc:  # a check tripping on odd data is the data's fault
@@ -632,7 +585,7 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
             level, confinement = sandbox.detect_isolation(isolation)[0], ""
         else:
             got, level, confinement = run_probes(source, tasks, rubric, isolation, workroot,
-                                                 seed_of=seed_of(rubric))
+                                                 seed_of=planned_seed)
     questions = tuple(score_item(item, [t for t in tasks if t.item is item], got, expected, rubric)
                       for item in rubric.items)
     from dataclasses import replace
