@@ -114,3 +114,18 @@ def test_a_sentence_may_span_wrapped_lines_and_comments():
     assert "the mean over the batch of the softmax cross-entropy between the logits Z2" in text
     assert "YOUR CODE HERE" in text  # comments count too
     assert "import tensorflow" not in text  # code does not
+
+
+def test_the_readme_table_quotes_the_starter():
+    """README's "How a submission is graded": one row per item, each quoting the starter."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### How a submission is graded", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    items = [row.split("|")[1].strip() for row in rows[1:]]
+    assert items == [i.id for i in load_rubric(RUBRIC).items]
+    text = starter_sentences(STARTER.read_text())
+    for row in rows[1:]:
+        quotes = row.split("|")[-2].split('"')[1::2]
+        assert quotes, row
+        for quote in quotes:
+            assert " ".join(quote.split()) in text, f"the starter does not say {quote!r}"
