@@ -298,3 +298,19 @@ def test_spelling_variants_and_manual_mode():
 
 def test_no_check_imports_tensorflow():
     assert "tensorflow" not in sys.modules
+
+
+def test_the_binary_cross_entropy_of_the_softmax_is_named():
+    """The cost of a widely copied tutorial: a per-class binary cross-entropy of the softmax."""
+    from grader.diagnoses import DIAGNOSES, Case, log_softmax, softmax
+    inputs = make_inputs("compute_cost", 1234, "Q5", {"m": 16})
+    z, y = inputs["Z"].astype(np.float64), inputs["Y"].astype(np.float64)
+    p = np.clip(softmax(z), 1e-10, 0.9999999)
+    got = np.float64(-(y * np.log(p) + (1 - y) * np.log(1 - p)).sum(1).mean())
+    right = np.float64(-(y * log_softmax(z)).sum(1).mean())
+    case = Case(target="cost", got=np.asarray(got), expected=np.asarray(right), inputs=inputs,
+                params={})
+    assert "binary cross-entropy" in DIAGNOSES["cost_binary_of_softmax"](case)
+    case = Case(target="cost", got=np.asarray(right), expected=np.asarray(right), inputs=inputs,
+                params={})
+    assert DIAGNOSES["cost_binary_of_softmax"](case) is None

@@ -1,5 +1,5 @@
 # expect: {"Q3": "any", "Q5": 2}
-# feedback: {"Q7": "advice"}
+# feedback: {"Q5": "binary cross-entropy", "Q7": "advice"}
 # source: hieunq95/my-rl, test/nn_with_tf_tutorial.py (a copy of the adventuresinmachinelearning.com
 #   "Python TensorFlow Tutorial" network; the training loop follows that tutorial)
 # port: the source's style kept: weights from tf.random_normal(stddev=0.03), biases from
