@@ -306,8 +306,9 @@ def allclose(ctx: Context) -> Verdict:
     if np.allclose(g, w, rtol=rtol, atol=atol):
         return Verdict(True, f"{target} matches the reference")
     diag = run_diagnoses(ctx, target, got, want)
-    return Verdict(False, f"{target}: got {fmt_value(g)}, expected {fmt_value(w)}",
-                   diag or ctx.spec.get("hint"))
+    if diag is None and ctx.spec.get("visibility", "public") == "public":
+        diag = ctx.spec.get("hint")  # a hidden check shows the rubric's hint by itself
+    return Verdict(False, f"{target}: got {fmt_value(g)}, expected {fmt_value(w)}", diag)
 
 
 @check("softmax_of", required={"target": str, "logits": str})
@@ -543,6 +544,10 @@ def batches(ctx: Context) -> Verdict:
     elif len(sizes) == 2 * steps:
         hint = ("next_batch was called twice per step: fetch one batch per step and use it "
                 "for the training step and the cost alike")
+    elif ran == len(sizes) < steps:
+        hint = (f"{steps - len(sizes)} of the {steps} iterations neither drew a batch nor "
+                "trained: run the training step on a fresh batch at every step, and measure "
+                "on other data after the loop (evaluate does that)")
     elif len(sizes) != steps:
         hint = "run exactly num_steps steps: for i in range(num_steps)"
     else:

@@ -314,3 +314,10 @@ def test_the_binary_cross_entropy_of_the_softmax_is_named():
     case = Case(target="cost", got=np.asarray(right), expected=np.asarray(right), inputs=inputs,
                 params={})
     assert DIAGNOSES["cost_binary_of_softmax"](case) is None
+
+
+def test_steps_that_skip_training_are_named():
+    meta = {"batch_sizes": [20] * 9, "steps_run": 9}
+    verdict = run("batches", {}, meta=meta, params=Q9_PARAMS)
+    assert not verdict.passed and "3 of the 12 iterations neither drew a batch nor trained" \
+        in verdict.diagnosis
