@@ -270,16 +270,13 @@ def probe_compute_accuracy(h: Harness, inputs, params) -> dict:
     return _scalar_probe(h, inputs, "compute_accuracy", "accuracy")
 
 
-PARAMETER_NAMES = ("W1", "b1", "W2", "b2")
-
-
 def _assignment_graph(h: Harness, inputs):
     """The assignment's problem: softmax cross-entropy of LINEAR -> RELU -> LINEAR,
     with the grader's parameters (the variables the student's optimizer trains)."""
     tf = h.tf
     X = tf.placeholder(tf.float32, [None, 28, 28], name="X")
     Y = tf.placeholder(tf.float32, [None, 10], name="Y")
-    parameters = {k: tf.Variable(inputs[k], name=k) for k in PARAMETER_NAMES}
+    parameters = {k: tf.Variable(inputs[k], name=k) for k in ("W1", "b1", "W2", "b2")}
     hidden = tf.nn.relu(tf.matmul(tf.reshape(X, [-1, 784]), parameters["W1"]) + parameters["b1"])
     logits = tf.matmul(hidden, parameters["W2"]) + parameters["b2"]
     cost = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=Y, logits=logits))
@@ -309,18 +306,18 @@ def probe_create_train_step(h: Harness, inputs, params) -> dict:
                         ", not an operation: return optimizer.minimize(cost)")
                 raise StudentError(f"create_train_step() returned the {kind}{hint}")
             feed = {X: inputs["X"], Y: inputs["Y"]}
-            trace: dict = {k: [] for k in PARAMETER_NAMES}
+            trace: dict = {k: [] for k in parameters}
             with h.session() as sess:
                 h.run(sess, tf.global_variables_initializer(), what="initializing variables")
                 for _ in range(steps):
                     h.run(sess, step, feed, what="running your training step")
                     if label == "":
                         values = h.run(sess, parameters, what="reading the parameters")
-                        for k in PARAMETER_NAMES:
+                        for k in parameters:
                             trace[k].append(values[k])
                 if label == "_lr0":
                     values = h.run(sess, parameters, what="reading the parameters")
-            for k in PARAMETER_NAMES:
+            for k in parameters:
                 if label == "":
                     out[f"value_{k}_trace"] = np.asarray(trace[k], dtype=np.float32)
                 else:
