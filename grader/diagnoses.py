@@ -238,7 +238,8 @@ def forward_missing_relu(case: Case):
     x, W1, b1, W2, b2 = _forward_parts(case)
     if close(case.got, (x @ W1 + b1) @ W2 + b2):
         return ("Z2 matches a network without the ReLU: apply tf.nn.relu to the first "
-                "linear layer's output")
+                "linear layer's output (without it the two layers make one linear map, and "
+                "the hidden layer adds nothing)")
     return None
 
 
