@@ -31,6 +31,7 @@ class Verdict:
     message: str
     diagnosis: str | None = None
     pending: bool = False
+    advice: bool = False    # a remark worth no points: never a failure
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,22 @@ class CheckKind:
 
 CHECKS: dict[str, CheckKind] = {}
 COMMON_KEYS = {"name": str, "kind": str, "weight": (int, float), "visibility": str,
-               "hint": str, "diagnoses": list}
+               "hint": str, "diagnoses": list, "asked_by": str, "advice": bool}
+ADVICE_PREFIX = "advice (no points): "
 
 
 def check(name: str, required: dict | None = None, optional: dict | None = None):
+    """Register a check kind.  A check the rubric marks ``advice: true`` (worth 0
+    points) never fails: what it would have said becomes advice."""
     def register(fn: Callable[[Context], Verdict]):
-        CHECKS[name] = CheckKind(name, fn, required or {}, optional or {})
+        def run(ctx: Context) -> Verdict:
+            verdict = fn(ctx)
+            if ctx.spec.get("advice") is True and not verdict.passed and not verdict.pending:
+                return Verdict(True, ADVICE_PREFIX + verdict.message, verdict.diagnosis,
+                               advice=True)
+            return verdict
+        run.__doc__, run.__name__ = fn.__doc__, fn.__name__
+        CHECKS[name] = CheckKind(name, run, required or {}, optional or {})
         return fn
     return register
 
@@ -311,8 +322,9 @@ def allclose(ctx: Context) -> Verdict:
     if np.allclose(g, w, rtol=rtol, atol=atol):
         return Verdict(True, f"{target} matches the reference")
     diag = run_diagnoses(ctx, target, got, want)
-    return Verdict(False, f"{target}: got {fmt_value(g)}, expected {fmt_value(w)}",
-                   diag or ctx.spec.get("hint"))
+    if diag is None and ctx.spec.get("visibility", "public") == "public":
+        diag = ctx.spec.get("hint")  # a hidden check shows the rubric's hint by itself
+    return Verdict(False, f"{target}: got {fmt_value(g)}, expected {fmt_value(w)}", diag)
 
 
 @check("softmax_of", required={"target": str, "logits": str})
@@ -351,47 +363,153 @@ def _softmax_rows(z: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------ the train step
+#
+# The child runs the student's step on the grader's network and images and
+# hands back the parameters after every step.  Everything below recomputes the
+# cost from those parameters and the grader's own inputs: what the child
+# reports is never taken at its word.
 
-@check("decreases", required={"target": str, "min_relative_drop": (int, float)})
-def decreases(ctx: Context) -> Verdict:
-    costs = ctx.got.array(ctx.spec["target"])
-    step = _tensor(ctx, "step")
-    steps = len(costs) - 1 if costs is not None else 0
-    if costs is None or costs.size < 2:
-        return Verdict(False, "no costs were recorded", "create_train_step must return an operation")
-    if not np.isfinite(costs).all():
-        return Verdict(False, "the cost became NaN or infinite while training",
-                       "the step diverged: is learning_rate used as given?")
-    first, last = float(costs[0]), float(costs[-1])
-    drop = (first - last) / max(abs(first), 1e-12)
-    if drop >= ctx.spec["min_relative_drop"]:
-        return Verdict(True, f"{steps} steps lowered the cost from {first:.4g} to {last:.4g}")
-    message = f"after {steps} steps the cost went from {first:.4g} to {last:.4g}"
-    if "Optimizer" in step.get("type", ""):
-        return Verdict(False, message, f"you returned the optimizer object ({step['type']}): "
-                                       "return optimizer.minimize(cost), the operation that "
-                                       "performs one step")
-    if last > first:
-        return Verdict(False, message, "the cost went up: are you maximizing (minimize(-cost)) "
-                                       "or using a learning rate other than learning_rate?")
-    return Verdict(False, message, "running the returned object does not change the variables: "
-                                   "return optimizer.minimize(cost)")
+PARAMETER_NAMES = ("W1", "b1", "W2", "b2")
+
+
+def _mlp_logits(x: np.ndarray, p: dict) -> tuple[np.ndarray, np.ndarray]:
+    z1 = x @ p["W1"] + p["b1"].reshape(-1)
+    return z1, np.maximum(z1, 0.0) @ p["W2"] + p["b2"].reshape(-1)
+
+
+def mlp_cost(x: np.ndarray, y: np.ndarray, p: dict) -> float:
+    """The mean softmax cross-entropy of LINEAR -> RELU -> LINEAR (float64, NaN-safe)."""
+    with np.errstate(all="ignore"):
+        _, z = _mlp_logits(x, p)
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-(y * log_p).sum(axis=1).mean())
+
+
+def mlp_gradient(x: np.ndarray, y: np.ndarray, p: dict) -> dict:
+    """The gradient of :func:`mlp_cost` with respect to W1, b1, W2, b2."""
+    with np.errstate(all="ignore"):
+        z1, z = _mlp_logits(x, p)
+        a1 = np.maximum(z1, 0.0)
+        probs = _softmax_rows(z)
+        dz = (probs - y) / len(x)
+        dz1 = (dz @ p["W2"].T) * (z1 > 0)
+        return {"W1": x.T @ dz1, "b1": dz1.sum(axis=0), "W2": a1.T @ dz, "b2": dz.sum(axis=0)}
+
+
+def _problem(ctx: Context) -> tuple[np.ndarray, np.ndarray, dict]:
+    x = np.asarray(ctx.inputs["X"], dtype=np.float64).reshape(len(ctx.inputs["X"]), -1)
+    y = np.asarray(ctx.inputs["Y"], dtype=np.float64)
+    start = {k: np.asarray(ctx.inputs[k], dtype=np.float64) for k in PARAMETER_NAMES}
+    return x, y, start
+
+
+def _float_array(value, shape: tuple) -> np.ndarray | None:
+    """``value`` as float64 if it is a float array of exactly ``shape``, else None."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or value.shape != shape:
+        return None
+    return value.astype(np.float64)
+
+
+def _traces(ctx: Context, start: dict, steps: int) -> dict | None:
+    traces = {}
+    for key in PARAMETER_NAMES:
+        value = _float_array(ctx.got.array(f"{key}_trace"), (steps, *start[key].shape))
+        if value is None:
+            return None
+        traces[key] = value
+    return traces
+
+
+def _uphill(x, y, start: dict, after: dict) -> bool:
+    """Whether the first step moved the parameters up the gradient (maximizing)."""
+    gradient = mlp_gradient(x, y, start)
+    with np.errstate(all="ignore"):
+        dot = sum(float(np.sum((after[k] - start[k]) * gradient[k])) for k in PARAMETER_NAMES)
+    return math.isfinite(dot) and dot > 0
+
+
+_MAXIMIZING = ("the first step moved the parameters up the slope of the cost, so training "
+               "makes it worse: are you maximizing? Minimize the cost itself: "
+               "optimizer.minimize(cost), not minimize(-cost)")
+
+
+@check("lowers_cost", required={"window": int, "min_relative_drop": (int, float),
+                                "max_blowup": (int, float)})
+def lowers_cost(ctx: Context) -> Verdict:
+    """Training with the student's step lowers the assignment's cost.
+
+    Judged over the steps, not step by step: the mean cost of the last
+    ``window`` steps must be below the start and below the mean of the first
+    ``window`` steps by ``min_relative_drop``, without the cost ever becoming
+    NaN or more than ``max_blowup`` times its start (diverging)."""
+    x, y, start = _problem(ctx)
+    steps, k = int(ctx.params["steps"]), int(ctx.spec["window"])
+    traces = _traces(ctx, start, steps)
+    what = (f"{steps} steps of your optimizer on the assignment's network "
+            f"(784 -> {start['W1'].shape[1]} -> 10, softmax cross-entropy) on "
+            f"{len(x)} MNIST images")
+    if traces is None:
+        return Verdict(False, f"the parameters could not be read after {steps} steps",
+                       "create_train_step must return optimizer.minimize(cost), the operation "
+                       "that performs one step")
+    costs = np.array([mlp_cost(x, y, start)] +
+                     [mlp_cost(x, y, {key: traces[key][s] for key in PARAMETER_NAMES})
+                      for s in range(steps)])
+    first_step = {key: traces[key][0] for key in PARAMETER_NAMES}
+    c0 = float(costs[0])
+    broken = np.flatnonzero(~np.isfinite(costs) | (costs > ctx.spec["max_blowup"] * c0))
+    if broken.size:
+        at = int(broken[0])
+        value = float(costs[at])
+        reached = ("NaN" if math.isnan(value) else "infinite" if math.isinf(value) else
+                   f"{value:.4g}, {value / c0:.0f}x its start")
+        message = f"{what}: the cost went from {c0:.4g} to {reached} at step {at}"
+        if _uphill(x, y, start, first_step):
+            return Verdict(False, message, _MAXIMIZING)
+        return Verdict(False, message + ": training diverged",
+                       "each step goes downhill but far too far: the learning rate is too large "
+                       "for this network (plain gradient descent needs about 0.1-0.5 here, "
+                       "Adam 0.001-0.01): use a smaller rate, e.g. the learning_rate argument")
+    window = max(1, min(k, (steps + 1) // 2))
+    first, last = float(costs[:window].mean()), float(costs[-window:].mean())
+    goal = (1.0 - float(ctx.spec["min_relative_drop"])) * min(first, c0)
+    if last <= goal:
+        return Verdict(True, f"{what}: the cost went from {c0:.4g} to {float(costs[-1]):.4g} "
+                             f"(mean of the first {window} steps {first:.4g}, of the last "
+                             f"{window} {last:.4g})")
+    message = (f"{what}: the cost went from {c0:.4g} to {float(costs[-1]):.4g} (mean of the "
+               f"first {window} steps {first:.4g}, of the last {window} {last:.4g})")
+    if all(np.array_equal(traces[key][-1], start[key]) for key in PARAMETER_NAMES):
+        return Verdict(False, f"{what}: the parameters never changed",
+                       "running the returned operation must update the variables: return "
+                       "optimizer.minimize(cost), not the cost or another tensor")
+    if _uphill(x, y, start, first_step):
+        return Verdict(False, message, _MAXIMIZING)
+    return Verdict(False, message + ": the cost did not go down",
+                   "each run of the training step should lower the cost: minimize the cost "
+                   "you are given, with a learning rate that moves the weights (e.g. Adam "
+                   "0.001-0.01, gradient descent 0.1-0.5)")
 
 
 @check("uses_learning_rate")
 def uses_learning_rate(ctx: Context) -> Verdict:
-    still = ctx.got.array("costs_lr0")
-    moving = ctx.got.array("costs")
-    if still is None or moving is None:
-        return Verdict(False, "no costs were recorded", "create_train_step must return an operation")
-    if float(np.abs(moving[-1] - moving[0])) == 0:
-        return Verdict(False, "the step does not change the cost at all",
-                       "return optimizer.minimize(cost) with the optimizer built from learning_rate")
-    if np.isfinite(still).all() and float(np.abs(still[-1] - still[0])) == 0:
-        return Verdict(True, "with learning_rate=0 the step leaves the cost unchanged")
-    return Verdict(False, "with learning_rate=0 the step still changed the cost "
-                          f"({float(still[0]):.4g} -> {float(still[-1]):.4g})",
-                   "build the optimizer from the learning_rate argument instead of a fixed value")
+    """With learning_rate=0 the step leaves the parameters where they were."""
+    _, _, start = _problem(ctx)
+    ends = {key: _float_array(ctx.got.array(f"{key}_lr0"), start[key].shape)
+            for key in PARAMETER_NAMES}
+    if any(v is None for v in ends.values()):
+        return Verdict(False, "the parameters could not be read after the steps with "
+                              "learning_rate=0",
+                       "create_train_step must return optimizer.minimize(cost)")
+    if all(np.array_equal(ends[key], start[key]) for key in PARAMETER_NAMES):
+        return Verdict(True, "with learning_rate=0 the step leaves the parameters unchanged: "
+                             "it uses the learning_rate argument")
+    return Verdict(False, "create_train_step(cost, learning_rate=0) still changed the "
+                          "parameters: the optimizer uses a rate of its own",
+                   "the caller passes the rate to use: build the optimizer from it, e.g. "
+                   "tf.train.AdamOptimizer(learning_rate=learning_rate), so that "
+                   "`--learning-rate` changes it")
 
 
 # ---------------------------------------------------------------- session
@@ -444,6 +562,10 @@ def batches(ctx: Context) -> Verdict:
     elif len(sizes) == 2 * steps:
         hint = ("next_batch was called twice per step: fetch one batch per step and use it "
                 "for the training step and the cost alike")
+    elif ran == len(sizes) < steps:
+        hint = (f"{steps - len(sizes)} of the {steps} iterations neither drew a batch nor "
+                "trained: run the training step on a fresh batch at every step, and measure "
+                "on other data after the loop (evaluate does that)")
     elif len(sizes) != steps:
         hint = "run exactly num_steps steps: for i in range(num_steps)"
     else:
@@ -469,9 +591,9 @@ def returned_costs(ctx: Context) -> Verdict:
     if len(values) != steps:
         return Verdict(False, f"train() returned {len(values)} costs for {steps} steps",
                        "append exactly one cost per step")
-    served = ctx.got.array("batch_costs")
-    if served is None or len(served) == 0:
-        return Verdict(False, "no mini-batch was drawn, so the costs cannot be those of the batches",
+    served, problem = _served_costs(ctx)
+    if served is None:
+        return Verdict(False, f"{problem}, so the costs cannot be those of the batches",
                        "fetch the cost in the same sess.run as the training step, on that "
                        "step's batch from mnist.train.next_batch")
     if not _costs_of_served_batches(values, served):
@@ -496,33 +618,137 @@ def _costs_of_served_batches(values: np.ndarray, served: np.ndarray) -> bool:
     return True
 
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
+# What the printed check reads of the child's output, at most (the text is the
+# child's: never trust its size).
+MAX_PRINTED_CHARS = 20_000
+MAX_PRINTED_LINES = 2_000
+MAX_NUMBERS_PER_LINE = 32
+_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+def served_cost_limit(num_steps: int) -> int:
+    """The most batches train() may draw: the probe stops it beyond (3 per step, plus 10)."""
+    return 3 * num_steps + 10
+
+
+def _served_costs(ctx: Context) -> tuple[np.ndarray | None, str]:
+    """The costs of the batches served, or None and why they are unusable."""
+    served = ctx.got.array("batch_costs")
+    steps = int(ctx.params["num_steps"])
+    if served is None or served.size == 0:
+        return None, "no mini-batch was drawn"
+    if served.dtype.kind not in "fiu" or served.ndim != 1:
+        return None, "the record of the batches served is malformed"
+    if len(served) > served_cost_limit(steps):
+        return None, (f"the record of the batches served is malformed ({len(served)} batches "
+                      f"for {steps} steps; at most {served_cost_limit(steps)} can be served)")
+    return served.astype(np.float64), ""
+
+
+def _token_tolerance(token: str, value: float) -> float:
+    """Half a unit in the last printed digit, plus float32 rounding."""
+    mantissa, _, exponent = token.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    try:
+        scale = 10.0 ** (int(exponent or 0) - decimals)
+    except OverflowError:
+        scale = math.inf
+    return 0.5 * scale + 1e-4 * abs(value) + 1e-7
+
+
+def _cost_candidates(served: np.ndarray, every: int) -> np.ndarray:
+    """What a progress line may show as "the cost", sorted: each batch's cost, the mean
+    over the last print_every batches, and the running mean since the start."""
+    served = served[np.isfinite(served)]
+    if served.size == 0:
+        return served
+    sums = np.concatenate([[0.0], np.cumsum(served)])
+    ends = np.arange(1, len(served) + 1)
+    running = sums[1:] / ends
+    window = min(max(every, 1), len(served))
+    recent = (sums[window:] - sums[:-window]) / window
+    return np.sort(np.concatenate([served, running, recent]))
+
+
+def _progress_lines(text: str, steps: int, candidates: np.ndarray) -> tuple[int, int, int]:
+    """(progress records, lines with only an iteration, lines with only a cost).
+
+    A progress record is a line that shows an iteration number (an integer
+    from 0 to num_steps, whatever its padding or label) and a cost (a number
+    within its printed precision of a served batch's cost), or a line with the
+    iteration followed by a line with the cost.  Matching is one binary search
+    per number: O((n + m) log m)."""
+    lines = [line for line in text[:MAX_PRINTED_CHARS].splitlines() if line.strip()]
+    lines = lines[:MAX_PRINTED_LINES]
+    tokens = [_NUMBER.findall(line)[:MAX_NUMBERS_PER_LINE] for line in lines]
+    floats = [(i, t, float(t)) for i, line_tokens in enumerate(tokens) for t in line_tokens
+              if any(c in t for c in ".eE")]
+    has_cost = np.zeros(len(lines), dtype=bool)
+    if floats and candidates.size:
+        values = np.array([v for _, _, v in floats])
+        tolerance = np.array([_token_tolerance(t, v) for _, t, v in floats])
+        finite = np.isfinite(values) & np.isfinite(tolerance)
+        low = np.searchsorted(candidates, np.where(finite, values - tolerance, 0.0), side="left")
+        found = low < len(candidates)
+        nearest = candidates[np.minimum(low, len(candidates) - 1)]
+        hit = finite & found & (nearest <= values + tolerance)
+        for (i, _, _), ok in zip(floats, hit):
+            has_cost[i] |= bool(ok)
+    has_iteration = np.array([any(not any(c in t for c in ".eE") and 0 <= int(t) <= steps
+                                  for t in line_tokens if len(t.lstrip("+-")) <= 9)
+                              for line_tokens in tokens], dtype=bool)
+    records = i = 0
+    while i < len(lines):
+        if has_iteration[i] and has_cost[i]:
+            records += 1
+        elif has_iteration[i] and i + 1 < len(lines) and has_cost[i + 1] \
+                and not has_iteration[i + 1]:
+            records += 1
+            i += 1
+        i += 1
+    only_iteration = int(np.sum(has_iteration & ~has_cost))
+    only_cost = int(np.sum(has_cost & ~has_iteration))
+    return records, only_iteration, only_cost
 
 
 @check("printed")
 def printed(ctx: Context) -> Verdict:
-    text = str(ctx.got.meta.get("printed", ""))
+    """train() prints its progress: the iteration number and the cost, about once every
+    print_every steps, in any format (0- or 1-based, padded, labelled or not)."""
+    text = str(ctx.got.meta.get("printed", ""))[:MAX_PRINTED_CHARS]
     steps, every = int(ctx.params["num_steps"]), int(ctx.params["print_every"])
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
+    if not text.strip():
         return Verdict(False, "train() printed nothing",
-                       "print the iteration number and the cost every print_every steps")
-    expected = math.ceil(steps / every)
-    if not expected - 1 <= len(lines) <= expected + 2:
-        return Verdict(False, f"{len(lines)} lines printed for {steps} steps with "
-                              f"print_every={every}; expected about {expected}",
-                       "print once every print_every steps (i % print_every == 0)")
-    costs = ctx.got.array("batch_costs")
-    numbers = [float(n) for n in _NUMBER.findall(text)]
-    iterations_ok = any(n in (every, 2 * every, 0) for n in numbers)
-    costs_ok = costs is not None and any(
-        abs(n - c) <= 0.01 * max(1.0, abs(c)) for n in numbers if not n.is_integer()
-        for c in costs)
-    if iterations_ok and costs_ok:
-        return Verdict(True, f"{len(lines)} progress lines with the iteration and the cost")
-    missing = "the cost" if iterations_ok else "the iteration number"
-    return Verdict(False, f"the progress lines do not show {missing}: {lines[0][:60]!r}",
-                   "print both, e.g. print(f'Iteration {i}: cost = {c:.4f}')")
+                       "print the iteration number and the cost every print_every steps, so "
+                       "that you can watch the training progress")
+    served, problem = _served_costs(ctx)
+    if served is None:
+        return Verdict(False, f"the printed cost cannot be checked: {problem}",
+                       "draw each step's batch with mnist.train.next_batch(batch_size)")
+    records, only_iteration, only_cost = _progress_lines(text, steps, _cost_candidates(served, every))
+    expected = math.ceil(steps / max(every, 1))
+    low, high = max(1, expected - 1), expected + 2
+    if low <= records <= high:
+        return Verdict(True, f"{records} progress lines with the iteration and the cost")
+    first = next((line for line in text.splitlines() if line.strip()), "")[:60]
+    if records == 0:
+        if only_iteration and not only_cost:
+            return Verdict(False, f"the printed lines show an iteration number but no cost of a "
+                                  f"batch fed: {first!r}",
+                           "print the cost sess.run returned for the step's batch next to the "
+                           "iteration number, e.g. print(f'Iteration {i}: cost = {c:.4f}')")
+        if only_cost:
+            return Verdict(False, f"the printed lines show the cost but not the iteration "
+                                  f"number: {first!r}",
+                           "print the iteration number with the cost, e.g. "
+                           "print(f'Iteration {i}: cost = {c:.4f}')")
+        return Verdict(False, f"no printed line shows the iteration and the cost: {first!r}",
+                       "print both every print_every steps, e.g. "
+                       "print(f'Iteration {i}: cost = {c:.4f}')")
+    return Verdict(False, f"{records} progress lines for {steps} steps with print_every={every}; "
+                          f"expected about {expected}",
+                   "print once every print_every steps (if i % print_every == 0), not at "
+                   "every step nor only once")
 
 
 # ---------------------------------------------------------------- evaluate
@@ -568,20 +794,63 @@ def accuracy_threshold(ctx: Context) -> Verdict:
 
 # --------------------------------------------------------------- free text
 
-@check("free_text", required={"min_words": int, "mode": str})
+MAX_ANSWER_CHARS = 20_000
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+
+
+def _normalised(text: str) -> str:
+    """Lower case, hyphens and underscores as spaces, one space between words."""
+    return " " + " ".join(re.sub(r"[-_/]+", " ", text.lower()).split()) + " "
+
+
+def improvement_terms(text: str, terms: dict) -> list[str]:
+    """The names of the rubric's ``terms`` the text mentions (any of a term's spellings,
+    matched at the start of a word: "regulari" finds regularization and regularisation)."""
+    haystack = _normalised(text)
+    found = []
+    for name, spellings in terms.items():
+        for spelling in spellings:
+            if re.search(r"(?<![a-z0-9])" + re.escape(_normalised(spelling).strip()), haystack):
+                found.append(str(name))
+                break
+    return found
+
+
+@check("free_text", required={"min_words": int, "mode": str},
+       optional={"min_distinct_words": int, "min_terms": int, "terms": dict})
 def free_text(ctx: Context) -> Verdict:
-    text = str(ctx.got.meta.get("text", ""))
-    words = len(text.split())
+    """An answer to the open question: enough words, enough different words, and at
+    least ``min_terms`` of the rubric's improvement ``terms``; or left to the
+    instructor (``mode: manual``)."""
     if ctx.got.meta.get("text_type") != "str":
         return Verdict(False, f"IMPROVEMENTS is a {ctx.got.meta.get('text_type')}, not a string",
                        "write your answer as a string: IMPROVEMENTS = \"...\"")
-    if words < ctx.spec["min_words"]:
-        return Verdict(False, f"the answer has {words} words; at least "
-                              f"{ctx.spec['min_words']} are expected",
-                       "explain what you would change and why, in a few sentences")
+    text = str(ctx.got.meta.get("text", ""))[:MAX_ANSWER_CHARS]
+    words = _WORD.findall(text.lower())
+    distinct = len(set(words))
+    needs = ("an answer names at least {terms} concrete changes to this network or its "
+             "training (for example the initialization, the learning rate, more epochs, the "
+             "batch size, regularization or dropout, a deeper or wider network, convolutional "
+             "layers, data augmentation) and says why each would help, in a few sentences "
+             "(at least {words} words)")
+    min_terms = int(ctx.spec.get("min_terms", 0))
+    hint = needs.format(terms=max(min_terms, 1), words=ctx.spec["min_words"])
+    if len(words) < ctx.spec["min_words"]:
+        return Verdict(False, f"the answer has {len(words)} words; at least "
+                              f"{ctx.spec['min_words']} are expected", hint)
     if ctx.spec["mode"] == "manual":
-        return Verdict(False, f"{words} words, left for the instructor to grade", pending=True)
-    return Verdict(True, f"an answer of {words} words (completion credit)")
+        return Verdict(False, f"{len(words)} words, left for the instructor to grade", pending=True)
+    min_distinct = int(ctx.spec.get("min_distinct_words", 0))
+    if distinct < min_distinct:
+        return Verdict(False, f"the answer repeats itself: {len(words)} words but only "
+                              f"{distinct} different ones (at least {min_distinct} expected)",
+                       hint)
+    found = improvement_terms(text, ctx.spec.get("terms") or {})
+    if len(found) < min_terms:
+        named = f"names only {', '.join(found)}" if found else "names no improvement"
+        return Verdict(False, f"the answer {named}; at least {min_terms} are expected", hint)
+    about = f", about {', '.join(found)}" if found else ""
+    return Verdict(True, f"an answer of {len(words)} words{about} (completion credit)")
 
 
 FREE_TEXT_MODES = ("completion", "manual")

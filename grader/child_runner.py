@@ -278,25 +278,33 @@ def probe_compute_accuracy(h: Harness, inputs, params) -> dict:
     return _scalar_probe(h, inputs, "compute_accuracy", "accuracy")
 
 
-def _regression_graph(h: Harness, inputs):
-    """A small least-squares problem whose cost any optimizer can lower."""
+def _assignment_graph(h: Harness, inputs):
+    """The assignment's problem: softmax cross-entropy of LINEAR -> RELU -> LINEAR,
+    with the grader's parameters (the variables the student's optimizer trains)."""
     tf = h.tf
     X = tf.placeholder(tf.float32, [None, 28, 28], name="X")
     Y = tf.placeholder(tf.float32, [None, 10], name="Y")
-    W = tf.Variable(inputs["W0"], name="W")
-    b = tf.Variable(tf.zeros([10]), name="b")
-    prediction = tf.matmul(tf.reshape(X, [-1, 784]), W) + b
-    cost = tf.reduce_mean(tf.square(prediction - Y))
-    return X, Y, cost
+    parameters = {k: tf.Variable(inputs[k], name=k) for k in ("W1", "b1", "W2", "b2")}
+    hidden = tf.nn.relu(tf.matmul(tf.reshape(X, [-1, 784]), parameters["W1"]) + parameters["b1"])
+    logits = tf.matmul(hidden, parameters["W2"]) + parameters["b2"]
+    cost = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=Y, logits=logits))
+    return X, Y, parameters, cost
 
 
 def probe_create_train_step(h: Harness, inputs, params) -> dict:
+    """Run the student's step ``steps`` times on the grader's network and images.
+
+    Hands back the parameters after every step (``value_<P>_trace``, one row
+    per step) and, from a second run with learning_rate=0, the parameters at
+    the end (``value_<P>_lr0``).  The parent recomputes the cost from them.
+    """
     tf, np = h.tf, h.np
     out: dict = {}
+    steps = int(params["steps"])
     for label, rate in (("", params["learning_rate"]), ("_lr0", 0.0)):
         with tf.Graph().as_default():
             tf.set_random_seed(int(h.job["seed"]))
-            X, Y, cost = _regression_graph(h, inputs)
+            X, Y, parameters, cost = _assignment_graph(h, inputs)
             step = h.call("create_train_step", cost, learning_rate=rate)
             out["step" + label] = describe(tf, step)
             if not isinstance(step, (tf.Operation, tf.Tensor, tf.Variable)):
@@ -306,14 +314,22 @@ def probe_create_train_step(h: Harness, inputs, params) -> dict:
                         ", not an operation: return optimizer.minimize(cost)")
                 raise StudentError(f"create_train_step() returned the {kind}{hint}")
             feed = {X: inputs["X"], Y: inputs["Y"]}
-            costs = []
+            trace: dict = {k: [] for k in parameters}
             with h.session() as sess:
                 h.run(sess, tf.global_variables_initializer(), what="initializing variables")
-                for _ in range(int(params["steps"])):
-                    costs.append(float(h.run(sess, cost, feed, what="evaluating the cost")))
+                for _ in range(steps):
                     h.run(sess, step, feed, what="running your training step")
-                costs.append(float(h.run(sess, cost, feed, what="evaluating the cost")))
-            out["value_costs" + label] = np.asarray(costs, dtype=np.float64)
+                    if label == "":
+                        values = h.run(sess, parameters, what="reading the parameters")
+                        for k in parameters:
+                            trace[k].append(values[k])
+                if label == "_lr0":
+                    values = h.run(sess, parameters, what="reading the parameters")
+            for k in parameters:
+                if label == "":
+                    out[f"value_{k}_trace"] = np.asarray(trace[k], dtype=np.float32)
+                else:
+                    out[f"value_{k}_lr0"] = np.asarray(values[k], dtype=np.float32)
     return out
 
 

@@ -109,6 +109,20 @@ def cost_sigmoid(case: Case):
     return None
 
 
+@diagnosis("cost_binary_of_softmax")
+def cost_binary_of_softmax(case: Case):
+    """-sum over the classes of y log p + (1 - y) log(1 - p), p the (clipped) softmax."""
+    Z, Y = _cost_inputs(case)
+    p = np.clip(softmax(Z), 1e-10, 0.9999999)
+    per_row = -(Y * np.log(p) + (1 - Y) * np.log(1 - p)).sum(1)
+    if close(case.got, per_row.mean()) or close(case.got, per_row.mean() / 10):
+        return ("the cost adds a binary cross-entropy y*log(p) + (1-y)*log(1-p) over the 10 "
+                "classes of the softmax: the digits are one label out of 10, whose cost is the "
+                "softmax cross-entropy -sum(y*log(p)): use "
+                "tf.nn.softmax_cross_entropy_with_logits_v2 on the logits")
+    return None
+
+
 @diagnosis("cost_squared_error")
 def cost_squared_error(case: Case):
     Z, Y = _cost_inputs(case)
@@ -224,7 +238,8 @@ def forward_missing_relu(case: Case):
     x, W1, b1, W2, b2 = _forward_parts(case)
     if close(case.got, (x @ W1 + b1) @ W2 + b2):
         return ("Z2 matches a network without the ReLU: apply tf.nn.relu to the first "
-                "linear layer's output")
+                "linear layer's output (without it the two layers make one linear map, and "
+                "the hidden layer adds nothing)")
     return None
 
 

@@ -87,9 +87,38 @@ def _accuracy(rng, params) -> Inputs:
 
 @_generator("create_train_step")
 def _train_step(rng, params) -> Inputs:
-    m = int(params["m"])
-    return {"X": _images(rng, m), "Y": one_hot(rng.integers(0, 10, m)),
-            "W0": rng.normal(0, 0.01, (784, 10)).astype(np.float32)}
+    """Q7's problem: the assignment's own network and cost on real MNIST images.
+
+    ``m`` images of the offline subset (the data every grade uses by default)
+    with their one-hot labels, and a LINEAR -> RELU -> LINEAR network of
+    ``n_hidden`` units whose Glorot-uniform weights and zero biases the grader
+    draws: the student's optimizer runs on the problem it was chosen for.
+    """
+    m, h = int(params["m"]), int(params["n_hidden"])
+    images, labels = _real_images(rng, m)
+    return {"X": images, "Y": one_hot(labels), **mlp_parameters(rng, h)}
+
+
+def mlp_parameters(rng: np.random.Generator, n_hidden: int) -> Inputs:
+    """Glorot-uniform weights and zero biases, as the starter recommends."""
+    def glorot(fan_in: int, fan_out: int) -> np.ndarray:
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-limit, limit, (fan_in, fan_out)).astype(np.float32)
+    return {"W1": glorot(784, n_hidden), "b1": np.zeros(n_hidden, np.float32),
+            "W2": glorot(n_hidden, 10), "b2": np.zeros(10, np.float32)}
+
+
+def _real_images(rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """``m`` distinct training images of the offline MNIST subset, in [0, 1], and their digits."""
+    from .engine import grading_data  # the loader is read once per process, there
+    x_train, y_train, _, _, _ = grading_data("offline")
+    if not 0 < m <= len(x_train):
+        raise ValueError(f"m={m}: the offline subset has {len(x_train)} training images")
+    chosen = np.sort(rng.choice(len(x_train), size=m, replace=False))
+    images = np.asarray(x_train[chosen], dtype=np.float32).reshape(m, 28, 28)
+    if images.max() > 1.0:
+        images = images / 255.0
+    return images.astype(np.float32), np.asarray(y_train[chosen], dtype=np.int64)
 
 
 @_generator("initialize_session")

@@ -42,6 +42,7 @@ class CheckSpec:
     weight: float
     visibility: str
     spec: dict  # the whole YAML mapping, kind-specific keys included
+    advice: bool = False  # worth no points; what it finds is shown as advice
 
 
 @dataclass(frozen=True)
@@ -130,11 +131,26 @@ def _validate_check(problems: _Problems, raw: Any, path: str) -> CheckSpec | Non
     visibility = raw.get("visibility", "public")
     if visibility not in VISIBILITIES:
         problems.add(f"{path}.visibility", _one_of(visibility, VISIBILITIES))
-    if weight is not None and weight <= 0:
-        problems.add(f"{path}.weight", f"{weight!r} must be positive")
+    advice = raw.get("advice", False)
+    if not isinstance(advice, bool):
+        problems.add(f"{path}.advice", f"{advice!r} is a {type(advice).__name__}, expected "
+                                       "true or false")
+        advice = False
+    if advice and weight != 0:
+        problems.add(f"{path}.weight", "an advice check is worth no points: give it weight: 0")
+    elif not advice and weight is not None and weight <= 0:
+        problems.add(f"{path}.weight", f"{weight!r} must be positive (a check worth no points "
+                                       "is advice: add advice: true)")
     for key, value in raw.items():
-        if key in COMMON_KEYS and key not in ("kind", "name", "weight", "visibility"):
+        if key in COMMON_KEYS and key not in ("kind", "name", "weight", "visibility", "advice"):
             problems.typed(raw, key, COMMON_KEYS[key], path)
+    asked_by = raw.get("asked_by")
+    if not advice and "asked_by" not in raw:
+        problems.add(f"{path}.asked_by", "is missing: quote the sentence of the starter that "
+                                         "asks for what this check scores (or make it advice)")
+    elif isinstance(asked_by, str) and not asked_by.strip():
+        problems.add(f"{path}.asked_by", "is empty: quote the sentence of the starter that asks "
+                                         "for what this check scores")
     for i, diag in enumerate(raw.get("diagnoses") or []):
         if diag not in DIAGNOSES:
             problems.add(f"{path}.diagnoses[{i}]", _one_of(diag, DIAGNOSES))
@@ -154,10 +170,23 @@ def _validate_check(problems: _Problems, raw: Any, path: str) -> CheckSpec | Non
             problems.add(f"{path}.{key}", f"unknown key for a {kind} check")
     if kind == "free_text" and raw.get("mode") not in FREE_TEXT_MODES:
         problems.add(f"{path}.mode", _one_of(raw.get("mode"), FREE_TEXT_MODES))
+    if kind == "free_text" and isinstance(raw.get("terms"), dict):
+        _validate_terms(problems, raw["terms"], f"{path}.terms")
     if name is None or weight is None and "weight" in raw:
         return None
-    return CheckSpec(name=name, kind=kind, weight=float(weight or 1), visibility=visibility,
-                     spec=dict(raw))
+    return CheckSpec(name=name, kind=kind, weight=float(1 if weight is None else weight),
+                     visibility=visibility, spec=dict(raw), advice=advice)
+
+
+def _validate_terms(problems: _Problems, terms: dict, path: str) -> None:
+    """terms: {name: [spelling, ...]}, every spelling a non-empty string."""
+    if not terms:
+        problems.add(path, "expected at least one term")
+    for name, spellings in terms.items():
+        if not isinstance(spellings, list) or not spellings or not all(
+                isinstance(s, str) and s.strip() for s in spellings):
+            problems.add(f"{path}.{name}", "expected a non-empty list of non-empty strings "
+                                           "(the term's spellings)")
 
 
 def _validate_item(problems: _Problems, raw: Any, path: str) -> Item | None:
@@ -209,7 +238,10 @@ def _validate_item(problems: _Problems, raw: Any, path: str) -> Item | None:
     for key in raw:
         if key not in known:
             problems.add(f"{path}.{key}", "unknown key")
-    if None in (item_id, title, probe, points, budget) or not checks:
+    if checks and not any(c.weight > 0 for c in checks):
+        problems.add(f"{path}.checks", "every check is advice: an item needs a scored check")
+    if None in (item_id, title, probe, points, budget) or not checks \
+            or not any(c.weight > 0 for c in checks):
         return None
     resolved = {vis: dict(params.get(vis, params.get("public", {})) or {}) for vis in VISIBILITIES}
     return Item(id=item_id, title=title, probe=probe, points=float(points),
@@ -287,3 +319,49 @@ def load_rubric(path: str | Path) -> Rubric:
         raise RubricError(f"{path.name}: not valid YAML{line}: "
                           f"{getattr(exc, 'problem', None) or exc}") from None
     return parse_rubric(data, path, text)
+
+
+# ------------------------------------------------------------ traceability
+
+def starter_sentences(source: str) -> str:
+    """The text a student reads in the starter: every docstring and comment, with
+    whitespace collapsed (so a quoted sentence may span wrapped lines)."""
+    import ast
+    import io
+    import tokenize
+
+    parts = []
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            doc = ast.get_docstring(node, clean=True)
+            if doc:
+                parts.append(doc)
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            parts.append(token.string.lstrip("#"))
+    return _collapse("\n".join(parts))
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def untraceable_checks(rubric: Rubric, starter_source: str) -> list[str]:
+    """Every scored check whose ``asked_by`` sentence the starter does not say, with its path.
+
+    A check that scores something must quote the starter's own words that ask
+    for it; a check the starter does not ask for is advice (``advice: true``)."""
+    text = starter_sentences(starter_source)
+    problems = []
+    for item in rubric.items:
+        for j, check in enumerate(item.checks):
+            if check.advice:
+                continue
+            asked_by = check.spec.get("asked_by")
+            where = f"{item.id}: {check.name!r}"
+            if not isinstance(asked_by, str) or not asked_by.strip():
+                problems.append(f"{where}: no asked_by sentence")
+            elif _collapse(asked_by) not in text:
+                problems.append(f"{where}: the starter does not say {asked_by!r}")
+    return problems

@@ -249,9 +249,10 @@ def evaluate(sess, cost, accuracy, X, Y, images, labels):
 # Q11 -------------------------------------------------------------------------
 
 # Look at the printed costs and the final train and test accuracies. What
-# improvements could be made, to the model, the training or the code? Write
-# your answer, a paragraph or a few points, in this string. Search for ideas
-# online and try them at home.
+# improvements could be made, to the model, the training or the code? Name at
+# least two concrete changes and say why each would help, in a few sentences
+# (at least 25 words), in this string. Search for ideas online and try them at
+# home.
 IMPROVEMENTS = ""
 
 

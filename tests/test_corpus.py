@@ -4,7 +4,7 @@ Two kinds of fixture live in tests/corpus/:
 
 - mutants.yaml: the reference with a few exact text replacements (one classic
   mistake, or a correct variant), described at the top of that file;
-- *.py: whole submissions, whose first comment lines give
+- *.py and real/*.py: whole submissions, whose first comment lines give
   ``# expect: {"Q5": 0}`` (JSON; items not listed must get full marks, and
   "any" leaves an item's score unasserted) and
   optionally ``# feedback: {"Q5": "sum"}`` (case-insensitive substrings that
@@ -13,6 +13,12 @@ Two kinds of fixture live in tests/corpus/:
 Every fixture is graded with ``python -m grader check FILE --format json`` in a
 subprocess, one test per fixture so that pytest-xdist spreads them over the
 cores.  This process never imports TensorFlow.
+
+real/ holds public solutions of this tutorial and of the classic TF1 MNIST
+multilayer perceptrons, each ported into the contract in its own style; its
+header names the source (repository and path) and labels every item from the
+starter's text, not from what the grader says ("any" where a label is a
+judgment call, with why).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "corpus"
+REAL = CORPUS / "real"
 MUTANTS = CORPUS / "mutants.yaml"
 REFERENCE = ROOT / "reference" / "tensorflow_tutorial.py"
 STARTER = ROOT / "starter" / "tensorflow_tutorial.py"
@@ -102,9 +109,11 @@ def _header(path: Path) -> dict[str, dict]:
 
 def _load_files() -> list[Fixture]:
     fixtures = []
-    for path in sorted(CORPUS.glob("*.py")):
+    for path in sorted(CORPUS.glob("*.py")) + sorted(REAL.glob("*.py")):
         header = _header(path)
-        fixtures.append(Fixture(name=path.stem, origin=path.name, expect=header.get("expect"),
+        name = path.stem if path.parent == CORPUS else f"real_{path.stem}"
+        fixtures.append(Fixture(name=name, origin=str(path.relative_to(CORPUS)),
+                                expect=header.get("expect"),
                                 feedback=header.get("feedback") or {}, path=path,
                                 xfail=header.get("xfail")))
     return fixtures
@@ -251,6 +260,27 @@ def test_corpus_is_well_formed():
                 text = text.replace(old, new)
     assert not problems, "\n".join(problems)
     assert len(FIXTURES) >= 30, f"the corpus has {len(FIXTURES)} fixtures; at least 30 are expected"
+
+
+def test_real_solutions_say_where_they_come_from():
+    """Every port names its source repository and path, and why any unasserted label is one."""
+    files = sorted(REAL.glob("*.py"))
+    assert len(files) >= 10, f"{REAL.name}/ has {len(files)} ports; at least 10 are expected"
+    problems = []
+    for path in files:
+        head = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("#"):
+                break
+            head.append(line)
+        text = "\n".join(head)
+        if "# source: " not in text or "," not in text.split("# source: ", 1)[1].splitlines()[0]:
+            problems.append(f"{path.name}: no '# source: owner/repo, path' line")
+        if "# labels" not in text:
+            problems.append(f"{path.name}: no '# labels' comment deriving the expectations")
+        if ANY in json.dumps(_header(path).get("expect")) and "judgment call" not in text:
+            problems.append(f"{path.name}: an unasserted item without the judgment call explained")
+    assert not problems, "\n".join(problems)
 
 
 # The slow tests come first, so that xdist starts them early.

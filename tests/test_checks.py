@@ -1,0 +1,323 @@
+"""grader/checks.py on recorded probe outputs: pure numpy, no TensorFlow, milliseconds.
+
+The child is hostile: every value it hands back may be forged.  These tests
+feed the checks what an honest child would record (computed here in numpy)
+and what a forging one could, and require a verdict, never an exception.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from grader.checks import (ADVICE_PREFIX, CHECKS, MAX_PRINTED_CHARS, Context, mlp_cost,
+                           mlp_gradient, served_cost_limit)
+from grader.inputs import make_inputs, mlp_parameters, one_hot
+from grader.outcome import ProbeOutput
+
+TOLERANCES = {"rtol": 1e-4, "atol": 1e-5}
+Q7_SPEC = {"name": "lowers", "kind": "lowers_cost", "window": 5, "min_relative_drop": 0.01,
+           "max_blowup": 10}
+KEYS = ("W1", "b1", "W2", "b2")
+
+
+def run(kind: str, spec: dict, arrays: dict | None = None, meta: dict | None = None,
+        inputs: dict | None = None, params: dict | None = None):
+    ctx = Context(spec={"kind": kind, **spec},
+                  got=ProbeOutput(status="ok", meta=meta or {}, arrays=arrays or {}),
+                  expected=None, inputs=inputs or {}, params=params or {},
+                  tolerances=TOLERANCES)
+    return CHECKS[kind].fn(ctx)
+
+
+# ------------------------------------------------------------------------ Q7
+
+@pytest.fixture(scope="module")
+def q7_inputs():
+    """Q7's real inputs: MNIST images of the offline subset and Glorot parameters."""
+    return make_inputs("create_train_step", 1234, "Q7", {"m": 200, "n_hidden": 32})
+
+
+def small_inputs(seed: int = 0, m: int = 60, hidden: int = 8) -> dict:
+    rng = np.random.default_rng(seed)
+    images = (rng.random((m, 28, 28)) < 0.2) * rng.random((m, 28, 28))
+    return {"X": images.astype(np.float32), "Y": one_hot(rng.integers(0, 10, m)),
+            **mlp_parameters(rng, hidden)}
+
+
+def simulate(inputs: dict, steps: int, update) -> dict:
+    """What an honest child records: the parameters after each of ``steps`` updates."""
+    x = inputs["X"].reshape(len(inputs["X"]), -1).astype(np.float64)
+    y = inputs["Y"].astype(np.float64)
+    p = {k: inputs[k].astype(np.float64) for k in KEYS}
+    state: dict = {}
+    trace = {k: [] for k in KEYS}
+    with np.errstate(all="ignore"):
+        for t in range(1, steps + 1):
+            g = mlp_gradient(x, y, p)
+            p = update(p, g, state, t)
+            for k in KEYS:
+                trace[k].append(p[k].astype(np.float32))
+    return {f"{k}_trace": np.asarray(v) for k, v in trace.items()}
+
+
+def gd(rate, sign=-1.0):
+    return lambda p, g, s, t: {k: p[k] + sign * rate * g[k] for k in KEYS}
+
+
+def momentum(rate, mu=0.9):
+    def update(p, g, s, t):
+        for k in KEYS:
+            s[k] = mu * s.get(k, 0.0) + g[k]
+        return {k: p[k] - rate * s[k] for k in KEYS}
+    return update
+
+
+def adagrad(rate, initial=0.1):
+    def update(p, g, s, t):
+        for k in KEYS:
+            s[k] = s.get(k, initial) + g[k] ** 2
+        return {k: p[k] - rate * g[k] / np.sqrt(s[k]) for k in KEYS}
+    return update
+
+
+def adam(rate, b1=0.9, b2=0.999, eps=1e-8, sign=-1.0):
+    def update(p, g, s, t):
+        out = {}
+        for k in KEYS:
+            m = s[k + "m"] = b1 * s.get(k + "m", 0.0) + (1 - b1) * g[k]
+            v = s[k + "v"] = b2 * s.get(k + "v", 0.0) + (1 - b2) * g[k] ** 2
+            step = rate * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+            out[k] = p[k] + sign * step * m / (np.sqrt(v) + eps)
+        return out
+    return update
+
+
+Q7_PARAMS = {"steps": 40, "learning_rate": 0.01}
+
+
+@pytest.mark.parametrize("name, update", [
+    ("gradient descent 0.5", gd(0.5)), ("gradient descent 0.01", gd(0.01)),
+    ("momentum 0.05/0.9", momentum(0.05)), ("adagrad 0.3", adagrad(0.3)),
+    ("adam 0.001", adam(0.001)), ("adam 0.01", adam(0.01)),
+])
+def test_every_reasonable_optimizer_lowers_the_cost(q7_inputs, name, update):
+    verdict = run("lowers_cost", Q7_SPEC, simulate(q7_inputs, 40, update), inputs=q7_inputs,
+                  params=Q7_PARAMS)
+    assert verdict.passed, f"{name}: {verdict.message} | {verdict.diagnosis}"
+
+
+def test_gradient_descent_at_10_diverges_and_says_so(q7_inputs):
+    verdict = run("lowers_cost", Q7_SPEC, simulate(q7_inputs, 40, gd(10.0)), inputs=q7_inputs,
+                  params=Q7_PARAMS)
+    assert not verdict.passed
+    assert "diverged" in verdict.message and "learning rate is too large" in verdict.diagnosis
+
+
+@pytest.mark.parametrize("update", [adam(0.01, sign=1.0), gd(0.5, sign=1.0), gd(0.01, sign=1.0)])
+def test_maximizing_loses_and_is_named(q7_inputs, update):
+    verdict = run("lowers_cost", Q7_SPEC, simulate(q7_inputs, 40, update), inputs=q7_inputs,
+                  params=Q7_PARAMS)
+    assert not verdict.passed
+    assert "maximizing" in verdict.diagnosis and "minimize(-cost)" in verdict.diagnosis
+
+
+def test_a_step_that_changes_nothing_loses():
+    inputs = small_inputs()
+    trace = {f"{k}_trace": np.repeat(inputs[k][None], 10, axis=0) for k in KEYS}
+    verdict = run("lowers_cost", Q7_SPEC, trace, inputs=inputs, params={"steps": 10})
+    assert not verdict.passed and "never changed" in verdict.message
+
+
+def test_the_verdict_is_the_parents_own_cost_not_the_childs_numbers():
+    """A forged 'costs' array, or forged cost-like meta, cannot earn Q7."""
+    inputs = small_inputs()
+    trace = simulate(inputs, 10, gd(0.5, sign=1.0))  # really climbs
+    trace["costs"] = np.linspace(2.3, 0.1, 11)          # and claims to descend
+    verdict = run("lowers_cost", Q7_SPEC, trace, inputs=inputs, params={"steps": 10},
+                  meta={"costs": [2.3, 0.1], "passed": True})
+    assert not verdict.passed
+    start = {k: inputs[k].astype(np.float64) for k in KEYS}
+    x, y = inputs["X"].reshape(60, -1).astype(np.float64), inputs["Y"].astype(np.float64)
+    assert f"{mlp_cost(x, y, start):.4g}" in verdict.message
+
+
+@pytest.mark.parametrize("forge", [
+    lambda t: t.pop("W1_trace"),                                        # missing
+    lambda t: t.update(W1_trace=t["W1_trace"][:-1]),                    # one step short
+    lambda t: t.update(W1_trace=t["W1_trace"].astype(np.int64)),        # not floats
+    lambda t: t.update(b2_trace=np.zeros((10, 11), np.float32)),        # wrong shape
+    lambda t: t.update(W2_trace=np.zeros((10,), np.float32)),           # wrong rank
+    lambda t: t.update(W1_trace=np.full_like(t["W1_trace"], np.nan)),   # NaN
+    lambda t: t.update(W1_trace=np.full_like(t["W1_trace"], np.inf)),   # infinite
+    lambda t: t.update(W1_trace=np.full_like(t["W1_trace"], 3e38)),     # overflows the cost
+])
+def test_forged_parameters_fail_cleanly(forge):
+    inputs = small_inputs()
+    trace = simulate(inputs, 10, gd(0.5))
+    forge(trace)
+    with np.errstate(all="raise"):  # numpy warnings would be exceptions here
+        verdict = run("lowers_cost", Q7_SPEC, trace, inputs=inputs, params={"steps": 10})
+    assert not verdict.passed and verdict.message and verdict.diagnosis
+
+
+def test_uses_learning_rate_is_advice_by_default_and_scored_when_switched_on():
+    inputs = small_inputs()
+    moved = {f"{k}_lr0": inputs[k] + np.float32(0.01) for k in KEYS}
+    still = {f"{k}_lr0": inputs[k].copy() for k in KEYS}
+    advice = run("uses_learning_rate", {"advice": True}, moved, inputs=inputs)
+    assert advice.passed and advice.advice and advice.message.startswith(ADVICE_PREFIX)
+    assert "learning_rate" in advice.diagnosis
+    scored = run("uses_learning_rate", {"advice": False}, moved, inputs=inputs)
+    assert not scored.passed and not scored.advice
+    assert run("uses_learning_rate", {}, still, inputs=inputs).passed
+    forged = {**still, "W1_lr0": np.zeros(3, np.float32)}
+    assert not run("uses_learning_rate", {}, forged, inputs=inputs).passed
+
+
+# ------------------------------------------------------------------------ Q9
+
+Q9_PARAMS = {"num_steps": 12, "batch_size": 20, "print_every": 4}
+SERVED = np.array([0.0712, -0.0315, 0.0533, 0.1021, 0.0045, 0.0789, -0.0622, 0.0311,
+                   0.0917, 0.0268, -0.0144, 0.0650])
+
+
+def printed(text: str, served=SERVED, params=Q9_PARAMS):
+    arrays = {} if served is None else {"batch_costs": np.asarray(served)}
+    return run("printed", {}, arrays, meta={"printed": text}, params=params)
+
+
+def lines(fmt, indices, values):
+    return "\n".join(fmt(i, v) for i, v in zip(indices, values)) + "\n"
+
+
+@pytest.mark.parametrize("text", [
+    lines(lambda i, c: f"Iteration {i}: cost = {c:.4f}", [0, 4, 8, 11], SERVED[[0, 4, 8, 11]]),
+    lines(lambda i, c: f"Step: {i:04d} cost= {c:.9f}", [4, 8, 12], SERVED[[3, 7, 11]]),
+    "Training...\n" + lines(lambda i, c: f"Epoch {i}/12 - loss {c:.3e}", [4, 8, 12],
+                            SERVED[[3, 7, 11]]) + "Optimization Finished!\n",
+    lines(lambda i, c: "step %d, cost %g" % (i, c), [0, 4, 8], SERVED[[0, 4, 8]]),
+    lines(lambda i, c: f"Iter {i} | {c}", [1, 5, 9], SERVED[[0, 4, 8]]),
+    lines(lambda i, c: f"{i} {c:.5f}", [0, 4, 8], SERVED[[0, 4, 8]]),
+    # the cost averaged over the last print_every batches, as the classic examples print it
+    lines(lambda i, c: "Epoch: %04d cost= %.9f" % (i, c), [4, 8, 12],
+          [SERVED[0:4].mean(), SERVED[4:8].mean(), SERVED[8:12].mean()]),
+    # the iteration on one line, the cost on the next
+    "".join(f"Iteration {i}\n  cost {SERVED[i]:.4f}\n" for i in (0, 4, 8)),
+])
+def test_progress_lines_in_any_style_pass(text):
+    verdict = printed(text)
+    assert verdict.passed, f"{verdict.message} | {verdict.diagnosis}\n{text}"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "printed nothing"),
+    (lines(lambda i, c: f"{c:.4f}", [0, 4, 8], SERVED[[0, 4, 8]]), "not the iteration"),
+    (lines(lambda i, c: f"Iteration {i}", [0, 4, 8], [0, 0, 0]), "no cost"),
+    (lines(lambda i, c: f"Iteration {i}: cost = {c + 5:.4f}", [0, 4, 8], SERVED[[0, 4, 8]]),
+     "no cost"),
+    (lines(lambda i, c: f"Iteration {i}: cost = {c:.4f}", range(12), SERVED), "every step"),
+])
+def test_progress_lines_that_miss_something_fail_with_what_is_missing(text, words):
+    verdict = printed(text)
+    assert not verdict.passed
+    assert words in verdict.message + " " + (verdict.diagnosis or "")
+
+
+def test_a_malformed_served_cost_array_fails_with_a_message():
+    text = lines(lambda i, c: f"Iteration {i}: cost = {c:.4f}", [0, 4, 8], SERVED[[0, 4, 8]])
+    too_long = np.resize(SERVED, served_cost_limit(12) + 1)
+    for served in (too_long, np.zeros((3, 4)), np.array([], dtype=np.float64), None):
+        verdict = printed(text, served=served)
+        assert not verdict.passed and verdict.message
+    assert "malformed" in printed(text, served=too_long).message
+
+
+def test_the_printed_check_is_bounded_on_hostile_output():
+    """A megabyte of numbers and a maximal served array: capped, and fast."""
+    steps = 2000
+    served = np.random.default_rng(0).normal(0, 0.1, served_cost_limit(steps))
+    text = ("Iteration 1: cost = 0.123456 " + "1.5 " * 40 + "\n") * 50_000
+    start = time.perf_counter()
+    verdict = printed(text, served=served,
+                      params={"num_steps": steps, "batch_size": 1, "print_every": 1})
+    assert time.perf_counter() - start < 2.0
+    assert not verdict.passed  # at most MAX_PRINTED_CHARS are read: far fewer lines than steps
+    assert len(text) > 100 * MAX_PRINTED_CHARS
+
+
+# ----------------------------------------------------------------------- Q11
+
+TERMS = {"learning rate": ["learning rate"], "dropout": ["dropout", "drop out"],
+         "regularization": ["regulari", "weight decay"], "convolution": ["convolution", "cnn"],
+         "data augmentation": ["augment"], "initialization": ["initiali", "xavier"]}
+Q11 = {"min_words": 25, "mode": "completion", "min_distinct_words": 15, "min_terms": 2,
+       "terms": TERMS}
+GOOD = ("The test accuracy stalls while the training cost keeps falling, so the network "
+        "overfits: dropout on the hidden layer and L2 regularisation would help, and a "
+        "convolutional network with data augmentation would use the structure of the images.")
+
+
+def answer(text, spec=Q11, text_type="str"):
+    return run("free_text", spec, meta={"text": text, "text_type": text_type})
+
+
+def test_a_real_answer_gets_the_credit_and_names_what_it_found():
+    verdict = answer(GOOD)
+    assert verdict.passed, verdict.message
+    assert "dropout" in verdict.message and "regularization" in verdict.message
+
+
+@pytest.mark.parametrize("text", [
+    "lorem " * 25,
+    "lorem ipsum dolor sit amet " * 6,
+    " ".join(f"word{i}" for i in range(40)),
+    ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
+     "incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud "
+     "exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat."),
+    "It could be better if we changed some things in the code. " * 3,
+])
+def test_filler_gets_nothing_and_is_told_what_an_answer_needs(text):
+    verdict = answer(text)
+    assert not verdict.passed
+    assert "names at least 2 concrete changes" in verdict.diagnosis
+    assert "at least 25 words" in verdict.diagnosis
+
+
+def test_spelling_variants_and_manual_mode():
+    us = GOOD.replace("regularisation", "regularization").replace("dropout", "drop-out")
+    assert answer(us).passed
+    assert answer(GOOD, {**Q11, "mode": "manual"}).pending
+    assert not answer(None, text_type="NoneType").passed
+    plain = {"min_words": 25, "mode": "completion"}  # the old rubric: words only
+    assert answer("lorem " * 25, plain).passed
+
+
+def test_no_check_imports_tensorflow():
+    assert "tensorflow" not in sys.modules
+
+
+def test_the_binary_cross_entropy_of_the_softmax_is_named():
+    """The cost of a widely copied tutorial: a per-class binary cross-entropy of the softmax."""
+    from grader.diagnoses import DIAGNOSES, Case, log_softmax, softmax
+    inputs = make_inputs("compute_cost", 1234, "Q5", {"m": 16})
+    z, y = inputs["Z"].astype(np.float64), inputs["Y"].astype(np.float64)
+    p = np.clip(softmax(z), 1e-10, 0.9999999)
+    got = np.float64(-(y * np.log(p) + (1 - y) * np.log(1 - p)).sum(1).mean())
+    right = np.float64(-(y * log_softmax(z)).sum(1).mean())
+    case = Case(target="cost", got=np.asarray(got), expected=np.asarray(right), inputs=inputs,
+                params={})
+    assert "binary cross-entropy" in DIAGNOSES["cost_binary_of_softmax"](case)
+    case = Case(target="cost", got=np.asarray(right), expected=np.asarray(right), inputs=inputs,
+                params={})
+    assert DIAGNOSES["cost_binary_of_softmax"](case) is None
+
+
+def test_steps_that_skip_training_are_named():
+    meta = {"batch_sizes": [20] * 9, "steps_run": 9}
+    verdict = run("batches", {}, meta=meta, params=Q9_PARAMS)
+    assert not verdict.passed and "3 of the 12 iterations neither drew a batch nor trained" \
+        in verdict.diagnosis
