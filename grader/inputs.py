@@ -110,7 +110,7 @@ def mlp_parameters(rng: np.random.Generator, n_hidden: int) -> Inputs:
 
 def _real_images(rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
     """``m`` distinct training images of the offline MNIST subset, in [0, 1], and their digits."""
-    from .engine import grading_data  # the loader is read once per process, there
+    from .data import grading_data  # the loader is read once per process, there
     x_train, y_train, _, _, _ = grading_data("offline")
     if not 0 < m <= len(x_train):
         raise ValueError(f"m={m}: the offline subset has {len(x_train)} training images")
