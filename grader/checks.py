@@ -547,11 +547,23 @@ def initialized(ctx: Context) -> Verdict:
 
 @check("batches")
 def batches(ctx: Context) -> Verdict:
-    sizes = [int(s) for s in ctx.got.meta.get("batch_sizes", [])]
+    recorded = ctx.got.meta.get("batch_sizes", [])
+    sizes = [s for s in recorded if isinstance(s, int)] if isinstance(recorded, list) else []
     steps, batch = int(ctx.params["num_steps"]), int(ctx.params["batch_size"])
     ran = ctx.got.meta.get("steps_run")
     if len(sizes) == steps and all(s == batch for s in sizes) and ran == steps:
-        return Verdict(True, f"{steps} steps, each on a fresh batch of {batch}")
+        # The grader's training step adds up the cost of what it was fed: each step's batch.
+        served, _ = _served_costs(ctx)
+        fed = ctx.got.array("fed_total")
+        if served is not None and fed is not None and fed.size == 1:
+            want = float(np.sum(served[:steps]))
+            if close(fed, want, rtol=1e-4, atol=1e-4 * float(np.sum(np.abs(served[:steps])))):
+                return Verdict(True, f"{steps} steps, each on a fresh batch of {batch}")
+        return Verdict(False, f"{steps} batches of {batch} were drawn and the training step ran "
+                              f"{steps} times, but not on the batch drawn at each step",
+                       "feed each step's batch to the training step: sess.run(train_step, "
+                       "feed_dict={X: images, Y: labels}) with the images and labels that "
+                       "step drew")
     message = (f"{steps} steps called next_batch {len(sizes)} time(s) with sizes "
                f"{sorted(set(sizes)) or 'none'} and ran the training step {ran} time(s)")
     if len(sizes) in (0, 1) and steps > 1:
@@ -632,17 +644,40 @@ def served_cost_limit(num_steps: int) -> int:
 
 
 def _served_costs(ctx: Context) -> tuple[np.ndarray | None, str]:
-    """The costs of the batches served, or None and why they are unusable."""
-    served = ctx.got.array("batch_costs")
+    """The costs of the batches served, or None and why they are unusable.
+
+    The child reports only the sizes it asked next_batch for; the parent
+    replays the grader's ``mnist.train`` (the shared loader's DataSet with
+    the child's seed) and computes each batch's cost itself, so nothing the
+    child claims about a batch is taken on trust."""
+    sizes = ctx.got.meta.get("batch_sizes", [])
     steps = int(ctx.params["num_steps"])
-    if served is None or served.size == 0:
+    images, labels = ctx.inputs.get("images"), ctx.inputs.get("labels")
+    if images is None or labels is None:
+        return None, "the grader has no batches to replay"
+    if not isinstance(sizes, list) or not sizes:
         return None, "no mini-batch was drawn"
-    if served.dtype.kind not in "fiu" or served.ndim != 1:
-        return None, "the record of the batches served is malformed"
-    if len(served) > served_cost_limit(steps):
-        return None, (f"the record of the batches served is malformed ({len(served)} batches "
+    if len(sizes) > served_cost_limit(steps):
+        return None, (f"the record of the batches served is malformed ({len(sizes)} batches "
                       f"for {steps} steps; at most {served_cost_limit(steps)} can be served)")
-    return served.astype(np.float64), ""
+    largest = 10 * len(images)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= largest
+               for n in sizes):
+        return None, "the record of the batches served is malformed"
+    return replay_batch_costs(ctx.inputs, ctx.seed, sizes), ""
+
+
+def replay_batch_costs(inputs: dict, seed: int, sizes: list[int]) -> np.ndarray:
+    """The cost of each batch the Q9 probe's ``mnist.train`` served for ``sizes``, in order."""
+    from .data import load_loader
+    data = load_loader().DataSet(inputs["images"], inputs["labels"], seed=seed)
+    u, v = inputs["u"].astype(np.float64), inputs["v"].astype(np.float64)
+    costs = []
+    for size in sizes:
+        images, labels = data.next_batch(size)
+        flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+        costs.append(float(np.mean((flat @ u) * (np.asarray(labels) @ v))))
+    return np.asarray(costs, dtype=np.float64)
 
 
 def _token_tolerance(token: str, value: float) -> float:

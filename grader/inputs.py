@@ -127,9 +127,12 @@ def _session(rng, params) -> Inputs:
 
 
 def _linear_task(rng, n: int) -> Inputs:
+    """Data and the weights of a stand-in cost, mean((x . u) * (y . v)): positive, about 10 to
+    20 like a real loss, and different for every batch, so a printed or returned cost shows
+    which batch it was measured on."""
     return {"images": _images(rng, n), "labels": one_hot(rng.integers(0, 10, n)),
-            "u": (rng.normal(0, 1, 784) / 28).astype(np.float32),
-            "v": rng.normal(0, 1, 10).astype(np.float32)}
+            "u": (np.abs(rng.normal(0, 1, 784)) / 28).astype(np.float32),
+            "v": (rng.normal(0, 1, 10) + 5).astype(np.float32)}
 
 
 @_generator("train")

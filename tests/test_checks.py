@@ -8,13 +8,12 @@ and what a forging one could, and require a verdict, never an exception.
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from grader.checks import (ADVICE_PREFIX, CHECKS, MAX_PRINTED_CHARS, Context, mlp_cost,
-                           mlp_gradient, served_cost_limit)
+                           mlp_gradient, replay_batch_costs, served_cost_limit)
 from grader.inputs import make_inputs, mlp_parameters, one_hot
 from grader.outcome import ProbeOutput
 
@@ -25,11 +24,11 @@ KEYS = ("W1", "b1", "W2", "b2")
 
 
 def run(kind: str, spec: dict, arrays: dict | None = None, meta: dict | None = None,
-        inputs: dict | None = None, params: dict | None = None):
+        inputs: dict | None = None, params: dict | None = None, seed: int = 0):
     ctx = Context(spec={"kind": kind, **spec},
                   got=ProbeOutput(status="ok", meta=meta or {}, arrays=arrays or {}),
                   expected=None, inputs=inputs or {}, params=params or {},
-                  tolerances=TOLERANCES)
+                  tolerances=TOLERANCES, seed=seed)
     return CHECKS[kind].fn(ctx)
 
 
@@ -181,13 +180,16 @@ def test_uses_learning_rate_is_advice_by_default_and_scored_when_switched_on():
 # ------------------------------------------------------------------------ Q9
 
 Q9_PARAMS = {"num_steps": 12, "batch_size": 20, "print_every": 4}
-SERVED = np.array([0.0712, -0.0315, 0.0533, 0.1021, 0.0045, 0.0789, -0.0622, 0.0311,
-                   0.0917, 0.0268, -0.0144, 0.0650])
+Q9_SEED = 77
+Q9_INPUTS = make_inputs("train", 1234, "Q9", {"n": 300})
+SIZES = [20] * 12
+# What the grader's mnist.train serves for these sizes, as the parent replays it.
+SERVED = replay_batch_costs(Q9_INPUTS, Q9_SEED, SIZES)
 
 
-def printed(text: str, served=SERVED, params=Q9_PARAMS):
-    arrays = {} if served is None else {"batch_costs": np.asarray(served)}
-    return run("printed", {}, arrays, meta={"printed": text}, params=params)
+def printed(text: str, sizes=SIZES, params=Q9_PARAMS):
+    meta = {"printed": text} if sizes is None else {"printed": text, "batch_sizes": sizes}
+    return run("printed", {}, {}, meta=meta, inputs=Q9_INPUTS, params=params, seed=Q9_SEED)
 
 
 def lines(fmt, indices, values):
@@ -227,24 +229,50 @@ def test_progress_lines_that_miss_something_fail_with_what_is_missing(text, word
     assert words in verdict.message + " " + (verdict.diagnosis or "")
 
 
-def test_a_malformed_served_cost_array_fails_with_a_message():
+def test_a_malformed_record_of_batches_fails_with_a_message():
     text = lines(lambda i, c: f"Iteration {i}: cost = {c:.4f}", [0, 4, 8], SERVED[[0, 4, 8]])
-    too_long = np.resize(SERVED, served_cost_limit(12) + 1)
-    for served in (too_long, np.zeros((3, 4)), np.array([], dtype=np.float64), None):
-        verdict = printed(text, served=served)
-        assert not verdict.passed and verdict.message
-    assert "malformed" in printed(text, served=too_long).message
+    too_many = [20] * (served_cost_limit(12) + 1)
+    for sizes in (too_many, [20, "20"], [20, 10**9], [0], [True], [], None):
+        verdict = printed(text, sizes=sizes)
+        assert not verdict.passed and verdict.message, sizes
+    assert "malformed" in printed(text, sizes=too_many).message
+    assert "malformed" in printed(text, sizes=[20, 10**9]).message  # never replayed
+
+
+def test_the_costs_of_the_batches_are_the_parents_not_the_childs():
+    """Only the sizes come from the child: a forged record of costs changes nothing."""
+    text = lines(lambda i, c: f"Iteration {i}: cost = {c:.4f}", [0, 4, 8], SERVED[[0, 4, 8]])
+    forged = lines(lambda i, c: f"Iteration {i}: cost = {c:.4f}", [0, 4, 8], [0.0, 0.0, 0.0])
+    assert printed(text).passed
+    meta = {"printed": forged, "batch_sizes": SIZES}
+    verdict = run("printed", {}, {"batch_costs": np.zeros(12)}, meta=meta, inputs=Q9_INPUTS,
+                  params=Q9_PARAMS, seed=Q9_SEED)
+    assert not verdict.passed
+    returned = {"returned": SERVED[:12].copy()}
+    meta = {"batch_sizes": SIZES, "returned": {"type": "list", "element_types": ["float"]}}
+    assert run("returned_costs", {}, returned, meta, Q9_INPUTS, Q9_PARAMS, Q9_SEED).passed
+    assert not run("returned_costs", {}, {"returned": np.zeros(12)}, meta, Q9_INPUTS, Q9_PARAMS,
+                   Q9_SEED).passed
+    # the same sizes on another seed are other batches
+    assert not run("returned_costs", {}, returned, meta, Q9_INPUTS, Q9_PARAMS, Q9_SEED + 1).passed
+
+
+def test_each_step_must_train_on_the_batch_it_drew():
+    meta = {"batch_sizes": SIZES, "steps_run": 12}
+    honest = {"fed_total": np.float64(SERVED.sum())}
+    assert run("batches", {}, honest, meta, Q9_INPUTS, Q9_PARAMS, Q9_SEED).passed
+    stale = {"fed_total": np.float64(SERVED[0] + SERVED[:11].sum())}  # always the previous batch
+    verdict = run("batches", {}, stale, meta, Q9_INPUTS, Q9_PARAMS, Q9_SEED)
+    assert not verdict.passed and "not on the batch drawn" in verdict.message
+    assert not run("batches", {}, {}, meta, Q9_INPUTS, Q9_PARAMS, Q9_SEED).passed  # nothing fed
 
 
 def test_the_printed_check_is_bounded_on_hostile_output():
-    """A megabyte of numbers and a maximal served array: capped, and fast."""
+    """A megabyte of numbers and the most batches allowed: only the capped part is read."""
     steps = 2000
-    served = np.random.default_rng(0).normal(0, 0.1, served_cost_limit(steps))
     text = ("Iteration 1: cost = 0.123456 " + "1.5 " * 40 + "\n") * 50_000
-    start = time.perf_counter()
-    verdict = printed(text, served=served,
+    verdict = printed(text, sizes=[1] * served_cost_limit(steps),
                       params={"num_steps": steps, "batch_size": 1, "print_every": 1})
-    assert time.perf_counter() - start < 2.0
     assert not verdict.passed  # at most MAX_PRINTED_CHARS are read: far fewer lines than steps
     assert len(text) > 100 * MAX_PRINTED_CHARS
 
@@ -318,6 +346,6 @@ def test_the_binary_cross_entropy_of_the_softmax_is_named():
 
 def test_steps_that_skip_training_are_named():
     meta = {"batch_sizes": [20] * 9, "steps_run": 9}
-    verdict = run("batches", {}, meta=meta, params=Q9_PARAMS)
+    verdict = run("batches", {}, meta=meta, inputs=Q9_INPUTS, params=Q9_PARAMS, seed=Q9_SEED)
     assert not verdict.passed and "3 of the 12 iterations neither drew a batch nor trained" \
         in verdict.diagnosis
