@@ -20,7 +20,7 @@ help:
 	@echo "make grade [SUBMISSION=path]   grade a submission (default: $(SUBMISSION))"
 	@echo "make run [RUN=path] [ARGS=..]  run the tutorial end to end (default: $(RUN))"
 # instructor:begin
-	@echo "make test                      run the test suite"
+	@echo "make test                      run the test suite (make test-fast: the tier without TensorFlow)"
 	@echo "make bench                     time the grader against a bare TensorFlow import"
 	@echo "make calibrate                 suggest the model item's accuracy threshold"
 	@echo "make student-bundle            build dist/student.zip (no reference, public checks)"
@@ -48,10 +48,14 @@ clean:
 	rm -rf $(VENV) .cache dist
 
 # instructor:begin
-.PHONY: test bench calibrate student-bundle gradescope batch
+.PHONY: test test-fast bench calibrate student-bundle gradescope batch
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
+
+# The tier without TensorFlow: checks, diagnoses, reports, rubric, channel, loader.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not tf" tests
 
 bench: $(STAMP)
 	$(PY) bench/bench.py

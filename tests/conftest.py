@@ -23,3 +23,30 @@ def tutorial_env(tmp_path: Path) -> dict[str, str]:
     env.update(HOME=str(home), MNIST_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3",
                TF_ENABLE_ONEDNN_OPTS="0")
     return env
+
+
+# --------------------------------------------------------------- test tiers
+# `make test-fast` runs what is not marked `tf`: checks, diagnoses, renderers, the
+# rubric validator, the channel, the loader (no TensorFlow, no sandboxed grade).
+# The `tf` tier starts sandboxed children that import TensorFlow, or sandboxes
+# that spend seconds of CPU on purpose.
+TF_MODULES = {"test_hostile", "test_corpus", "test_distribute", "test_reference", "test_starter",
+              "test_cli", "test_sandbox", "test_zygote", "test_ray"}
+TF_TESTS = {
+    "test_engine": {"test_a_failing_reference_is_ungradable_not_a_zero"},
+    "test_batch": {"test_batch_grades_a_class_like_check_and_resumes",
+                   "test_batch_over_a_zip_of_student_folders_resumes_and_force_regrades"},
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "tf: the end-to-end tier (TensorFlow in a sandbox)")
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        name = getattr(item, "originalname", item.name)
+        if module in TF_MODULES or name in TF_TESTS.get(module, ()):
+            item.add_marker(pytest.mark.tf)
