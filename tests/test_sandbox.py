@@ -942,7 +942,6 @@ def test_hidden_paths_cannot_be_read(isolation, launch, tmp_path):
         "sibling": ["allowed"],
         "numpy": 10,
     }
-    assert len(views["file"]) == 2  # the virtualenv is reached through a symlink here
 
 
 def test_landlock_rules_around_hidden_paths_stay_few_and_never_reach_them(tmp_path):
