@@ -117,15 +117,16 @@ def connect(address: str, cpus: int | None) -> Connection:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UsageError(f"--ray {address}: cannot start or join Ray: {clean_line(first)[:300]}"
                          ) from None
-    try:
-        total = int(ray.cluster_resources().get("CPU", 0))
-        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-    except Exception:
-        total, nodes = cpus or 1, 1
-    if total < 1:
+    alive = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    fit = [r for r in alive
+           if r.get("CPU", 0) >= 1 and r.get("memory", 0) >= batch.MEMORY_PER_WORKER]
+    if not fit:   # the tasks could never be scheduled: say so rather than wait forever
         ray.shutdown()
-        raise UsageError(f"--ray {address}: the cluster has no CPU to grade on")
-    return Connection(ray, total, f"{where}: {nodes} node{'s' * (nodes != 1)}, {total} CPUs")
+        raise UsageError(f"--ray {address}: no node of the cluster has a CPU and "
+                         f"{batch.MEMORY_PER_WORKER // 2**20} MiB of memory free to grade")
+    total = int(sum(r.get("CPU", 0) for r in fit))
+    return Connection(ray, total, f"{where}: {len(alive)} node{'s' * (len(alive) != 1)}, "
+                                  f"{total} CPUs")
 
 
 # ------------------------------------------------------------- on a node
