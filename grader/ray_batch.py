@@ -114,6 +114,7 @@ def connect(address: str, cpus: int | None) -> Connection:
     except GraderError:
         raise
     except Exception as exc:   # Ray raises ConnectionError, RuntimeError, ValueError...
+        Connection(ray, 0, "").close()   # whatever half-started
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UsageError(f"--ray {address}: cannot start or join Ray: {clean_line(first)[:300]}"
                          ) from None
