@@ -310,3 +310,27 @@ def test_without_ray_installed_batch_ray_says_how_to_install_it(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "--ray needs Ray, which is not installed here" in proc.stderr
     assert "requirements-ray.txt" in proc.stderr
+
+
+@pytest.mark.parametrize("address,ok", [("local", True), ("auto", True), ("10.1.2.3:6379", True),
+                                        ("ray://head.example.edu:10001", True), ("[::1]:6379", True),
+                                        ("class/", False), ("head", False), ("ray://head", False)])
+def test_addresses_that_ray_accepts(address, ok):
+    from grader import ray_batch
+    from grader.errors import UsageError
+    if ok:
+        assert ray_batch.check_address(address) == address
+    else:
+        with pytest.raises(UsageError, match="put --ray after SRC"):
+            ray_batch.check_address(address)
+
+
+def test_a_prepared_plan_must_come_with_its_own_rubric(tmp_path):
+    from grader import engine
+    from grader.errors import UngradableError
+    from grader.rubric import load_rubric
+    rubric, copy = (load_rubric(ROOT / "rubric.yaml") for _ in range(2))
+    tasks = [t for t in engine.plan(copy, ("public",)) if t.item.probe != "model"]
+    (tmp_path / "a.py").write_text("x = 1\n")
+    with pytest.raises(UngradableError, match="not made of this rubric's items"):
+        engine.grade(tmp_path / "a.py", rubric, ("public",), prepared=(tasks, {}))
