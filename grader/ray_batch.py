@@ -13,8 +13,10 @@ resume keys, the gradebook, reports, summary, progress and Ctrl-C.  Here:
 * **A task grades one submission** with ``engine.grade``, in the sandbox of
   the node that runs it (full isolation where its Ray worker is root, basic
   otherwise: each row says which).  Student code only ever runs in the
-  sandbox's fresh child process; the Ray worker itself is also used for one
-  task only (``max_calls=1``).
+  sandbox's fresh child process, gone before the next grade; the Ray worker
+  (the sandbox's parent, as local batch's threads are) never runs it, and
+  is replaced after ``WORKER_GRADES`` grades (``max_calls``).  A new worker
+  per grade would cost about a second each, for no isolation gained.
 * **Faults.**  A task whose worker or node dies is retried by Ray up to
   ``--retries`` times; one that fails every attempt gets ``ungradable`` with
   the reason.  Each task's result is recorded once, when ``ray.wait``
@@ -49,6 +51,7 @@ __all__ = ["LOCAL", "Connection", "check_address", "connect", "grade_all"]
 
 LOCAL = "local"                     # --ray without an address: a Ray instance for this run
 DEFAULT_RETRIES = 2
+WORKER_GRADES = 25                  # grades per Ray worker process before Ray replaces it
 _CONNECT_SECONDS = 10.0
 _CANCEL_SECONDS = 60.0
 _HOST_PORT = re.compile(r"^(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
@@ -204,7 +207,7 @@ def grade_all(conn: Connection, todo: list, output, rubric: Rubric,
         os.chmod(tmp, 0o711)
         expected = engine.expected_outputs(rubric, tasks, Path(tmp))   # cached by _prepare
     shared = ray.put((rubric, tasks, expected))   # one object: tasks keep their items
-    remote = ray.remote(num_cpus=1, memory=batch.MEMORY_PER_WORKER, max_calls=1,
+    remote = ray.remote(num_cpus=1, memory=batch.MEMORY_PER_WORKER, max_calls=WORKER_GRADES,
                         max_retries=retries, retry_exceptions=False)(_grade_on_node)
     window = min(jobs or conn.cpus, len(todo))
     return _drive(ray, remote, shared, list(todo), output, visibilities, isolation,

@@ -36,9 +36,11 @@ HELPER = ROOT / "tests" / "ray_cluster.py"
 COST_MEAN = "return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=Y, logits=Z2))"
 ARGMAX = "tf.argmax(Z2, axis=1)"
 # Tries the Ray control plane (the head's port), the object store's socket and
-# Ray's token, then raises what it reached: the import error says.
-HOSTILE = """import glob, os, socket
-tried = []
+# Ray's token, looks for another student's mark in its process, then raises
+# what it found: the import error says.
+HOSTILE = """import builtins, glob, os, socket
+tried = ["process: SHARED" if hasattr(builtins, "graded_here") else "process: fresh"]
+builtins.graded_here = True
 try:
     socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
     tried.append("control plane: REACHED")
@@ -154,6 +156,7 @@ def make_class(src: Path, port: int) -> None:
     nb.cells += [nbformat.v4.new_code_cell("def " + f) for f in functions]
     nbformat.write(nb, str(src / "erin.ipynb"))
     (src / "mallory.py").write_text(HOSTILE.format(port=port))
+    (src / "oscar.py").write_text(HOSTILE.format(port=port))
 
 
 def killer(stop_at: dict[str, int]):
@@ -194,7 +197,7 @@ def test_a_class_on_a_three_node_cluster_scores_as_local_batch(cluster, tmp_path
     assert rows == gradebook(local)            # row for row, every column
     assert {n: r["status"] for n, r in rows.items()} == {
         "alice": "graded", "bob": "graded", "carl": "graded", "dora": "graded",
-        "erin": "graded", "mallory": "import-error"}
+        "erin": "graded", "mallory": "import-error", "oscar": "import-error"}
     assert float(rows["alice"]["total"]) == float(rows["erin"]["total"]) == 100
     assert float(rows["carl"]["Q5"]) < 10 and float(rows["bob"]["total"]) == 0
     assert float(rows["dora"]["total"]) < 100
@@ -210,9 +213,12 @@ def test_a_class_on_a_three_node_cluster_scores_as_local_batch(cluster, tmp_path
     assert len({s["node"] for s in graded.values()}) == 2     # both worker nodes, never the head
     assert sorted(progress_lines(proc.stderr)) == sorted(rows)
 
-    # the hostile file reached neither the control plane nor the object store
-    reason = graded["mallory"]["reason"]
-    assert reason.count("blocked") == 5 and "REACHED" not in reason, reason
+    # the hostile files reached neither the control plane nor the object store, and
+    # each ran in a process of its own, although each worker node graded several files
+    for name in ("mallory", "oscar"):
+        reason = graded[name]["reason"]
+        assert reason.count("blocked") == 5 and "REACHED" not in reason, reason
+        assert "RuntimeError: process: fresh;" in reason, reason
 
 
 @needs_ray
