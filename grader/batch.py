@@ -41,6 +41,9 @@ and grader code are unchanged (``--force`` regrades); the gradebook is
 rewritten atomically after each submission, so Ctrl-C leaves one that holds
 everything that finished.
 
+``--ray [ADDRESS]`` grades on a Ray cluster instead of local threads
+(``ray_batch.py``); everything else is as here.
+
 Exit status: 0 every submission found was graded or skipped with a reason,
 1 some are ungradable, 2 a usage error or a fault that affects every
 submission (a bad rubric, a failing reference: nothing is graded),
