@@ -1,6 +1,7 @@
 # Everything a student or an instructor needs, in a few commands.
 # Each target creates .venv/ and installs the pinned dependencies first
-# when they are missing or requirements*.txt changed.
+# when they are missing or requirements*.txt changed (Ray, requirements-ray.txt,
+# only for the targets that need it: test, bench, batch ARGS=--ray).
 # The student bundle gets this file without the "instructor" blocks.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -26,6 +27,7 @@ help:
 	@echo "make student-bundle            build dist/student.zip (no reference, public checks)"
 	@echo "make gradescope                build dist/gradescope_autograder.zip"
 	@echo "make batch SRC=path OUT=dir    grade a class (folder or .zip) into a gradebook [ARGS=--force ..]"
+	@echo "                               on Ray: ARGS=--ray (a local instance) or ARGS='--ray auto' (a cluster)"
 # instructor:end
 
 venv: $(STAMP)
@@ -50,14 +52,21 @@ clean:
 # instructor:begin
 .PHONY: test test-fast bench calibrate student-bundle gradescope batch
 
-test: $(STAMP)
+# Ray (batch --ray, its tests and its benchmark) on top of the rest.
+RAY_STAMP := $(VENV)/.installed-ray
+
+$(RAY_STAMP): $(STAMP) requirements-ray.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
+	@touch $@
+
+test: $(RAY_STAMP)
 	$(PY) -m pytest -q -n 2 tests
 
 # The tier without TensorFlow: checks, diagnoses, reports, rubric, channel, loader.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not tf" tests
 
-bench: $(STAMP)
+bench: $(RAY_STAMP)
 	$(PY) bench/bench.py
 
 calibrate: $(STAMP)
@@ -69,7 +78,7 @@ student-bundle: $(STAMP)
 gradescope: $(STAMP)
 	$(PY) -m grader bundle gradescope
 
-batch: $(STAMP)
+batch: $(STAMP) $(if $(findstring --ray,$(ARGS)),$(RAY_STAMP))
 	@test -n "$(SRC)" && test -n "$(OUT)" || \
 		{ echo "usage: make batch SRC=folder-or-zip OUT=folder [ARGS='--jobs N --force']" >&2; exit 2; }
 	$(PY) -m grader batch "$(SRC)" --out "$(OUT)" $(ARGS)

@@ -10,6 +10,9 @@ parent: the grader's own peak memory (not the sandbox's) while it reads the
        reference; target < 300 MiB.
 batch: ``python -m grader batch`` over 20 submissions with --jobs 1 and --jobs 2;
        target speedup >= 1.8x, peak memory per worker <= 800 MiB.
+ray:   the same 20 submissions with ``batch --ray --jobs 2`` (a local Ray instance
+       started by the run, in a network namespace of its own: needs root and
+       Ray) against local ``--jobs 2``; target: Ray's time within 15%.
 
 Each command runs several times, alternating, and the median is kept: these
 machines are shared and noisy.
@@ -142,6 +145,22 @@ def timed_alone(argv: list[str]) -> tuple[float, float, int, float]:
     return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), max(0.0, others)
 
 
+def _class_of(tmp: Path, n: int) -> Path:
+    """n submissions (3/4 the reference, 1/4 the starter), the expected values cached."""
+    src = tmp / "class"
+    src.mkdir()
+    files = [ROOT / "reference" / "tensorflow_tutorial.py",
+             ROOT / "starter" / "tensorflow_tutorial.py"]
+    for i in range(n):
+        shutil.copyfile(files[i % 4 == 3], src / f"student{i:02d}.py")
+    warm = tmp / "warm"
+    warm.mkdir()
+    shutil.copyfile(files[1], warm / "warm.py")
+    # computes and caches the reference's expected values, as any batch after the first
+    timed([PY, "-m", "grader", "batch", str(warm), "--out", str(tmp / "out-warm")])
+    return src
+
+
 def bench_batch(repeat: int) -> bool:
     sys.path.insert(0, str(ROOT))
     try:
@@ -152,17 +171,7 @@ def bench_batch(repeat: int) -> bool:
     n = 20
     samples: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        src = Path(tmp) / "class"
-        src.mkdir()
-        files = [ROOT / "reference" / "tensorflow_tutorial.py",
-                 ROOT / "starter" / "tensorflow_tutorial.py"]
-        for i in range(n):
-            shutil.copyfile(files[i % 4 == 3], src / f"student{i:02d}.py")
-        warm = Path(tmp) / "warm"
-        warm.mkdir()
-        shutil.copyfile(files[1], warm / "warm.py")
-        # computes and caches the reference's expected values, as any batch after the first
-        timed([PY, "-m", "grader", "batch", str(warm), "--out", str(Path(tmp) / "out-warm")])
+        src = _class_of(Path(tmp), n)
         for _ in range(repeat):
             for jobs in samples:
                 argv = [PY, "-m", "grader", "batch", str(src), "--out", str(Path(tmp) / f"out{jobs}"),
@@ -190,9 +199,61 @@ def bench_batch(repeat: int) -> bool:
     return ok
 
 
+# Runs the command after it in a network namespace of its own, loopback up: Ray
+# then listens on 127.0.0.1 only.
+_PRIVATE_NETWORK = ["unshare", "--net", PY, "-c",
+                    "import os, sys; sys.path.insert(0, 'tests'); import ray_cluster; "
+                    "ray_cluster.loopback_up(); os.execvp(sys.argv[1], sys.argv[1:])"]
+
+
+def bench_ray(repeat: int) -> bool:
+    import importlib.util
+    why = ("Ray is not installed (pip install -r requirements-ray.txt)"
+           if importlib.util.find_spec("ray") is None
+           else "needs root and unshare: Ray runs in a network namespace of its own"
+           if os.geteuid() != 0 or not shutil.which("unshare") else "")
+    if why:
+        print(f"\nray: skipped: {why}")
+        return True
+    n = 20
+    runs = {"batch --jobs 2": [], "batch --ray --jobs 2": []}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        src = _class_of(Path(tmp), n)
+        for _ in range(repeat):
+            for name, samples in runs.items():
+                ray = "--ray" in name
+                argv = [*(_PRIVATE_NETWORK if ray else []), PY, "-m", "grader", "batch", str(src),
+                        "--out", str(Path(tmp) / ("out-ray" if ray else "out")), "--jobs", "2",
+                        "--force", *(["--ray"] if ray else [])]
+                # Ray's workers are not this run's waited-for children, so what others
+                # use is sampled just before the run instead
+                busy = _busy_cpu_seconds()
+                time.sleep(3)
+                others = (_busy_cpu_seconds() - busy) / 3
+                wall, _, code, _ = timed_alone(argv)
+                if code not in (0, 1):
+                    sys.exit(f"bench: {name} failed with exit code {code}")
+                samples.append((wall, others))
+    print(f"\nray: {n} submissions, a local Ray instance (started and stopped by each run, "
+          "counted) vs local workers, 2 at once each")
+    wall = {}
+    for name, values in runs.items():
+        wall[name] = statistics.median(v[0] for v in values)
+        print(f"  {name:<22} median {wall[name]:6.2f} s = {wall[name] / n:.2f} s per submission"
+              "   (runs: " + ", ".join(f"{v[0]:.1f} s, {v[1]:.1f} cores busy just before"
+                                      for v in values) + ")")
+    ratio = wall["batch --ray --jobs 2"] / wall["batch --jobs 2"]
+    ok = ratio <= 1.15
+    print(f"  Ray / local: {ratio:.2f}x (target <= 1.15x) {'OK' if ok else 'OFF TARGET'}")
+    if any(v[1] > 0.25 for values in runs.values() for v in values):
+        print("  (other processes kept the machine busy during some runs: the ratio is not "
+              "meaningful; run again on a quiet machine)")
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("grade", "parent", "batch"))
+    parser.add_argument("--only", choices=("grade", "parent", "batch", "ray"))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     ok = True
@@ -202,6 +263,8 @@ def main() -> int:
         ok &= bench_parent(args.repeat)
     if args.only in (None, "batch"):
         ok &= bench_batch(max(1, args.repeat - 2))
+    if args.only in (None, "ray"):
+        ok &= bench_ray(max(1, args.repeat - 2))
     return 0 if ok else 1
 
 

@@ -41,6 +41,9 @@ and grader code are unchanged (``--force`` regrades); the gradebook is
 rewritten atomically after each submission, so Ctrl-C leaves one that holds
 everything that finished.
 
+``--ray [ADDRESS]`` grades on a Ray cluster instead of local threads
+(``ray_batch.py``); everything else is as here.
+
 Exit status: 0 every submission found was graded or skipped with a reason,
 1 some are ungradable, 2 a usage error or a fault that affects every
 submission (a bad rubric, a failing reference: nothing is graded),
@@ -93,7 +96,7 @@ MAX_ZIP_BYTES = 2 * 2**30
 MEMORY_PER_WORKER = 2**30            # a grading child peaks near 700 MiB
 CANVAS_NAME = re.compile(r"^(?P<name>[^_]+)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<sid>\d+)_(?P<file>.+)$")
 SCORE_NEUTRAL_MODULES = frozenset({"batch.py", "summary.py", "cli.py",
-                                   "__main__.py", "distribute.py"})
+                                   "__main__.py", "distribute.py", "ray_batch.py"})
 
 
 # ------------------------------------------------------------------ the CLI
@@ -116,6 +119,10 @@ status: graded, import-error (the file does not import), timeout, crashed
 pending (interrupted before its turn), skipped-* (not graded: the reason is in
 summary.json and reports/<student>.txt).
 
+--ray grades on Ray instead of local workers: with no ADDRESS on a Ray
+instance started for this run, with auto or host:port (or ray://host:port)
+on a running cluster. Put --ray after SRC. Same output, same scores.
+
 exit status: 0 done, 1 done but some ungradable, 2 usage error or a fault that
 affects every submission (nothing graded), 130 interrupted."""
 
@@ -135,6 +142,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="regrade submissions already graded with the same content")
     parser.add_argument("--rubric", type=Path, default=engine.PROJECT_ROOT / "rubric.yaml")
     parser.add_argument("--isolation", choices=("auto", "full", "basic"), default="auto")
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="grade on Ray: no ADDRESS starts a local Ray instance for this run; "
+                             "auto, host:port or ray://host:port joins a running cluster "
+                             "(--jobs then caps the grades at once; default: its CPUs)")
+    parser.add_argument("--retries", type=int, default=2, metavar="N",
+                        help="with --ray: times a grade is retried when its Ray worker or node "
+                             "dies (default: 2); then the row is ungradable")
     parser.add_argument("--lms", choices=("canvas",), default=None,
                         help="also write the LMS's gradebook import: canvas_import.csv "
                              "(rows with a Canvas user id; the column is the rubric's assignment)")
@@ -732,6 +746,11 @@ def run_batch(args) -> int:
     rubric = load_rubric(args.rubric)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if getattr(args, "ray", None) is not None:
+        from . import ray_batch
+        ray_batch.check_address(args.ray)
+        if args.retries < 0:
+            raise UsageError("--retries must be at least 0")
     jobs, why_jobs = (args.jobs, "--jobs") if args.jobs else _default_jobs()
     visibilities = ("public", "hidden") if default_checks() == "all" else ("public",)
     out = args.out.resolve()
@@ -791,20 +810,17 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
         _list("not in canvas_import.csv (no Canvas user id)", left)
     interrupted = False
     elapsed_grading = 0.0
-    if todo:
-        level = _prepare(rubric, visibilities, args.isolation)
-        jobs = min(jobs, len(todo))
-        print(f"batch: {jobs} worker{'s' * (jobs > 1)} ({why_jobs}), isolation {level}, "
-              f"{rubric.limits['threads']} TensorFlow thread(s) each", file=sys.stderr)
-        if visibilities == ("public", "hidden") and level != "full":
-            print("WARNING: grading without full isolation (basic): submissions run as this "
-                  "user. Grade untrusted work as root on Linux.", file=sys.stderr)
-        # longest first (as last time), so that no long one is left to run alone at the end
-        todo.sort(key=lambda t: -float(output.students.get(t[0].student, {}).get("seconds") or 0))
-        output.save()
-        grading_started = time.monotonic()
-        interrupted = _grade_all(todo, output, rubric, visibilities, args.isolation, jobs)
-        elapsed_grading = time.monotonic() - grading_started
+    cluster = None
+    if todo and getattr(args, "ray", None) is not None:
+        from . import ray_batch   # joins or starts Ray first: a bad address fails in seconds
+        cluster = ray_batch.connect(args.ray, jobs if args.ray == ray_batch.LOCAL else None)
+    try:
+        if todo:
+            interrupted, elapsed_grading, jobs = _grade_todo(args, rubric, visibilities, jobs,
+                                                             why_jobs, output, todo, cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
     output.save()
     report = summary.build(rubric, output.students, layout=found.layout, ignored=found.ignored,
                            source=str(args.src), complete=not interrupted,
@@ -823,6 +839,35 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
               file=sys.stderr)
         return 130
     return 1 if counts.get(UNGRADABLE) else 0
+
+
+def _grade_todo(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, output: _Output,
+                todo: list, cluster) -> tuple[bool, float, int]:
+    """Grade what changed, locally or on Ray: (interrupted, seconds, grades at once)."""
+    level = _prepare(rubric, visibilities, args.isolation)
+    if cluster is not None:
+        jobs = min(args.jobs or cluster.cpus, len(todo))
+        print(f"batch: on {cluster.description}; {jobs} grade(s) at once, isolation decided "
+              f"on each node (here: {level}), {rubric.limits['threads']} TensorFlow "
+              "thread(s) each", file=sys.stderr)
+    else:
+        jobs = min(jobs, len(todo))
+        print(f"batch: {jobs} worker{'s' * (jobs > 1)} ({why_jobs}), isolation {level}, "
+              f"{rubric.limits['threads']} TensorFlow thread(s) each", file=sys.stderr)
+    if cluster is None and visibilities == ("public", "hidden") and level != "full":
+        print("WARNING: grading without full isolation (basic): submissions run as this "
+              "user. Grade untrusted work as root on Linux.", file=sys.stderr)
+    # longest first (as last time), so that no long one is left to run alone at the end
+    todo.sort(key=lambda t: -float(output.students.get(t[0].student, {}).get("seconds") or 0))
+    output.save()
+    grading_started = time.monotonic()
+    if cluster is not None:
+        from . import ray_batch
+        interrupted = ray_batch.grade_all(cluster, todo, output, rubric, visibilities,
+                                          args.isolation, jobs, args.retries)
+    else:
+        interrupted = _grade_all(todo, output, rubric, visibilities, args.isolation, jobs)
+    return interrupted, time.monotonic() - grading_started, jobs
 
 
 def _list(what: str, lines: list[str], limit: int = 20) -> None:

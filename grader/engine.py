@@ -569,15 +569,25 @@ def _as_cells(q: QuestionResult, source: str, name: str) -> QuestionResult:
 
 
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),
-          isolation: str = "auto") -> Report:
-    """Grade one file; raises GraderError (exit 2) for anything that is not the student's."""
+          isolation: str = "auto", prepared: tuple[list[Task], dict] | None = None) -> Report:
+    """Grade one file; raises GraderError (exit 2) for anything that is not the student's.
+
+    ``prepared``: the plan of ``rubric`` for ``visibilities`` and the reference's
+    outputs on it, computed elsewhere (a Ray driver hands them to the node that
+    grades, which then reads no grading data and runs no reference). By
+    default both are computed, or read from the cache, here.
+    """
     if not submission.is_file():
         raise UsageError(f"{submission}: no such file")
-    tasks = plan(rubric, visibilities)
+    tasks, expected = prepared if prepared is not None else (plan(rubric, visibilities), None)
+    if prepared is not None and not {id(t.item) for t in tasks} <= {id(i) for i in rubric.items}:
+        # scoring matches a task to its item by identity: they must travel together
+        raise UngradableError("the prepared plan is not made of this rubric's items")
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         workroot = Path(tmp)
         os.chmod(workroot, 0o711)
-        expected = expected_outputs(rubric, tasks, workroot)
+        if expected is None:
+            expected = expected_outputs(rubric, tasks, workroot)
         source, problem, extracted = _as_script(submission.resolve(), workroot / "notebook",
                                                 rubric)
         if problem:  # a broken notebook is the student's, like a syntax error
