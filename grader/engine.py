@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import protocol, sandbox
+from . import protocol, sandbox, zygote
 from .checks import CHECKS, Context
 from .errors import UngradableError, UsageError
 from .inputs import make_inputs, one_hot
@@ -233,10 +233,52 @@ class _ChildRun:
     run: sandbox.RunResult | None = None
     level: str = ""
     confinement: str = ""
+    startup: str = "fresh"      # "zygote" when the child was forked warm
+
+
+def _zygote_env(rubric: Rubric) -> dict:
+    """The environment of every child, less what is its own (HOME, TMPDIR):
+    what the zygote imports TensorFlow with."""
+    env = _child_env(rubric, "")
+    del env["HOME"], env["TMPDIR"]
+    return env
+
+
+def _warm(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | None:
+    """The zygote children will fork from, started now (so that TensorFlow
+    imports while the parent prepares), or None: fresh children."""
+    if startup == "fresh" or isolation == "basic" or not zygote.possible():
+        return None
+    return zygote.for_env(_zygote_env(rubric))
+
+
+def _startup(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | None:
+    """The zygote to fork every child of a run from, once it is ready; None
+    for fresh children (the fallback: no fork, no full isolation, a
+    TensorFlow that starts threads at import, a zygote that failed)."""
+    warm = _warm(rubric, isolation, startup)
+    if warm is None or sandbox.detect_isolation(isolation)[0] != "full":
+        return None
+    return warm if warm.ready(float(rubric.limits["startup_seconds"])) else None
+
+
+def _start_child(workdir: Path, rubric: Rubric, env: dict, write_fd: int, isolation: str,
+                 warm: zygote.Zygote | None) -> tuple[sandbox.SandboxedProcess, str]:
+    """The sandboxed child and how it started: forked from ``warm``, or fresh."""
+    hidden = hidden_paths(rubric)
+    if warm is not None:
+        try:
+            return sandbox.start_forked(warm.request, workdir, _limits(rubric), env,
+                                        pass_fds=(write_fd,), hidden=hidden), "zygote"
+        except sandbox.ForkUnavailable as exc:  # nothing ran: start it fresh
+            warm.broken(str(exc))
+    return sandbox.start([sys.executable, "-s", "-B", "grader_child.py"], workdir, _limits(rubric),
+                         env, isolation=isolation, pass_fds=(write_fd,), hidden=hidden), "fresh"
 
 
 def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workroot: Path,
-               seed_of, deadline: float, byte_budget: int) -> _ChildRun:
+               seed_of, deadline: float, byte_budget: int,
+               warm: zygote.Zygote | None = None) -> _ChildRun:
     """Run one child on ``tasks`` in order. The parent's clock alone decides.
 
     Phases: startup (until the child says ``ready``), import, then each task.
@@ -256,9 +298,7 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
     env[protocol.FD_VARIABLE] = str(write_fd)
     try:
         try:
-            proc = sandbox.start([sys.executable, "-s", "-B", "grader_child.py"], workdir,
-                                 _limits(rubric), env, isolation=isolation,
-                                 pass_fds=(write_fd,), hidden=hidden_paths(rubric))
+            proc, startup = _start_child(workdir, rubric, env, write_fd, isolation, warm)
         finally:
             os.close(write_fd)
     except sandbox.SandboxError as exc:
@@ -267,7 +307,7 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
         raise UngradableError(f"the sandbox cannot start: {exc}") from None
     reader = protocol.Reader(read_fd, max_result, byte_budget)
     out = _ChildRun({}, "startup", "finished", level=proc.isolation,
-                    confinement=getattr(proc, "confinement", ""))
+                    confinement=getattr(proc, "confinement", ""), startup=startup)
     index, phase_start = 0, time.monotonic()
     try:
         while index < len(phases):
@@ -324,11 +364,34 @@ def _remove(workdir: Path) -> None:
         print(f"grader: warning: {exc}", file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class Probed:
+    """What running the probes gave: outputs by task id, and how they ran."""
+    results: dict
+    level: str
+    confinement: str
+    startup: str                # "zygote" (every child forked warm) or "fresh"
+
+
 def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
                workroot: Path, seed_of, trusted: bool = False) -> tuple[dict, str, str]:
     """Run every task on ``source`` in sandboxed children.
 
     Returns ({task id: output}, isolation level, confinement detail).
+    """
+    probed = probe(source, tasks, rubric, isolation, workroot, seed_of, trusted)
+    return probed.results, probed.level, probed.confinement
+
+
+def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workroot: Path,
+          seed_of, trusted: bool = False, startup: str | None = None) -> Probed:
+    """Run every task on ``source`` in sandboxed children (see :class:`Probed`).
+
+    ``startup``: ``auto`` forks each child from a zygote where that is safe
+    (see grader/zygote.py), ``fresh`` starts a new Python each time, as does
+    ``auto`` when the zygote is unavailable. Waiting for the zygote to import
+    TensorFlow is the grader's time, not the submission's: the clock starts
+    after it.
 
     One child runs the tasks in order.  When it dies, misbehaves or overruns
     an item's budget, that item gets the failure and a fresh child takes the
@@ -336,6 +399,7 @@ def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
     budget added up, however many children it takes.
     """
     lim = rubric.limits
+    warm = _startup(rubric, isolation, startup or zygote.requested_mode())
     deadline = time.monotonic() + float(lim["startup_seconds"]) + float(lim["import_seconds"]) \
         + sum(float(t.item.budget_seconds) for t in tasks)
     # What all children together may send: a hostile one cannot fill the parent's memory.
@@ -343,12 +407,14 @@ def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
     results: dict[str, ProbeOutput] = {}
     remaining = list(tasks)
     level, confinement = isolation, ""
+    startups = set()
     first = True
     while remaining:
         child = _supervise(source, remaining, rubric, isolation, workroot, seed_of, deadline,
-                           max(byte_budget, 2**20))
+                           max(byte_budget, 2**20), warm)
         byte_budget -= child.received
         level, confinement = child.level, child.confinement
+        startups.add(child.startup)
         if child.reached == "startup" and (first or trusted):
             # No line of the submission has run yet: this is the grader's side.
             if child.ended in ("timeout", "deadline"):
@@ -388,7 +454,8 @@ def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
                         results.setdefault(t.id, ProbeOutput.failure(
                             "timeout", f"not run: {broken.item.probe}() timed out in {broken.item.id}"))
         remaining = [t for t in remaining if t.id not in results]
-    return results, level, confinement
+    return Probed(results, level, confinement, "fresh" if "fresh" in startups or not startups
+                  else "zygote")
 
 
 def _death(child: _ChildRun, where: str) -> tuple[str, str]:
@@ -619,10 +686,16 @@ def _as_cells(q: QuestionResult, source: str, name: str) -> QuestionResult:
 
 
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),
-          isolation: str = "auto") -> Report:
-    """Grade one file; raises GraderError (exit 2) for anything that is not the student's."""
+          isolation: str = "auto", startup: str | None = None) -> Report:
+    """Grade one file; raises GraderError (exit 2) for anything that is not the student's.
+
+    ``startup`` (default: ``$GRADER_STARTUP``, else ``auto``) says how the
+    sandboxed children start; see :func:`probe`. The report says which was used.
+    """
     if not submission.is_file():
         raise UsageError(f"{submission}: no such file")
+    startup = startup or zygote.requested_mode()
+    _warm(rubric, isolation, startup)  # TensorFlow imports while the inputs are prepared
     tasks = plan(rubric, visibilities)
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         workroot = Path(tmp)
@@ -633,9 +706,12 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
         if problem:  # a broken notebook is the student's, like a syntax error
             got = {t.id: ProbeOutput.failure(ERROR, problem) for t in tasks}
             level, confinement = sandbox.detect_isolation(isolation)[0], ""
+            started = ""
         else:
-            got, level, confinement = run_probes(source, tasks, rubric, isolation, workroot,
-                                                 seed_of=seed_of(rubric))
+            probed = probe(source, tasks, rubric, isolation, workroot, seed_of=seed_of(rubric),
+                           startup=startup)
+            got, level, confinement, started = (probed.results, probed.level,
+                                                probed.confinement, probed.startup)
     questions = tuple(score_item(item, [t for t in tasks if t.item is item], got, expected, rubric)
                       for item in rubric.items)
     from dataclasses import replace
@@ -653,4 +729,5 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
                   max_total=round(sum(q.max_score for q in questions), 6), questions=questions,
                   isolation=level, checks_run=checks_run, full_total=rubric.full_total,
                   grader_version=GRADER_VERSION, rubric_digest=rubric.digest[:16],
-                  confinement=confinement, import_error=import_error, notes=notes)
+                  confinement=confinement, import_error=import_error, notes=notes,
+                  startup=started)

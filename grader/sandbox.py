@@ -286,6 +286,7 @@ import fcntl  # noqa: E402
 import marshal  # noqa: E402
 import resource  # noqa: E402
 import struct  # noqa: E402
+from typing import Callable  # noqa: E402
 
 # Sizes of the tmpfs mounts inside a full sandbox.
 _ROOT_TMPFS = "size=8m,nr_inodes=4096,mode=755"
@@ -317,12 +318,13 @@ def _is_within(path: str, tree: str) -> bool:
     return path == tree or path.startswith(tree.rstrip("/") + "/")
 
 
-def _namespace_monitor(config: dict) -> None:  # type: ignore[type-arg]
-    """The grader's direct child, in the new namespaces but outside the new
-    PID namespace (whose first process it forks): closes its copies of the
-    status pipe and of pass_fds, waits for the init process and exits as
-    it did. The kernel has emptied the PID namespace by then. If the monitor
-    dies first, the kernel sends the init process SIGKILL."""
+def _namespace_monitor(config: dict, run: Callable[[dict], None] | None = None) -> None:  # type: ignore[type-arg]
+    """The grader's direct child (or, for a forked command, the zygote's), in
+    the new namespaces but outside the new PID namespace (whose first process
+    it forks): closes its copies of the status pipe and of pass_fds, waits
+    for the init process and exits as it did. The kernel has emptied the PID
+    namespace by then. If the monitor dies first, the kernel sends the init
+    process SIGKILL. ``run``: see :func:`_namespace_init`."""
     lifeline_r, lifeline_w = os.pipe()
     init = os.fork()
     if init == 0:
@@ -340,7 +342,7 @@ def _namespace_monitor(config: dict) -> None:  # type: ignore[type-arg]
         except BaseException:
             pass
         if monitor_alive:
-            _namespace_init(config)
+            _namespace_init(config, run)
         os._exit(125)
     os.close(lifeline_r)
     for fd in [config["status_fd"], *config["pass_fds"]]:
@@ -350,10 +352,14 @@ def _namespace_monitor(config: dict) -> None:  # type: ignore[type-arg]
     os._exit(code if code >= 0 else 128 - code)
 
 
-def _namespace_init(config: dict) -> None:  # type: ignore[type-arg]
+def _namespace_init(config: dict, run: Callable[[dict], None] | None = None) -> None:  # type: ignore[type-arg]
     """Build the new root, start the command unprivileged, reap every
     orphan, report how the command ended on the status pipe and exit (which
-    makes the kernel kill whatever is left in the PID namespace)."""
+    makes the kernel kill whatever is left in the PID namespace).
+
+    The command is ``config["argv"]``, exec'd through setpriv, or, when
+    ``run`` is given (a process forked from the zygote), ``run(config)``
+    called in the forked process once it is unprivileged: it must not return."""
     status = config["status_fd"]
     os.umask(0o022)
     for signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
@@ -372,7 +378,9 @@ def _namespace_init(config: dict) -> None:  # type: ignore[type-arg]
     os.write(status, f"ready {host_pid}\n".encode())
     child = os.fork()
     if child == 0:
-        _exec_unprivileged(config)
+        if run is None:
+            _exec_unprivileged(config)
+        _run_unprivileged(config, run)
     for fd in config["pass_fds"]:  # only the command holds them now
         os.close(fd)
     while True:
@@ -410,6 +418,124 @@ def _exec_unprivileged(config: dict) -> None:  # type: ignore[type-arg]
     except BaseException as exc:
         os.write(2, f"sandbox: cannot start {config['argv'][0]}: {exc}\n".encode())
     os._exit(127)
+
+
+def _run_unprivileged(config: dict, run: Callable[[dict], None]) -> None:  # type: ignore[type-arg]
+    """The forked command: what setpriv and exec do for ``argv``, done in
+    this process (a fork of the namespace init, itself a fork of the zygote),
+    then ``run(config)``. No byte of the job is read before this point."""
+    try:
+        os.close(config["status_fd"])  # exec would have closed it (non-inheritable)
+        # The init's handlers are Python's; a fresh interpreter has these.
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+        for signum in (_signal.SIGTERM, _signal.SIGHUP, _signal.SIGCHLD):
+            _signal.signal(signum, _signal.SIG_DFL)
+        for which, soft, hard in config["rlimits"]:
+            resource.setrlimit(which, (soft, hard))
+        os.chdir(config["workdir"])
+        _drop_privileges(config["uid"])
+    except BaseException as exc:
+        os.write(2, f"sandbox: cannot start the forked command: {exc}\n".encode())
+        os._exit(127)
+    try:
+        run(config)
+    finally:
+        os._exit(127)
+
+
+# prctl and capset constants (linux/prctl.h, linux/capability.h).
+_PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _drop_privileges(uid: int) -> None:
+    """What ``setpriv --reuid=UID --regid=UID --clear-groups --no-new-privs
+    --inh-caps=-all --bounding-set=-all`` does, in this process."""
+    for cap in range(64):  # the bounding set, while CAP_SETPCAP is still held
+        try:
+            _libc_call("prctl", _PR_CAPBSET_DROP, cap, 0, 0, 0)
+        except OSError:
+            break  # EINVAL: past the last capability this kernel knows
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)  # clears the effective, permitted and ambient sets
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
+    _libc_call("capset", ctypes.byref(header), ctypes.byref(data))
+    _libc_call("prctl", _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if os.getuid() != uid or os.geteuid() != uid or os.getgroups():
+        raise OSError("the sandbox uid did not take")
+
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWUTS = 0x04000000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+
+
+def enter_forked(config: dict, received: list[int], run: Callable[[dict], None]) -> None:  # type: ignore[type-arg]
+    """In a process the zygote just forked for one job: become that job's
+    monitor. Never returns.
+
+    ``received`` are the descriptors the grader sent with the request, in
+    the order of :func:`start_forked`: the status socket, then pass_fds,
+    then the write ends of the command's stdout and stderr. Every other
+    descriptor of the zygote is closed; pass_fds land at the numbers the
+    grader gave (``config["pass_fds"]``), stdout and stderr at 1 and 2,
+    /dev/null at 0. The monitor then sends its own pidfd on the status
+    socket, enters new mount, PID, network, IPC and UTS namespaces (what
+    ``unshare`` does for an exec'd command) and goes on as
+    :func:`_namespace_monitor`."""
+    try:
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the zygote ignores it
+        status, *passed = received[: 1 + len(config["pass_fds"])]
+        out, err = received[1 + len(config["pass_fds"]) :]
+        null = os.open("/dev/null", os.O_RDONLY)
+        targets = {status: config["status_fd"], null: 0, out: 1, err: 2}
+        targets.update(zip(passed, config["pass_fds"]))
+        _arrange_fds(targets)
+        os.set_inheritable(config["status_fd"], False)
+        pidfd = os.pidfd_open(os.getpid())
+        _send_with_fds(config["status_fd"], f"forked {os.getpid()}\n".encode(), [pidfd])
+        os.close(pidfd)
+        flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
+        _libc_call("unshare", flags)
+    except BaseException as exc:
+        try:
+            os.write(config["status_fd"], f"error cannot enter the namespaces: {exc}\n".encode())
+        finally:
+            os._exit(125)
+    try:
+        _namespace_monitor(config, run)
+    finally:
+        os._exit(125)
+
+
+def _send_with_fds(fd: int, data: bytes, fds: list[int]) -> None:
+    sock = _socket.socket(fileno=fd)
+    try:
+        sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
+    finally:
+        sock.detach()
+
+
+def _arrange_fds(targets: dict[int, int]) -> None:
+    """Make each descriptor ``source`` of ``targets`` appear at its target
+    number, inheritable, and close every other descriptor of 3 or above."""
+    floor = max([*targets, *targets.values()]) + 1
+    moved = {fcntl.fcntl(source, fcntl.F_DUPFD_CLOEXEC, floor): target for source, target in targets.items()}
+    keep = set(moved)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory listing's own descriptor
+    for temporary, target in moved.items():
+        os.dup2(temporary, target, inheritable=True)
+        os.close(temporary)
 
 
 def _build_root(config: dict) -> None:  # type: ignore[type-arg]
@@ -617,6 +743,7 @@ import pwd  # noqa: E402
 import select  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
+from socket import recv_fds as _socket_recv_fds  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -630,9 +757,12 @@ __all__ = [
     "SandboxError",
     "SandboxedProcess",
     "TOKEN_VARIABLE",
+    "ForkUnavailable",
     "detect_isolation",
+    "enter_forked",
     "remove_tree",
     "start",
+    "start_forked",
 ]
 
 #: Name of the environment variable that marks every process of a ``basic`` run.
@@ -1774,30 +1904,13 @@ def _start_full(
     unshare, setpriv = _find_tool("unshare"), _find_tool("setpriv")
     if unshare is None or setpriv is None:
         raise SandboxError("unshare and setpriv (util-linux) are needed for full isolation")
-    binds, links = _read_only_trees()
-    state = _state_dir()
-    _check_full_workdir(workdir, binds + [str(state), "/proc", "/dev", "/etc"])
-    lease = _UidLease(state / "uids")
+    config, lease = _full_config(workdir, limits, env, pass_fds, hidden)
     try:
         status_r, status_w = os.pipe()
     except BaseException:
         lease.release()
         raise
-    config = {
-        "root": str(state / "root"),
-        "binds": binds,
-        "links": links,
-        "hidden": list(hidden),
-        "workdir": str(workdir),
-        "workdir_tmpfs": f"size={limits.workdir_mib}m,nr_inodes={limits.workdir_files},mode=700",
-        "pass_fds": list(pass_fds),
-        "uid": lease.uid,
-        "rlimits": [(_RLIMITS[name], *value) for name, value in _rlimits(limits, limits.processes).items()],
-        "setpriv": setpriv,
-        "argv": argv,
-        "env": env,
-        "status_fd": status_w,
-    }
+    config.update(setpriv=setpriv, argv=argv, status_fd=status_w)
     # No --fork: unshare execs this file (the monitor) in the new namespaces,
     # and the monitor forks the namespace's init itself, so that it can
     # close its copies of pass_fds.
@@ -1835,6 +1948,157 @@ def _start_full(
     )
 
 
+def _full_config(
+    workdir: Path, limits: Limits, env: dict[str, str], pass_fds: tuple[int, ...], hidden: list[str] | tuple[str, ...]
+) -> tuple[dict, _UidLease]:  # type: ignore[type-arg]
+    """What the namespace init needs to build a full sandbox for ``workdir``
+    (no secret: paths, limits, the uid and the command's environment), and
+    the lease on that uid."""
+    binds, links = _read_only_trees()
+    state = _state_dir()
+    _check_full_workdir(workdir, binds + [str(state), "/proc", "/dev", "/etc"])
+    lease = _UidLease(state / "uids")
+    config = {
+        "root": str(state / "root"),
+        "binds": binds,
+        "links": links,
+        "hidden": list(hidden),
+        "workdir": str(workdir),
+        "workdir_tmpfs": f"size={limits.workdir_mib}m,nr_inodes={limits.workdir_files},mode=700",
+        "pass_fds": list(pass_fds),
+        "uid": lease.uid,
+        "rlimits": [(_RLIMITS[name], *value) for name, value in _rlimits(limits, limits.processes).items()],
+        "env": env,
+    }
+    return config, lease
+
+
+class ForkUnavailable(SandboxError):
+    """The zygote could not fork this command (it is gone, or refused):
+    nothing of the command ran; start it fresh instead."""
+
+
+def start_forked(
+    request: Callable[[dict, list[int]], None],
+    workdir: Path,
+    limits: Limits,
+    env: dict[str, str],
+    *,
+    pass_fds: tuple[int, ...] | list[int] = (),
+    hidden: tuple[str | Path, ...] | list[str | Path] = (),
+) -> SandboxedProcess:
+    """Like :func:`start` in full mode, for a command that a zygote forks
+    instead of exec'ing: the same namespaces, root, uid, limits, pass_fds
+    and clean-up, built by the forked process itself (:func:`enter_forked`)
+    before the command runs.
+
+    ``request(config, fds)`` hands the job to the zygote: ``config`` (plain
+    data, no secret) and the descriptors it must receive, in order: a status
+    socket, ``pass_fds``, the write ends of stdout and stderr. It raises
+    OSError when the zygote is gone. Raises :class:`ForkUnavailable` when
+    the zygote did not fork (the caller may start the command fresh), and
+    :class:`SandboxError` when the sandbox itself failed."""
+    fds = tuple(pass_fds)
+    workdir = Path(workdir).resolve()
+    if not workdir.is_dir():
+        raise SandboxError(f"work directory {workdir} does not exist")
+    config, lease = _full_config(workdir, limits, dict(env), fds, _existing_real_paths(hidden))
+    config["status_fd"] = next(fd for fd in range(3, 3 + len(fds) + 1) if fd not in fds)
+    ours: list[int] = []
+    started = time.monotonic()
+    try:
+        parent_end, child_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        ours.append(parent_end.detach())
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        ours += [out_r, err_r]
+        try:
+            request(config, [child_end.fileno(), *fds, out_w, err_w])
+        finally:
+            child_end.close()
+            os.close(out_w)
+            os.close(err_w)
+        pid, pidfd = _forked_monitor(ours[0])
+    except BaseException as exc:
+        for fd in ours:
+            os.close(fd)
+        lease.release()
+        if isinstance(exc, (OSError, ForkUnavailable)):
+            raise ForkUnavailable(f"the zygote did not fork: {exc}") from None
+        raise
+    status_r = ours[0]
+    monitor = _ForkedMonitor(pid, pidfd, os.fdopen(out_r, "rb", buffering=0), os.fdopen(err_r, "rb", buffering=0))
+    with _tracked_lock:
+        _tracked_pids.add(pid)
+    kind, _, value = _first_status_line(status_r).partition(" ")
+    if kind != "ready":
+        _abandon(monitor, status_r, lease, value if kind == "error" else "")  # type: ignore[arg-type]
+    os.set_blocking(status_r, False)
+    return SandboxedProcess(
+        monitor, "full", limits, started, confinement=_FULL_CONFINEMENT, status_fd=status_r,  # type: ignore[arg-type]
+        init_pid=int(value), uid_lease=lease,
+    )
+
+
+def _forked_monitor(status_r: int) -> tuple[int, int]:
+    """(pid, pidfd) of the monitor that the zygote forked, from its first message."""
+    if not select.select([status_r], [], [], _SETUP_TIMEOUT_SECONDS)[0]:
+        raise ForkUnavailable("no answer")
+    sock = _socket.socket(fileno=status_r)
+    try:
+        data, fds, _, _ = _socket_recv_fds(sock, 4096, 1)
+    finally:
+        sock.detach()
+    kind, _, value = data.decode(errors="replace").strip().partition(" ")
+    if kind != "forked" or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise ForkUnavailable(value if kind == "error" else "it did not say so")
+    return int(value), fds[0]
+
+
+class _ForkedMonitor:
+    """What :class:`SandboxedProcess` uses of a Popen, for a monitor that the
+    zygote forked (not the grader's child: it is watched and signalled
+    through its pidfd)."""
+
+    #: How the monitor ended is not ours to see; the init's status line says
+    #: how the command ended, and its absence means the sandbox did not start.
+    _EXIT_UNKNOWN = 125
+
+    def __init__(self, pid: int, pidfd: int, stdout, stderr) -> None:  # type: ignore[no-untyped-def]
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+        self._pidfd = pidfd
+        self._lock = threading.Lock()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.returncode is None:
+            if not select.select([self._pidfd], [], [], timeout)[0]:  # readable once it exited
+                return None
+            with self._lock:
+                self.returncode = self._EXIT_UNKNOWN
+                os.close(self._pidfd)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    signal.pidfd_send_signal(self._pidfd, signum)
+                except ProcessLookupError:
+                    pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+        self.wait(timeout)
+        return self.stdout.read(), self.stderr.read()
+
+
 def _first_status_line(status_r: int) -> str:
     """What the init process reports once the sandbox is built ("ready PID")
     or failed ("error WHY"); "" if it dies or takes too long first."""
@@ -1851,7 +2115,7 @@ def _first_status_line(status_r: int) -> str:
     return received.partition(b"\n")[0].decode(errors="replace")
 
 
-def _abandon(popen: subprocess.Popen[bytes], status_r: int, lease: _UidLease, reason: str) -> None:
+def _abandon(popen: subprocess.Popen[bytes] | _ForkedMonitor, status_r: int, lease: _UidLease, reason: str) -> None:
     """Kill a sandbox that did not start and raise SandboxError saying why."""
     try:
         popen.kill()
