@@ -249,7 +249,7 @@ def _zygote_env(rubric: Rubric) -> dict:
 def _warm(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | None:
     """The zygote children will fork from, started now (so that TensorFlow
     imports while the parent prepares), or None: fresh children."""
-    if startup == "fresh" or isolation == "basic" or not zygote.possible():
+    if startup == "fresh" or not zygote.possible():
         return None
     return zygote.for_env(_zygote_env(rubric))
 
@@ -259,7 +259,7 @@ def _startup(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | No
     for fresh children (the fallback: no fork, no full isolation, a
     TensorFlow that starts threads at import, a zygote that failed)."""
     warm = _warm(rubric, isolation, startup)
-    if warm is None or sandbox.detect_isolation(isolation)[0] != "full":
+    if warm is None:
         return None
     return warm if warm.ready(float(rubric.limits["startup_seconds"])) else None
 
@@ -270,7 +270,8 @@ def _start_child(workdir: Path, rubric: Rubric, env: dict, write_fd: int, isolat
     hidden = hidden_paths(rubric)
     if warm is not None:
         try:
-            return sandbox.start_forked(warm.request, workdir, _limits(rubric), env,
+            level = sandbox.detect_isolation(isolation)[0]
+            return sandbox.start_forked(warm.request, workdir, _limits(rubric), env, level,
                                         pass_fds=(write_fd,), hidden=hidden), "zygote"
         except sandbox.ForkUnavailable as exc:  # nothing ran: start it fresh
             warm.broken(str(exc))

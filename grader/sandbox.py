@@ -499,17 +499,85 @@ def enter_forked(config: dict, received: list[int], run: Callable[[dict], None])
         pidfd = os.pidfd_open(os.getpid())
         _send_with_fds(config["status_fd"], f"forked {os.getpid()}\n".encode(), [pidfd])
         os.close(pidfd)
-        flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
-        _libc_call("unshare", flags)
+        if config.get("mode") == "basic":
+            _libc_call("prctl", _PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        else:
+            flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
+            _libc_call("unshare", flags)
     except BaseException as exc:
         try:
-            os.write(config["status_fd"], f"error cannot enter the namespaces: {exc}\n".encode())
+            os.write(config["status_fd"], f"error cannot enter the sandbox: {exc}\n".encode())
         finally:
             os._exit(125)
     try:
+        if config.get("mode") == "basic":
+            _basic_monitor(config, run)
         _namespace_monitor(config, run)
     finally:
         os._exit(125)
+
+
+def _basic_monitor(config: dict, run: Callable[[dict], None]) -> None:  # type: ignore[type-arg]
+    """Basic mode's monitor, a child subreaper: fork the command in a session
+    of its own, with the limits and the Landlock rules, report its pid and
+    how it ended on the status socket, then kill and reap every process it
+    left (they all come to the monitor) and exit."""
+    status = config["status_fd"]
+    command = os.fork()
+    if command == 0:
+        try:
+            os.close(status)
+            os.setsid()
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+            for which, soft, hard in config["rlimits"]:
+                try:
+                    resource.setrlimit(which, (soft, hard))
+                except (ValueError, OSError):
+                    pass  # as _start_basic: best effort where the system refuses one
+            os.chdir(config["workdir"])
+            if config["landlock_abi"]:
+                _landlock_restrict_self(config["landlock_abi"], [tuple(rule) for rule in config["landlock_rules"]])
+        except BaseException as exc:
+            os.write(2, f"sandbox: cannot start the forked command: {exc}\n".encode())
+            os._exit(127)
+        try:
+            run(config)
+        finally:
+            os._exit(127)
+    for fd in config["pass_fds"]:  # only the command holds them now
+        os.close(fd)
+    os.write(status, f"ready {command}\n".encode())
+    while True:
+        pid, wait_status = os.wait()
+        if pid == command:
+            if os.WIFSIGNALED(wait_status):
+                os.write(status, f"signal {os.WTERMSIG(wait_status)}\n".encode())
+            else:
+                os.write(status, f"exit {os.waitstatus_to_exitcode(wait_status)}\n".encode())
+            break
+    _kill_children_until_none()
+    os._exit(0)
+
+
+def _kill_children_until_none() -> None:
+    """Kill this process's children, and those re-parented to it as their
+    parents die (it is a subreaper), until it has none left."""
+    me = os.getpid()
+    while True:
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as file:
+                    data = file.read()
+                if int(data[data.rindex(b")") + 2 :].split()[1]) == me:
+                    os.kill(int(name), _signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
 
 
 def _send_with_fds(fd: int, data: bytes, fds: list[int]) -> None:
@@ -951,6 +1019,7 @@ class SandboxedProcess:
         status_fd: int | None = None,
         init_pid: int | None = None,
         uid_lease: _UidLease | None = None,
+        group: int | None = None,
     ) -> None:
         self.pid = popen.pid
         self.isolation = isolation
@@ -958,6 +1027,8 @@ class SandboxedProcess:
         self._popen = popen
         self._started = started
         self._token = token
+        self._group = group  # a forked basic command's process group (the monitor's is not it)
+        self._reports_status = status_fd is not None
         self._status_fd = status_fd
         self._init_pidfd = _open_pidfd(init_pid, popen.pid) if init_pid else None
         self._init_pid = init_pid
@@ -1045,6 +1116,11 @@ class SandboxedProcess:
     def _kill_basic(self) -> None:
         if self._done.is_set():
             return
+        if self._group is not None:  # the command first: its monitor would reap it
+            try:
+                os.killpg(self._group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self._send_to_child(signal.SIGKILL)
         try:
             os.killpg(self.pid, signal.SIGKILL)
@@ -1065,6 +1141,9 @@ class SandboxedProcess:
             _tracked_pids.discard(self.pid)
         try:
             if self.isolation == "basic":
+                if self._reports_status:
+                    self._status_text = _read_available(self._status_fd)
+                    self._close_full_handles()
                 _kill_strays(self._token)
             else:
                 self._status_text = _read_available(self._status_fd)
@@ -1089,7 +1168,7 @@ class SandboxedProcess:
     def _returncode(self) -> int:
         returncode = self._popen.returncode
         assert returncode is not None
-        if self.isolation == "full":
+        if self.isolation == "full" or self._reports_status:
             # The init process reports how the command ended: unshare's own
             # status only tells how the init process ended.
             for line in self._status_text.splitlines():
@@ -1983,14 +2062,18 @@ def start_forked(
     workdir: Path,
     limits: Limits,
     env: dict[str, str],
+    isolation: str = "full",
     *,
     pass_fds: tuple[int, ...] | list[int] = (),
     hidden: tuple[str | Path, ...] | list[str | Path] = (),
 ) -> SandboxedProcess:
-    """Like :func:`start` in full mode, for a command that a zygote forks
-    instead of exec'ing: the same namespaces, root, uid, limits, pass_fds
-    and clean-up, built by the forked process itself (:func:`enter_forked`)
-    before the command runs.
+    """Like :func:`start`, for a command that a zygote forks instead of
+    exec'ing: the same sandbox, limits, pass_fds and clean-up, entered by
+    the forked process itself (:func:`enter_forked`) before the command
+    runs. ``isolation`` is the level :func:`detect_isolation` granted:
+    ``full`` (the same namespaces, root and uid) or ``basic`` (the same
+    limits, Landlock rules and session of its own; the monitor the zygote
+    forks is a child subreaper that kills what the command leaves).
 
     ``request(config, fds)`` hands the job to the zygote: ``config`` (plain
     data, no secret) and the descriptors it must receive, in order: a status
@@ -2002,7 +2085,13 @@ def start_forked(
     workdir = Path(workdir).resolve()
     if not workdir.is_dir():
         raise SandboxError(f"work directory {workdir} does not exist")
-    config, lease = _full_config(workdir, limits, dict(env), fds, _existing_real_paths(hidden))
+    hidden_paths = _existing_real_paths(hidden)
+    lease: _UidLease | None = None
+    if isolation == "full":
+        config, lease = _full_config(workdir, limits, dict(env), fds, hidden_paths)
+        confinement = _FULL_CONFINEMENT
+    else:
+        config, confinement = _basic_config(workdir, limits, dict(env), fds, hidden_paths)
     config["status_fd"] = next(fd for fd in range(3, 3 + len(fds) + 1) if fd not in fds)
     ours: list[int] = []
     started = time.monotonic()
@@ -2022,7 +2111,8 @@ def start_forked(
     except BaseException as exc:
         for fd in ours:
             os.close(fd)
-        lease.release()
+        if lease is not None:
+            lease.release()
         if isinstance(exc, (OSError, ForkUnavailable)):
             raise ForkUnavailable(f"the zygote did not fork: {exc}") from None
         raise
@@ -2034,10 +2124,40 @@ def start_forked(
     if kind != "ready":
         _abandon(monitor, status_r, lease, value if kind == "error" else "")  # type: ignore[arg-type]
     os.set_blocking(status_r, False)
+    if isolation == "full":
+        return SandboxedProcess(
+            monitor, "full", limits, started, confinement=confinement, status_fd=status_r,  # type: ignore[arg-type]
+            init_pid=int(value), uid_lease=lease,
+        )
     return SandboxedProcess(
-        monitor, "full", limits, started, confinement=_FULL_CONFINEMENT, status_fd=status_r,  # type: ignore[arg-type]
-        init_pid=int(value), uid_lease=lease,
+        monitor, "basic", limits, started, confinement=confinement, status_fd=status_r,  # type: ignore[arg-type]
+        token=config["env"][TOKEN_VARIABLE], group=int(value),
     )
+
+
+def _basic_config(
+    workdir: Path, limits: Limits, env: dict[str, str], pass_fds: tuple[int, ...], hidden: list[str]
+) -> tuple[dict, str]:  # type: ignore[type-arg]
+    """What a forked basic-mode command needs (as :func:`_start_basic` gives
+    an exec'd one): its environment with the run's token, its rlimits and
+    its Landlock rules; and the confinement it gets."""
+    landlock = _landlock()
+    confinement = landlock.confinement
+    if hidden and not landlock.abi:
+        confinement += " (so the hidden paths stay readable)"
+    _become_subreaper()  # what the monitor leaves, should it be killed, comes to us
+    env[TOKEN_VARIABLE] = os.urandom(16).hex()
+    wanted = _rlimits(limits, _count_tasks_of_uid(os.getuid()) + limits.processes)
+    config = {
+        "mode": "basic",
+        "workdir": str(workdir),
+        "env": env,
+        "pass_fds": list(pass_fds),
+        "rlimits": [(_RLIMITS[name], *_within_hard_limit(_RLIMITS[name], value)) for name, value in wanted.items()],
+        "landlock_abi": landlock.abi,
+        "landlock_rules": _landlock_rules(workdir, None, hidden) if landlock.abi else [],
+    }
+    return config, confinement
 
 
 def _forked_monitor(status_r: int) -> tuple[int, int]:
@@ -2115,7 +2235,9 @@ def _first_status_line(status_r: int) -> str:
     return received.partition(b"\n")[0].decode(errors="replace")
 
 
-def _abandon(popen: subprocess.Popen[bytes] | _ForkedMonitor, status_r: int, lease: _UidLease, reason: str) -> None:
+def _abandon(
+    popen: subprocess.Popen[bytes] | _ForkedMonitor, status_r: int, lease: _UidLease | None, reason: str
+) -> None:
     """Kill a sandbox that did not start and raise SandboxError saying why."""
     try:
         popen.kill()
@@ -2124,7 +2246,8 @@ def _abandon(popen: subprocess.Popen[bytes] | _ForkedMonitor, status_r: int, lea
         with _tracked_lock:
             _tracked_pids.discard(popen.pid)
         os.close(status_r)
-        lease.release()
+        if lease is not None:
+            lease.release()
     reasons = [reason] if reason else []
     reasons += stderr.decode(errors="replace").strip().splitlines()[-1:]
     raise SandboxError("the full sandbox did not start: " + ("; ".join(reasons) or "no reason given"))

@@ -6,9 +6,11 @@ child per job; the child enters the same full sandbox as a fresh one before it
 reads the job (:func:`sandbox.start_forked`). One zygote serves every grade of
 this process (a batch's worker threads share it), per child environment.
 
-It is used only where forking is known to be safe: Linux, full isolation, a
+It is used only where forking is known to be safe: Linux with pidfds, a
 TensorFlow that starts no thread at import and whose forked copy runs a
-session (the zygote checks both before it says ``ready``). Anywhere else, and
+session (the zygote checks both before it says ``ready``). A forked child
+enters the sandbox of the isolation level granted (full: namespaces, root,
+uid; basic: limits, Landlock, a session of its own). Anywhere else, and
 whenever the zygote fails, the grader starts a fresh process as before.
 ``GRADER_STARTUP`` chooses: ``auto`` (the default), ``zygote`` or ``fresh``.
 """
@@ -44,9 +46,9 @@ def requested_mode() -> str:
 
 
 def possible() -> bool:
-    """Whether this platform could use a zygote at all (full isolation needs root)."""
+    """Whether this platform could use a zygote at all."""
     return sys.platform == "linux" and hasattr(os, "fork") and hasattr(os, "pidfd_open") \
-        and hasattr(socket, "send_fds") and os.geteuid() == 0
+        and hasattr(socket, "send_fds")
 
 
 class Zygote:
