@@ -1368,7 +1368,8 @@ def test_a_forked_command_enters_the_same_sandbox(fork_server, isolation, tmp_pa
         sandbox.remove_tree(workdir)
 
 
-def test_a_forked_command_dies_with_everything_it_left(fork_server, isolation, tmp_path):
+@pytest.mark.parametrize("ends", ["killed", "exits"])
+def test_a_forked_command_dies_with_everything_it_left(fork_server, isolation, ends, tmp_path):
     mark = f"8765.{os.getpid()}{time.monotonic_ns() % 10**6}"
     proc, _, read_fd = _start_forked(fork_server, isolation, tmp_path, f"""
         import os, subprocess, time
@@ -1378,15 +1379,20 @@ def test_a_forked_command_dies_with_everything_it_left(fork_server, isolation, t
             os.setsid()
             time.sleep(3600)
         os.write(int(os.environ["CHANNEL"]), b"ready")
-        time.sleep(3600)
+        if {ends == "killed"}:
+            time.sleep(3600)
     """)
     with os.fdopen(read_fd, "rb") as channel:
         assert select.select([channel], [], [], 60)[0] and channel.read(5) == b"ready"
-        assert proc.poll() is None
-        proc.kill()
+        if ends == "killed":
+            assert proc.poll() is None
+            proc.kill()
+        else:
+            assert proc.wait(60) == 0
         assert channel.read() == b""  # nothing holds the channel any more
     result = proc.result()
-    assert result.killed_by_us and result.returncode == -signal.SIGKILL
+    assert result.killed_by_us == (ends == "killed")
+    assert result.returncode == (-signal.SIGKILL if ends == "killed" else 0)
     assert _with_in_command_line(mark) == []
 
 
