@@ -254,6 +254,12 @@ def _warm(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | None:
     return zygote.for_env(_zygote_env(rubric))
 
 
+def prestart(rubric: Rubric, isolation: str = "auto", startup: str | None = None) -> None:
+    """Start the zygote now, if children will fork from one: a batch calls it
+    before its own preparations, which then overlap TensorFlow's import."""
+    _warm(rubric, isolation, startup or zygote.requested_mode())
+
+
 def _startup(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | None:
     """The zygote to fork every child of a run from, once it is ready; None
     for fresh children (the fallback: no fork, no full isolation, a
