@@ -262,8 +262,8 @@ def prestart(rubric: Rubric, isolation: str = "auto", startup: str | None = None
 
 def _startup(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | None:
     """The zygote to fork every child of a run from, once it is ready; None
-    for fresh children (the fallback: no fork, no full isolation, a
-    TensorFlow that starts threads at import, a zygote that failed)."""
+    for fresh children (the fallback: no fork or pidfds, a TensorFlow that
+    starts threads at import, a zygote that failed)."""
     warm = _warm(rubric, isolation, startup)
     if warm is None:
         return None

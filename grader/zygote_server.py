@@ -136,9 +136,9 @@ def main() -> int:
         try:
             message, fds, _, _ = socket.recv_fds(control, 1 << 20, _MAX_FDS)
         except OSError:
-            return 0
-        if not message:
-            return 0  # the grader has gone
+            message, fds = b"", []
+        if not message:  # the grader has gone: nothing to save, nothing to flush
+            os._exit(0)
         try:
             config = json.loads(message)
         except ValueError:
