@@ -122,6 +122,21 @@ that only the command and its descendants hold them: a pipe's reader sees
 end-of-file once they are all gone, daemons included (the run's clean-up
 kills them).
 
+Forked commands (:func:`start_forked`): instead of exec'ing a program, a
+long-lived process that has already loaded what the command needs (the
+grader's zygote, ``zygote_server.py``) forks it, and the fork calls
+:func:`enter_forked`, which puts it in the same sandbox before it runs
+anything of the job. In full mode it unshares the same namespaces itself
+and forks the PID namespace's init, which builds the same root, chroots and
+forks the command; the command sets the same limits and drops to the
+sandbox uid with what setpriv gives (no supplementary groups, empty
+capability sets, no-new-privileges). In basic mode the fork is a child
+subreaper that starts the command in a session of its own with the same
+limits and Landlock rules, and kills whatever it leaves. The job's
+descriptors travel over a UNIX socket (SCM_RIGHTS) and land at their
+pass_fds numbers; the grader watches and signals the fork through its
+pidfd. The :class:`SandboxedProcess` it gets works as for :func:`start`.
+
 Wall-clock budgets are the caller's job: poll() and kill() (or wait() with a
 timeout) give it what it needs.
 """
