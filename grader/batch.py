@@ -881,8 +881,10 @@ def _prepare(rubric: Rubric, visibilities, isolation: str) -> str:
     """Checks that concern every submission, before any is graded (exit 2 if one fails).
 
     It also warms what engine.grade shares between threads: the MNIST loader
-    module and the reference's expected values.
+    module, the reference's expected values and the zygote, one for the
+    whole worker pool (TensorFlow imports there meanwhile).
     """
+    engine.prestart(rubric, isolation)
     try:
         level, _ = sandbox.detect_isolation(isolation)
     except sandbox.SandboxError as exc:

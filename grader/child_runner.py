@@ -554,19 +554,28 @@ def _seed_everything(tf, np, seed: int) -> None:
     tf.set_random_seed(seed)
 
 
+def start_tensorflow():
+    """Import and configure TensorFlow, running no op and starting no session:
+    (numpy, tensorflow.compat.v1). The zygote calls it once before it forks
+    (so that a forked child finds it done), a fresh child at its start."""
+    import numpy as np
+    import tensorflow as tf2
+    import tensorflow.compat.v1 as tf
+
+    tf.disable_v2_behavior()
+    tf2.config.experimental.enable_op_determinism()
+    tf.logging.set_verbosity(tf.logging.ERROR)
+    return np, tf
+
+
 def main() -> int:
     with open("job.json", encoding="utf-8") as f:
         job = json.load(f)
     sys.path.insert(0, os.getcwd())
     import grader_protocol
-    import numpy as np
-    import tensorflow as tf2
-    import tensorflow.compat.v1 as tf
 
     channel = grader_protocol.Writer(int(os.environ[grader_protocol.FD_VARIABLE]))
-    tf.disable_v2_behavior()
-    tf2.config.experimental.enable_op_determinism()
-    tf.logging.set_verbosity(tf.logging.ERROR)
+    np, tf = start_tensorflow()
     seed = int(job["seed"])
     channel.event(grader_protocol.READY)
 

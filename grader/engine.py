@@ -17,13 +17,14 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import protocol, sandbox
+from . import protocol, sandbox, zygote
 from .data import LOADER_PATH, PROJECT_ROOT, grading_data, load_loader
 from .checks import CHECKS, Context
 from .errors import UngradableError, UsageError
@@ -40,6 +41,7 @@ CACHE_DIR = PROJECT_ROOT / ".cache" / "expected"
 
 UNREADABLE = "the grader could not read what your code returned"
 _EXIT_GRACE_SECONDS = 5.0
+_CANCEL_POLL_SECONDS = 0.2
 # The contract functions the model item calls, in order.
 PIPELINE = ("create_placeholders", "initialize_parameters", "forward_propagation", "compute_cost",
             "create_train_step", "initialize_session", "train")
@@ -180,16 +182,67 @@ class _ChildRun:
     results: dict               # task id -> ProbeOutput, in order
     reached: str                # "startup", "import" or the id of the task it was on
     ended: str                  # "finished" | "timeout" | "deadline" | "died" | "violation"
+                                # | "cancelled" (the run no longer needs it)
     received: int = 0           # bytes the child sent
     detail: str = ""            # for a violation: what the child did
     budget: float = 0.0         # the budget of the phase that ran out
     run: sandbox.RunResult | None = None
     level: str = ""
     confinement: str = ""
+    startup: str = "fresh"      # "zygote" when the child was forked warm
+
+
+def _zygote_env(rubric: Rubric) -> dict:
+    """The environment of every child, less what is its own (HOME, TMPDIR):
+    what the zygote imports TensorFlow with."""
+    env = _child_env(rubric, "")
+    del env["HOME"], env["TMPDIR"]
+    return env
+
+
+def _warm(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | None:
+    """The zygote children will fork from, started now (so that TensorFlow
+    imports while the parent prepares), or None: fresh children."""
+    if startup == "fresh" or not zygote.possible():
+        return None
+    return zygote.for_env(_zygote_env(rubric))
+
+
+def prestart(rubric: Rubric, isolation: str = "auto", startup: str | None = None) -> None:
+    """Start the zygote now, if children will fork from one: a batch calls it
+    before its own preparations, which then overlap TensorFlow's import."""
+    _warm(rubric, isolation, startup or zygote.requested_mode())
+
+
+def _startup(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | None:
+    """The zygote to fork every child of a run from, once it is ready; None
+    for fresh children (the fallback: no fork or pidfds, a TensorFlow that
+    starts threads at import, a zygote that failed)."""
+    warm = _warm(rubric, isolation, startup)
+    if warm is None:
+        return None
+    return warm if warm.ready(float(rubric.limits["startup_seconds"])) else None
+
+
+def _start_child(workdir: Path, rubric: Rubric, env: dict, write_fd: int, isolation: str,
+                 warm: zygote.Zygote | None) -> tuple[sandbox.SandboxedProcess, str]:
+    """The sandboxed child and how it started: forked from ``warm``, or fresh."""
+    hidden = hidden_paths(rubric)
+    if warm is not None:
+        try:
+            level = sandbox.detect_isolation(isolation)[0]
+            return sandbox.start_forked(warm.request, workdir, _limits(rubric), env, level,
+                                        pass_fds=(write_fd,), hidden=hidden), "zygote"
+        except sandbox.ForkUnavailable as exc:  # nothing ran: start it fresh
+            warm.broken(str(exc))
+    return sandbox.start([sys.executable, "-s", "-B", "grader_child.py"], workdir, _limits(rubric),
+                         env, isolation=isolation, pass_fds=(write_fd,), hidden=hidden), "fresh"
 
 
 def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workroot: Path,
-               seed_of, deadline: float, byte_budget: int) -> _ChildRun:
+               seed_of, deadline: float, byte_budget: int,
+               warm: zygote.Zygote | None = None,
+               cancel: threading.Event | None = None) -> _ChildRun:
     """Run one child on ``tasks`` in order. The parent's clock alone decides.
 
     Phases: startup (until the child says ``ready``), import, then each task.
@@ -209,9 +262,7 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
     env[protocol.FD_VARIABLE] = str(write_fd)
     try:
         try:
-            proc = sandbox.start([sys.executable, "-s", "-B", "grader_child.py"], workdir,
-                                 _limits(rubric), env, isolation=isolation,
-                                 pass_fds=(write_fd,), hidden=hidden_paths(rubric))
+            proc, startup = _start_child(workdir, rubric, env, write_fd, isolation, warm)
         finally:
             os.close(write_fd)
     except sandbox.SandboxError as exc:
@@ -220,14 +271,18 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
         raise UngradableError(f"the sandbox cannot start: {exc}") from None
     reader = protocol.Reader(read_fd, max_result, byte_budget)
     out = _ChildRun({}, "startup", "finished", level=proc.isolation,
-                    confinement=getattr(proc, "confinement", ""))
+                    confinement=getattr(proc, "confinement", ""), startup=startup)
     index, phase_start = 0, time.monotonic()
     try:
         while index < len(phases):
             name = phases[index]
             out.reached = name
             phase_end = min(phase_start + budgets[name], deadline)
-            message = reader.get(phase_end - time.monotonic())
+            wait = phase_end - time.monotonic()
+            message = reader.get(wait if cancel is None else min(wait, _CANCEL_POLL_SECONDS))
+            if message is None and cancel is not None and cancel.is_set():
+                out.ended = "cancelled"
+                break
             if message is None or message.at > phase_end:
                 if message is None and time.monotonic() < phase_end:
                     continue
@@ -277,72 +332,233 @@ def _remove(workdir: Path) -> None:
         print(f"grader: warning: {exc}", file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class Probed:
+    """What running the probes gave: outputs by task id, and how they ran."""
+    results: dict
+    level: str
+    confinement: str
+    startup: str                # "zygote" (every child forked warm) or "fresh"
+
+
 def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
                workroot: Path, seed_of, trusted: bool = False) -> tuple[dict, str, str]:
     """Run every task on ``source`` in sandboxed children.
 
     Returns ({task id: output}, isolation level, confinement detail).
+    """
+    probed = probe(source, tasks, rubric, isolation, workroot, seed_of, trusted)
+    return probed.results, probed.level, probed.confinement
+
+
+def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workroot: Path,
+          seed_of, trusted: bool = False, startup: str | None = None) -> Probed:
+    """Run every task on ``source`` in sandboxed children (see :class:`Probed`).
+
+    ``startup``: ``auto`` forks each child from a zygote where that is safe
+    (see grader/zygote.py), ``fresh`` starts a new Python each time, as does
+    ``auto`` when the zygote is unavailable. Waiting for the zygote to import
+    TensorFlow is the grader's time, not the submission's: the clock starts
+    after it.
 
     One child runs the tasks in order.  When it dies, misbehaves or overruns
     an item's budget, that item gets the failure and a fresh child takes the
     rest.  The whole run has a hard cap: start-up, import and every item's
     budget added up, however many children it takes.
+
+    With a zygote and a core to spare, the ``model`` item runs in children of
+    its own beside the others, on the same clock model (its own phases and
+    budgets, the same hard cap), and its result is what the one-child order
+    would give: when an earlier item's failure means it is not run (the
+    import failed, a pipeline function hung, the total time ran out), its
+    children are stopped and it gets that failure.
     """
     lim = rubric.limits
+    warm = _startup(rubric, isolation, startup or zygote.requested_mode())
     deadline = time.monotonic() + float(lim["startup_seconds"]) + float(lim["import_seconds"]) \
         + sum(float(t.item.budget_seconds) for t in tasks)
-    # What all children together may send: a hostile one cannot fill the parent's memory.
-    byte_budget = 4 * int(lim["result_mib"]) * 2**20
-    results: dict[str, ProbeOutput] = {}
-    remaining = list(tasks)
-    level, confinement = isolation, ""
-    first = True
-    while remaining:
-        child = _supervise(source, remaining, rubric, isolation, workroot, seed_of, deadline,
-                           max(byte_budget, 2**20))
-        byte_budget -= child.received
-        level, confinement = child.level, child.confinement
-        if child.reached == "startup" and (first or trusted):
-            # No line of the submission has run yet: this is the grader's side.
-            if child.ended in ("timeout", "deadline"):
-                raise UngradableError("starting TensorFlow in the sandbox took longer than "
-                                      f"{lim['startup_seconds']:g} s")
-            detail = (child.run.stderr or "").strip().splitlines()[-1:] or ["no output"]
-            raise UngradableError("the grading process could not start TensorFlow: "
-                                  f"{detail[0][:200]}")
-        first = False
-        imported = child.results.get("import")
-        if child.reached in ("startup", "import") or (imported is not None and not imported.ok):
-            if imported is not None and not imported.ok:
-                failure = imported
-            elif child.reached == "startup":  # a fresh child, after an item that failed
-                failure = ProbeOutput.failure(*_death(child, "starting the next child"))
-            else:
-                failure = ProbeOutput.failure(*_death(child, "importing your file"))
+    # What all children together may send: a hostile one cannot fill the parent's memory
+    # (two groups running side by side may each be granted what is left: twice at most).
+    budget = _Budget(4 * int(lim["result_mib"]) * 2**20)
+    runner = _GroupRun(source, rubric, isolation, workroot, seed_of, deadline, budget, warm,
+                       trusted)
+    with _concurrency() as running:
+        model = [t for t in tasks if t.item.probe == "model"]
+        others = [t for t in tasks if t.item.probe != "model"]
+        if warm is None or not model or not others or _cores() < 2 * running:
+            done = runner.run(tasks)
+            return Probed(done.results, done.level, done.confinement, done.startup)
+        cancel = threading.Event()
+        side: list = []
+
+        def run_model() -> None:
+            try:
+                side.append(runner.run(model, cancel))
+            except BaseException as exc:  # raised again below
+                side.append(exc)
+
+        thread = threading.Thread(target=run_model, name="grader-model", daemon=True)
+        thread.start()
+        try:
+            main = runner.run(others, on_stop=cancel)
+        except BaseException:
+            cancel.set()
+            raise
+        finally:
+            thread.join()
+    side_run = side[0]
+    if isinstance(side_run, BaseException):
+        raise side_run
+    results = dict(main.results)
+    for t in model:
+        results[t.id] = main.stopped_model(t) or side_run.results[t.id]
+    startups = {main.startup, side_run.startup}
+    return Probed({t.id: results[t.id] for t in tasks}, main.level, main.confinement,
+                  "zygote" if startups == {"zygote"} else "fresh")
+
+
+class _Budget:
+    """Bytes the children of one run may still send, shared by its groups."""
+
+    def __init__(self, total: int):
+        self.left = total
+        self._lock = threading.Lock()
+
+    def take(self, received: int) -> None:
+        with self._lock:
+            self.left -= received
+
+
+_running = 0
+_running_lock = threading.Lock()
+
+
+class _concurrency:
+    """How many runs of this process are probing now, this one included."""
+
+    def __enter__(self) -> int:
+        global _running
+        with _running_lock:
+            _running += 1
+            return _running
+
+    def __exit__(self, *exc) -> None:
+        global _running
+        with _running_lock:
+            _running -= 1
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass
+class _GroupDone:
+    results: dict
+    level: str
+    confinement: str
+    startup: str
+    failure: ProbeOutput | None = None   # what the tasks after the last one run get, if any
+
+    def stopped_model(self, task: Task) -> ProbeOutput | None:
+        """What ``task`` (a model task, after all of these) gets in the one-child order."""
+        if self.failure is None:
+            return None
+        return ProbeOutput(self.failure.status, message=self.failure.message,
+                           traceback=self.failure.traceback)
+
+
+@dataclass
+class _GroupRun:
+    """Runs a list of tasks in children, one after another (see :func:`probe`)."""
+    source: Path
+    rubric: Rubric
+    isolation: str
+    workroot: Path
+    seed_of: object
+    deadline: float
+    budget: _Budget
+    warm: zygote.Zygote | None
+    trusted: bool
+
+    def run(self, tasks: list[Task], cancel: threading.Event | None = None,
+            on_stop: threading.Event | None = None) -> _GroupDone:
+        """``cancel``: stop as soon as it is set. ``on_stop``: set it when a
+        failure here means that a model task after these would not run."""
+        lim = self.rubric.limits
+        results: dict[str, ProbeOutput] = {}
+        remaining = list(tasks)
+        level, confinement = self.isolation, ""
+        startups = set()
+        first = True
+        after: ProbeOutput | None = None
+
+        def stop(failure: ProbeOutput) -> None:
+            nonlocal after
+            if after is None:
+                after = failure
+                if on_stop is not None:
+                    on_stop.set()
+
+        while remaining:
+            child = _supervise(self.source, remaining, self.rubric, self.isolation, self.workroot,
+                               self.seed_of, self.deadline, max(self.budget.left, 2**20),
+                               self.warm, cancel)
+            self.budget.take(child.received)
+            level, confinement = child.level, child.confinement
+            startups.add(child.startup)
+            if child.ended == "cancelled":
+                break
+            if child.reached == "startup" and (first or self.trusted):
+                # No line of the submission has run yet: this is the grader's side.
+                if child.ended in ("timeout", "deadline"):
+                    raise UngradableError("starting TensorFlow in the sandbox took longer than "
+                                          f"{lim['startup_seconds']:g} s")
+                detail = (child.run.stderr or "").strip().splitlines()[-1:] or ["no output"]
+                raise UngradableError("the grading process could not start TensorFlow: "
+                                      f"{detail[0][:200]}")
+            first = False
+            imported = child.results.get("import")
+            if child.reached in ("startup", "import") or (imported is not None and not imported.ok):
+                if imported is not None and not imported.ok:
+                    failure = imported
+                elif child.reached == "startup":  # a fresh child, after an item that failed
+                    failure = ProbeOutput.failure(*_death(child, "starting the next child"))
+                else:
+                    failure = ProbeOutput.failure(*_death(child, "importing your file"))
+                for t in remaining:
+                    results[t.id] = ProbeOutput(failure.status, message=failure.message,
+                                                traceback=failure.traceback,
+                                                during_import=child.reached != "startup")
+                stop(failure)
+                break
             for t in remaining:
-                results[t.id] = ProbeOutput(failure.status, message=failure.message,
-                                            traceback=failure.traceback,
-                                            during_import=child.reached != "startup")
-            break
-        for t in remaining:
-            if t.id in child.results:
-                results[t.id] = child.results[t.id]
-        broken = next((t for t in remaining if t.id not in results), None)
-        if broken is not None:
-            status, message = _death(child, f"in {broken.item.probe}")
-            results[broken.id] = ProbeOutput.failure(status, message)
-            if child.ended == "deadline":
-                for t in remaining:
-                    results.setdefault(t.id, ProbeOutput.failure(
-                        "timeout", "not run: the submission used up its total time"))
-            elif status == "timeout":
-                # the whole-pipeline item would call the same function and hang again
-                for t in remaining:
-                    if t.item.probe == "model" and broken.item.probe in PIPELINE:
-                        results.setdefault(t.id, ProbeOutput.failure(
-                            "timeout", f"not run: {broken.item.probe}() timed out in {broken.item.id}"))
-        remaining = [t for t in remaining if t.id not in results]
-    return results, level, confinement
+                if t.id in child.results:
+                    results[t.id] = child.results[t.id]
+            broken = next((t for t in remaining if t.id not in results), None)
+            if broken is not None:
+                status, message = _death(child, f"in {broken.item.probe}")
+                results[broken.id] = ProbeOutput.failure(status, message)
+                if child.ended == "deadline":
+                    not_run = ProbeOutput.failure(
+                        "timeout", "not run: the submission used up its total time")
+                    for t in remaining:
+                        results.setdefault(t.id, not_run)
+                    stop(not_run)
+                elif status == "timeout" and broken.item.probe in PIPELINE:
+                    # the whole-pipeline item would call the same function and hang again
+                    hung = ProbeOutput.failure(
+                        "timeout", f"not run: {broken.item.probe}() timed out in {broken.item.id}")
+                    for t in remaining:
+                        if t.item.probe == "model":
+                            results.setdefault(t.id, hung)
+                    stop(hung)
+            remaining = [t for t in remaining if t.id not in results]
+        return _GroupDone(results, level, confinement,
+                          "fresh" if "fresh" in startups or not startups else "zygote", after)
 
 
 def _death(child: _ChildRun, where: str) -> tuple[str, str]:
@@ -569,16 +785,22 @@ def _as_cells(q: QuestionResult, source: str, name: str) -> QuestionResult:
 
 
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),
-          isolation: str = "auto", prepared: tuple[list[Task], dict] | None = None) -> Report:
+          isolation: str = "auto", prepared: tuple[list[Task], dict] | None = None,
+          startup: str | None = None) -> Report:
     """Grade one file; raises GraderError (exit 2) for anything that is not the student's.
 
     ``prepared``: the plan of ``rubric`` for ``visibilities`` and the reference's
     outputs on it, computed elsewhere (a Ray driver hands them to the node that
     grades, which then reads no grading data and runs no reference). By
     default both are computed, or read from the cache, here.
+
+    ``startup`` (default: ``$GRADER_STARTUP``, else ``auto``) says how the
+    sandboxed children start; see :func:`probe`. The report says which was used.
     """
     if not submission.is_file():
         raise UsageError(f"{submission}: no such file")
+    startup = startup or zygote.requested_mode()
+    _warm(rubric, isolation, startup)  # TensorFlow imports while the inputs are prepared
     tasks, expected = prepared if prepared is not None else (plan(rubric, visibilities), None)
     if prepared is not None and not {id(t.item) for t in tasks} <= {id(i) for i in rubric.items}:
         # scoring matches a task to its item by identity: they must travel together
@@ -593,9 +815,12 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
         if problem:  # a broken notebook is the student's, like a syntax error
             got = {t.id: ProbeOutput.failure(ERROR, problem) for t in tasks}
             level, confinement = sandbox.detect_isolation(isolation)[0], ""
+            started = ""
         else:
-            got, level, confinement = run_probes(source, tasks, rubric, isolation, workroot,
-                                                 seed_of=planned_seed)
+            probed = probe(source, tasks, rubric, isolation, workroot, seed_of=planned_seed,
+                           startup=startup)
+            got, level, confinement, started = (probed.results, probed.level,
+                                                probed.confinement, probed.startup)
     questions = tuple(score_item(item, [t for t in tasks if t.item is item], got, expected, rubric)
                       for item in rubric.items)
     from dataclasses import replace
@@ -613,4 +838,5 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
                   max_total=round(sum(q.max_score for q in questions), 6), questions=questions,
                   isolation=level, checks_run=checks_run, full_total=rubric.full_total,
                   grader_version=GRADER_VERSION, rubric_digest=rubric.digest[:16],
-                  confinement=confinement, import_error=import_error, notes=notes)
+                  confinement=confinement, import_error=import_error, notes=notes,
+                  startup=started)

@@ -112,6 +112,7 @@ class Report:
     confinement: str = ""        # what basic isolation adds (Landlock), when it ran
     import_error: str = ""       # importing the file failed: every item lost, for this reason
     notes: tuple[str, ...] = field(default_factory=tuple)   # e.g. notebook lines not run
+    startup: str = ""            # how the grading processes started: "zygote" or "fresh"
 
     @property
     def full_marks(self) -> bool:
@@ -135,9 +136,9 @@ def _row_mark(q: QuestionResult) -> str:
 
 
 def _isolation(report: Report) -> str:
-    if report.isolation == "full" or not report.confinement:
-        return report.isolation
-    return f"{report.isolation}, {report.confinement}"
+    level = report.isolation if report.isolation == "full" or not report.confinement \
+        else f"{report.isolation}, {report.confinement}"
+    return f"{level}; startup: {report.startup}" if report.startup else level
 
 
 def _feedback(q: QuestionResult, import_failed: bool) -> str:
@@ -237,6 +238,7 @@ def to_dict(report: Report) -> dict:
         "full_total": report.full_total,
         "isolation": report.isolation,
         "confinement": report.confinement,
+        "startup": report.startup,
         "import_error": clean(report.import_error),
         "notes": [clean(n) for n in report.notes],
         "submission": clean(report.submission),

@@ -122,6 +122,21 @@ that only the command and its descendants hold them: a pipe's reader sees
 end-of-file once they are all gone, daemons included (the run's clean-up
 kills them).
 
+Forked commands (:func:`start_forked`): instead of exec'ing a program, a
+long-lived process that has already loaded what the command needs (the
+grader's zygote, ``zygote_server.py``) forks it, and the fork calls
+:func:`enter_forked`, which puts it in the same sandbox before it runs
+anything of the job. In full mode it unshares the same namespaces itself
+and forks the PID namespace's init, which builds the same root, chroots and
+forks the command; the command sets the same limits and drops to the
+sandbox uid with what setpriv gives (no supplementary groups, empty
+capability sets, no-new-privileges). In basic mode the fork is a child
+subreaper that starts the command in a session of its own with the same
+limits and Landlock rules, and kills whatever it leaves. The job's
+descriptors travel over a UNIX socket (SCM_RIGHTS) and land at their
+pass_fds numbers; the grader watches and signals the fork through its
+pidfd. The :class:`SandboxedProcess` it gets works as for :func:`start`.
+
 Wall-clock budgets are the caller's job: poll() and kill() (or wait() with a
 timeout) give it what it needs.
 """
@@ -286,6 +301,7 @@ import fcntl  # noqa: E402
 import marshal  # noqa: E402
 import resource  # noqa: E402
 import struct  # noqa: E402
+from typing import Callable  # noqa: E402
 
 # Sizes of the tmpfs mounts inside a full sandbox.
 _ROOT_TMPFS = "size=8m,nr_inodes=4096,mode=755"
@@ -317,12 +333,13 @@ def _is_within(path: str, tree: str) -> bool:
     return path == tree or path.startswith(tree.rstrip("/") + "/")
 
 
-def _namespace_monitor(config: dict) -> None:  # type: ignore[type-arg]
-    """The grader's direct child, in the new namespaces but outside the new
-    PID namespace (whose first process it forks): closes its copies of the
-    status pipe and of pass_fds, waits for the init process and exits as
-    it did. The kernel has emptied the PID namespace by then. If the monitor
-    dies first, the kernel sends the init process SIGKILL."""
+def _namespace_monitor(config: dict, run: Callable[[dict], None] | None = None) -> None:  # type: ignore[type-arg]
+    """The grader's direct child (or, for a forked command, the zygote's), in
+    the new namespaces but outside the new PID namespace (whose first process
+    it forks): closes its copies of the status pipe and of pass_fds, waits
+    for the init process and exits as it did. The kernel has emptied the PID
+    namespace by then. If the monitor dies first, the kernel sends the init
+    process SIGKILL. ``run``: see :func:`_namespace_init`."""
     lifeline_r, lifeline_w = os.pipe()
     init = os.fork()
     if init == 0:
@@ -340,7 +357,7 @@ def _namespace_monitor(config: dict) -> None:  # type: ignore[type-arg]
         except BaseException:
             pass
         if monitor_alive:
-            _namespace_init(config)
+            _namespace_init(config, run)
         os._exit(125)
     os.close(lifeline_r)
     for fd in [config["status_fd"], *config["pass_fds"]]:
@@ -350,10 +367,14 @@ def _namespace_monitor(config: dict) -> None:  # type: ignore[type-arg]
     os._exit(code if code >= 0 else 128 - code)
 
 
-def _namespace_init(config: dict) -> None:  # type: ignore[type-arg]
+def _namespace_init(config: dict, run: Callable[[dict], None] | None = None) -> None:  # type: ignore[type-arg]
     """Build the new root, start the command unprivileged, reap every
     orphan, report how the command ended on the status pipe and exit (which
-    makes the kernel kill whatever is left in the PID namespace)."""
+    makes the kernel kill whatever is left in the PID namespace).
+
+    The command is ``config["argv"]``, exec'd through setpriv, or, when
+    ``run`` is given (a process forked from the zygote), ``run(config)``
+    called in the forked process once it is unprivileged: it must not return."""
     status = config["status_fd"]
     os.umask(0o022)
     for signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
@@ -372,7 +393,9 @@ def _namespace_init(config: dict) -> None:  # type: ignore[type-arg]
     os.write(status, f"ready {host_pid}\n".encode())
     child = os.fork()
     if child == 0:
-        _exec_unprivileged(config)
+        if run is None:
+            _exec_unprivileged(config)
+        _run_unprivileged(config, run)
     for fd in config["pass_fds"]:  # only the command holds them now
         os.close(fd)
     while True:
@@ -410,6 +433,192 @@ def _exec_unprivileged(config: dict) -> None:  # type: ignore[type-arg]
     except BaseException as exc:
         os.write(2, f"sandbox: cannot start {config['argv'][0]}: {exc}\n".encode())
     os._exit(127)
+
+
+def _run_unprivileged(config: dict, run: Callable[[dict], None]) -> None:  # type: ignore[type-arg]
+    """The forked command: what setpriv and exec do for ``argv``, done in
+    this process (a fork of the namespace init, itself a fork of the zygote),
+    then ``run(config)``. No byte of the job is read before this point."""
+    try:
+        os.close(config["status_fd"])  # exec would have closed it (non-inheritable)
+        # The init's handlers are Python's; a fresh interpreter has these.
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+        for signum in (_signal.SIGTERM, _signal.SIGHUP, _signal.SIGCHLD):
+            _signal.signal(signum, _signal.SIG_DFL)
+        for which, soft, hard in config["rlimits"]:
+            resource.setrlimit(which, (soft, hard))
+        os.chdir(config["workdir"])
+        _drop_privileges(config["uid"])
+    except BaseException as exc:
+        os.write(2, f"sandbox: cannot start the forked command: {exc}\n".encode())
+        os._exit(127)
+    try:
+        run(config)
+    finally:
+        os._exit(127)
+
+
+# prctl and capset constants (linux/prctl.h, linux/capability.h).
+_PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _drop_privileges(uid: int) -> None:
+    """What ``setpriv --reuid=UID --regid=UID --clear-groups --no-new-privs
+    --inh-caps=-all --bounding-set=-all`` does, in this process."""
+    for cap in range(64):  # the bounding set, while CAP_SETPCAP is still held
+        try:
+            _libc_call("prctl", _PR_CAPBSET_DROP, cap, 0, 0, 0)
+        except OSError:
+            break  # EINVAL: past the last capability this kernel knows
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)  # clears the effective, permitted and ambient sets
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
+    _libc_call("capset", ctypes.byref(header), ctypes.byref(data))
+    _libc_call("prctl", _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if os.getuid() != uid or os.geteuid() != uid or os.getgroups():
+        raise OSError("the sandbox uid did not take")
+
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWUTS = 0x04000000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+
+
+def enter_forked(config: dict, received: list[int], run: Callable[[dict], None]) -> None:  # type: ignore[type-arg]
+    """In a process the zygote just forked for one job: become that job's
+    monitor. Never returns.
+
+    ``received`` are the descriptors the grader sent with the request, in
+    the order of :func:`start_forked`: the status socket, then pass_fds,
+    then the write ends of the command's stdout and stderr. Every other
+    descriptor of the zygote is closed; pass_fds land at the numbers the
+    grader gave (``config["pass_fds"]``), stdout and stderr at 1 and 2,
+    /dev/null at 0. The monitor then sends its own pidfd on the status
+    socket, enters new mount, PID, network, IPC and UTS namespaces (what
+    ``unshare`` does for an exec'd command) and goes on as
+    :func:`_namespace_monitor`."""
+    try:
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the zygote ignores it
+        status, *passed = received[: 1 + len(config["pass_fds"])]
+        out, err = received[1 + len(config["pass_fds"]) :]
+        null = os.open("/dev/null", os.O_RDONLY)
+        targets = {status: config["status_fd"], null: 0, out: 1, err: 2}
+        targets.update(zip(passed, config["pass_fds"]))
+        _arrange_fds(targets)
+        os.set_inheritable(config["status_fd"], False)
+        pidfd = os.pidfd_open(os.getpid())
+        _send_with_fds(config["status_fd"], f"forked {os.getpid()}\n".encode(), [pidfd])
+        os.close(pidfd)
+        if config.get("mode") == "basic":
+            _libc_call("prctl", _PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        else:
+            flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
+            _libc_call("unshare", flags)
+    except BaseException as exc:
+        try:
+            os.write(config["status_fd"], f"error cannot enter the sandbox: {exc}\n".encode())
+        finally:
+            os._exit(125)
+    try:
+        if config.get("mode") == "basic":
+            _basic_monitor(config, run)
+        _namespace_monitor(config, run)
+    finally:
+        os._exit(125)
+
+
+def _basic_monitor(config: dict, run: Callable[[dict], None]) -> None:  # type: ignore[type-arg]
+    """Basic mode's monitor, a child subreaper: fork the command in a session
+    of its own, with the limits and the Landlock rules, report its pid and
+    how it ended on the status socket, then kill and reap every process it
+    left (they all come to the monitor) and exit."""
+    status = config["status_fd"]
+    command = os.fork()
+    if command == 0:
+        try:
+            os.close(status)
+            os.setsid()
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+            for which, soft, hard in config["rlimits"]:
+                try:
+                    resource.setrlimit(which, (soft, hard))
+                except (ValueError, OSError):
+                    pass  # as _start_basic: best effort where the system refuses one
+            os.chdir(config["workdir"])
+            if config["landlock_abi"]:
+                _landlock_restrict_self(config["landlock_abi"], [tuple(rule) for rule in config["landlock_rules"]])
+        except BaseException as exc:
+            os.write(2, f"sandbox: cannot start the forked command: {exc}\n".encode())
+            os._exit(127)
+        try:
+            run(config)
+        finally:
+            os._exit(127)
+    for fd in config["pass_fds"]:  # only the command holds them now
+        os.close(fd)
+    os.write(status, f"ready {command}\n".encode())
+    while True:
+        pid, wait_status = os.wait()
+        if pid == command:
+            if os.WIFSIGNALED(wait_status):
+                os.write(status, f"signal {os.WTERMSIG(wait_status)}\n".encode())
+            else:
+                os.write(status, f"exit {os.waitstatus_to_exitcode(wait_status)}\n".encode())
+            break
+    _kill_children_until_none()
+    os._exit(0)
+
+
+def _kill_children_until_none() -> None:
+    """Kill this process's children, and those re-parented to it as their
+    parents die (it is a subreaper), until it has none left."""
+    me = os.getpid()
+    while True:
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as file:
+                    data = file.read()
+                if int(data[data.rindex(b")") + 2 :].split()[1]) == me:
+                    os.kill(int(name), _signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _send_with_fds(fd: int, data: bytes, fds: list[int]) -> None:
+    sock = _socket.socket(fileno=fd)
+    try:
+        sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
+    finally:
+        sock.detach()
+
+
+def _arrange_fds(targets: dict[int, int]) -> None:
+    """Make each descriptor ``source`` of ``targets`` appear at its target
+    number, inheritable, and close every other descriptor of 3 or above."""
+    floor = max([*targets, *targets.values()]) + 1
+    moved = {fcntl.fcntl(source, fcntl.F_DUPFD_CLOEXEC, floor): target for source, target in targets.items()}
+    keep = set(moved)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory listing's own descriptor
+    for temporary, target in moved.items():
+        os.dup2(temporary, target, inheritable=True)
+        os.close(temporary)
 
 
 def _build_root(config: dict) -> None:  # type: ignore[type-arg]
@@ -617,6 +826,7 @@ import pwd  # noqa: E402
 import select  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
+from socket import recv_fds as _socket_recv_fds  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -630,9 +840,12 @@ __all__ = [
     "SandboxError",
     "SandboxedProcess",
     "TOKEN_VARIABLE",
+    "ForkUnavailable",
     "detect_isolation",
+    "enter_forked",
     "remove_tree",
     "start",
+    "start_forked",
 ]
 
 #: Name of the environment variable that marks every process of a ``basic`` run.
@@ -821,6 +1034,7 @@ class SandboxedProcess:
         status_fd: int | None = None,
         init_pid: int | None = None,
         uid_lease: _UidLease | None = None,
+        group: int | None = None,
     ) -> None:
         self.pid = popen.pid
         self.isolation = isolation
@@ -828,6 +1042,8 @@ class SandboxedProcess:
         self._popen = popen
         self._started = started
         self._token = token
+        self._group = group  # a forked basic command's process group (the monitor's is not it)
+        self._reports_status = status_fd is not None
         self._status_fd = status_fd
         self._init_pidfd = _open_pidfd(init_pid, popen.pid) if init_pid else None
         self._init_pid = init_pid
@@ -915,6 +1131,11 @@ class SandboxedProcess:
     def _kill_basic(self) -> None:
         if self._done.is_set():
             return
+        if self._group is not None:  # the command first: its monitor would reap it
+            try:
+                os.killpg(self._group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self._send_to_child(signal.SIGKILL)
         try:
             os.killpg(self.pid, signal.SIGKILL)
@@ -935,6 +1156,9 @@ class SandboxedProcess:
             _tracked_pids.discard(self.pid)
         try:
             if self.isolation == "basic":
+                if self._reports_status:
+                    self._status_text = _read_available(self._status_fd)
+                    self._close_full_handles()
                 _kill_strays(self._token)
             else:
                 self._status_text = _read_available(self._status_fd)
@@ -959,7 +1183,7 @@ class SandboxedProcess:
     def _returncode(self) -> int:
         returncode = self._popen.returncode
         assert returncode is not None
-        if self.isolation == "full":
+        if self.isolation == "full" or self._reports_status:
             # The init process reports how the command ended: unshare's own
             # status only tells how the init process ended.
             for line in self._status_text.splitlines():
@@ -1774,30 +1998,13 @@ def _start_full(
     unshare, setpriv = _find_tool("unshare"), _find_tool("setpriv")
     if unshare is None or setpriv is None:
         raise SandboxError("unshare and setpriv (util-linux) are needed for full isolation")
-    binds, links = _read_only_trees()
-    state = _state_dir()
-    _check_full_workdir(workdir, binds + [str(state), "/proc", "/dev", "/etc"])
-    lease = _UidLease(state / "uids")
+    config, lease = _full_config(workdir, limits, env, pass_fds, hidden)
     try:
         status_r, status_w = os.pipe()
     except BaseException:
         lease.release()
         raise
-    config = {
-        "root": str(state / "root"),
-        "binds": binds,
-        "links": links,
-        "hidden": list(hidden),
-        "workdir": str(workdir),
-        "workdir_tmpfs": f"size={limits.workdir_mib}m,nr_inodes={limits.workdir_files},mode=700",
-        "pass_fds": list(pass_fds),
-        "uid": lease.uid,
-        "rlimits": [(_RLIMITS[name], *value) for name, value in _rlimits(limits, limits.processes).items()],
-        "setpriv": setpriv,
-        "argv": argv,
-        "env": env,
-        "status_fd": status_w,
-    }
+    config.update(setpriv=setpriv, argv=argv, status_fd=status_w)
     # No --fork: unshare execs this file (the monitor) in the new namespaces,
     # and the monitor forks the namespace's init itself, so that it can
     # close its copies of pass_fds.
@@ -1835,6 +2042,198 @@ def _start_full(
     )
 
 
+def _full_config(
+    workdir: Path, limits: Limits, env: dict[str, str], pass_fds: tuple[int, ...], hidden: list[str] | tuple[str, ...]
+) -> tuple[dict, _UidLease]:  # type: ignore[type-arg]
+    """What the namespace init needs to build a full sandbox for ``workdir``
+    (no secret: paths, limits, the uid and the command's environment), and
+    the lease on that uid."""
+    binds, links = _read_only_trees()
+    state = _state_dir()
+    _check_full_workdir(workdir, binds + [str(state), "/proc", "/dev", "/etc"])
+    lease = _UidLease(state / "uids")
+    config = {
+        "root": str(state / "root"),
+        "binds": binds,
+        "links": links,
+        "hidden": list(hidden),
+        "workdir": str(workdir),
+        "workdir_tmpfs": f"size={limits.workdir_mib}m,nr_inodes={limits.workdir_files},mode=700",
+        "pass_fds": list(pass_fds),
+        "uid": lease.uid,
+        "rlimits": [(_RLIMITS[name], *value) for name, value in _rlimits(limits, limits.processes).items()],
+        "env": env,
+    }
+    return config, lease
+
+
+class ForkUnavailable(SandboxError):
+    """The zygote could not fork this command (it is gone, or refused):
+    nothing of the command ran; start it fresh instead."""
+
+
+def start_forked(
+    request: Callable[[dict, list[int]], None],
+    workdir: Path,
+    limits: Limits,
+    env: dict[str, str],
+    isolation: str = "full",
+    *,
+    pass_fds: tuple[int, ...] | list[int] = (),
+    hidden: tuple[str | Path, ...] | list[str | Path] = (),
+) -> SandboxedProcess:
+    """Like :func:`start`, for a command that a zygote forks instead of
+    exec'ing: the same sandbox, limits, pass_fds and clean-up, entered by
+    the forked process itself (:func:`enter_forked`) before the command
+    runs. ``isolation`` is the level :func:`detect_isolation` granted:
+    ``full`` (the same namespaces, root and uid) or ``basic`` (the same
+    limits, Landlock rules and session of its own; the monitor the zygote
+    forks is a child subreaper that kills what the command leaves).
+
+    ``request(config, fds)`` hands the job to the zygote: ``config`` (plain
+    data, no secret) and the descriptors it must receive, in order: a status
+    socket, ``pass_fds``, the write ends of stdout and stderr. It raises
+    OSError when the zygote is gone. Raises :class:`ForkUnavailable` when
+    the zygote did not fork (the caller may start the command fresh), and
+    :class:`SandboxError` when the sandbox itself failed."""
+    fds = tuple(pass_fds)
+    workdir = Path(workdir).resolve()
+    if not workdir.is_dir():
+        raise SandboxError(f"work directory {workdir} does not exist")
+    hidden_paths = _existing_real_paths(hidden)
+    lease: _UidLease | None = None
+    if isolation == "full":
+        config, lease = _full_config(workdir, limits, dict(env), fds, hidden_paths)
+        confinement = _FULL_CONFINEMENT
+    else:
+        config, confinement = _basic_config(workdir, limits, dict(env), fds, hidden_paths)
+    config["status_fd"] = next(fd for fd in range(3, 3 + len(fds) + 1) if fd not in fds)
+    ours: list[int] = []
+    started = time.monotonic()
+    try:
+        parent_end, child_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        ours.append(parent_end.detach())
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        ours += [out_r, err_r]
+        try:
+            request(config, [child_end.fileno(), *fds, out_w, err_w])
+        finally:
+            child_end.close()
+            os.close(out_w)
+            os.close(err_w)
+        pid, pidfd = _forked_monitor(ours[0])
+    except BaseException as exc:
+        for fd in ours:
+            os.close(fd)
+        if lease is not None:
+            lease.release()
+        if isinstance(exc, (OSError, ForkUnavailable)):
+            raise ForkUnavailable(f"the zygote did not fork: {exc}") from None
+        raise
+    status_r = ours[0]
+    monitor = _ForkedMonitor(pid, pidfd, os.fdopen(out_r, "rb", buffering=0), os.fdopen(err_r, "rb", buffering=0))
+    with _tracked_lock:
+        _tracked_pids.add(pid)
+    kind, _, value = _first_status_line(status_r).partition(" ")
+    if kind != "ready":
+        _abandon(monitor, status_r, lease, value if kind == "error" else "")  # type: ignore[arg-type]
+    os.set_blocking(status_r, False)
+    if isolation == "full":
+        return SandboxedProcess(
+            monitor, "full", limits, started, confinement=confinement, status_fd=status_r,  # type: ignore[arg-type]
+            init_pid=int(value), uid_lease=lease,
+        )
+    return SandboxedProcess(
+        monitor, "basic", limits, started, confinement=confinement, status_fd=status_r,  # type: ignore[arg-type]
+        token=config["env"][TOKEN_VARIABLE], group=int(value),
+    )
+
+
+def _basic_config(
+    workdir: Path, limits: Limits, env: dict[str, str], pass_fds: tuple[int, ...], hidden: list[str]
+) -> tuple[dict, str]:  # type: ignore[type-arg]
+    """What a forked basic-mode command needs (as :func:`_start_basic` gives
+    an exec'd one): its environment with the run's token, its rlimits and
+    its Landlock rules; and the confinement it gets."""
+    landlock = _landlock()
+    confinement = landlock.confinement
+    if hidden and not landlock.abi:
+        confinement += " (so the hidden paths stay readable)"
+    _become_subreaper()  # what the monitor leaves, should it be killed, comes to us
+    env[TOKEN_VARIABLE] = os.urandom(16).hex()
+    wanted = _rlimits(limits, _count_tasks_of_uid(os.getuid()) + limits.processes)
+    config = {
+        "mode": "basic",
+        "workdir": str(workdir),
+        "env": env,
+        "pass_fds": list(pass_fds),
+        "rlimits": [(_RLIMITS[name], *_within_hard_limit(_RLIMITS[name], value)) for name, value in wanted.items()],
+        "landlock_abi": landlock.abi,
+        "landlock_rules": _landlock_rules(workdir, None, hidden) if landlock.abi else [],
+    }
+    return config, confinement
+
+
+def _forked_monitor(status_r: int) -> tuple[int, int]:
+    """(pid, pidfd) of the monitor that the zygote forked, from its first message."""
+    if not select.select([status_r], [], [], _SETUP_TIMEOUT_SECONDS)[0]:
+        raise ForkUnavailable("no answer")
+    sock = _socket.socket(fileno=status_r)
+    try:
+        data, fds, _, _ = _socket_recv_fds(sock, 4096, 1)
+    finally:
+        sock.detach()
+    kind, _, value = data.decode(errors="replace").strip().partition(" ")
+    if kind != "forked" or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise ForkUnavailable(value if kind == "error" else "it did not say so")
+    return int(value), fds[0]
+
+
+class _ForkedMonitor:
+    """What :class:`SandboxedProcess` uses of a Popen, for a monitor that the
+    zygote forked (not the grader's child: it is watched and signalled
+    through its pidfd)."""
+
+    #: How the monitor ended is not ours to see; the init's status line says
+    #: how the command ended, and its absence means the sandbox did not start.
+    _EXIT_UNKNOWN = 125
+
+    def __init__(self, pid: int, pidfd: int, stdout, stderr) -> None:  # type: ignore[no-untyped-def]
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+        self._pidfd = pidfd
+        self._lock = threading.Lock()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.returncode is None:
+            if not select.select([self._pidfd], [], [], timeout)[0]:  # readable once it exited
+                return None
+            with self._lock:
+                self.returncode = self._EXIT_UNKNOWN
+                os.close(self._pidfd)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    signal.pidfd_send_signal(self._pidfd, signum)
+                except ProcessLookupError:
+                    pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+        self.wait(timeout)
+        return self.stdout.read(), self.stderr.read()
+
+
 def _first_status_line(status_r: int) -> str:
     """What the init process reports once the sandbox is built ("ready PID")
     or failed ("error WHY"); "" if it dies or takes too long first."""
@@ -1851,7 +2250,9 @@ def _first_status_line(status_r: int) -> str:
     return received.partition(b"\n")[0].decode(errors="replace")
 
 
-def _abandon(popen: subprocess.Popen[bytes], status_r: int, lease: _UidLease, reason: str) -> None:
+def _abandon(
+    popen: subprocess.Popen[bytes] | _ForkedMonitor, status_r: int, lease: _UidLease | None, reason: str
+) -> None:
     """Kill a sandbox that did not start and raise SandboxError saying why."""
     try:
         popen.kill()
@@ -1860,7 +2261,8 @@ def _abandon(popen: subprocess.Popen[bytes], status_r: int, lease: _UidLease, re
         with _tracked_lock:
             _tracked_pids.discard(popen.pid)
         os.close(status_r)
-        lease.release()
+        if lease is not None:
+            lease.release()
     reasons = [reason] if reason else []
     reasons += stderr.decode(errors="replace").strip().splitlines()[-1:]
     raise SandboxError("the full sandbox did not start: " + ("; ".join(reasons) or "no reason given"))

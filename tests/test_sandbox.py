@@ -1256,3 +1256,151 @@ def test_remove_tree_says_what_it_cannot_remove(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"cannot remove {tree}: Device or resource busy (mnt)\n"
     assert sorted(p.name for p in (tree / "a").iterdir()) == ["mnt"]  # the rest is gone
+
+
+# --------------------------------------------------------------------------
+# Commands forked from a running process (the zygote's way): start_forked
+# --------------------------------------------------------------------------
+
+# A stand-in for the zygote, without TensorFlow: forks per request, and the
+# fork enters the sandbox before it runs the work directory's main.py.
+_FORK_SERVER = """
+import json, os, socket, sys
+sys.path.insert(0, sys.argv[2])
+from grader import sandbox
+control = socket.socket(fileno=int(sys.argv[1]))
+
+def run(config):
+    os.environ.clear()
+    os.environ.update(config["env"])
+    code = 0
+    try:
+        exec(compile(open("main.py").read(), "main.py", "exec"), {"__name__": "__main__"})
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    sys.stdout.flush()
+    os._exit(code)
+
+while True:
+    message, fds, _, _ = socket.recv_fds(control, 1 << 20, 16)
+    if not message:
+        break
+    if os.fork() == 0:
+        control.detach()
+        sandbox.enter_forked(json.loads(message), fds, run)
+    for fd in fds:
+        os.close(fd)
+"""
+
+
+@pytest.fixture(scope="module")
+def fork_server():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    server = subprocess.Popen([sys.executable, "-c", _FORK_SERVER, str(theirs.fileno()), str(REPO)],
+                              pass_fds=(theirs.fileno(),))
+    theirs.close()
+
+    def request(config: dict, fds: list[int]) -> None:
+        socket.send_fds(ours, [json.dumps(config).encode()], fds)
+
+    yield request
+    ours.close()
+    server.wait(10)
+
+
+def _start_forked(fork_server, isolation: str, tmp_path: Path, source: str, limits: Limits = Limits()):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "main.py").write_text(textwrap.dedent(source))
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = sandbox.start_forked(fork_server, workdir, limits, {**BASE_ENV, "CHANNEL": str(write_fd)},
+                                    isolation, pass_fds=(write_fd,), hidden=(str(REPO / "rubric.yaml"),))
+    finally:
+        os.close(write_fd)
+    return proc, workdir, read_fd
+
+
+_FACTS = """
+    import json, os, resource, socket
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    try:
+        open(%r).read()
+        repository = "readable"
+    except OSError as exc:
+        repository = type(exc).__name__
+    facts = {"uid": os.getuid(), "euid": os.geteuid(), "groups": os.getgroups(),
+             "no_new_privs": status["NoNewPrivs"].strip(), "cap_eff": int(status["CapEff"], 16),
+             "cap_bnd": int(status["CapBnd"], 16), "session_leader": os.getsid(0) == os.getpid(),
+             "cwd": os.getcwd(), "hostname": socket.gethostname(), "repository": repository,
+             "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+             "core": resource.getrlimit(resource.RLIMIT_CORE)[1]}
+    os.write(int(os.environ["CHANNEL"]), json.dumps(facts).encode())
+    open("written", "w").write("x")
+    print("hello from the fork")
+    raise SystemExit(3)
+""" % str(REPO / "grader" / "engine.py")
+
+
+def test_a_forked_command_enters_the_same_sandbox(fork_server, isolation, tmp_path):
+    proc, workdir, read_fd = _start_forked(fork_server, isolation, tmp_path, _FACTS)
+    with os.fdopen(read_fd, "rb") as channel:
+        assert proc.wait(60) is not None
+        facts = json.loads(channel.read() or b"{}")
+    result = proc.result()
+    assert (result.returncode, result.stdout) == (3, "hello from the fork\n"), result
+    assert facts["cwd"] == str(workdir.resolve())
+    assert facts["no_new_privs"] == "1" and facts["core"] == 0
+    assert facts["nofile"] == Limits().open_files
+    assert proc.isolation == isolation
+    if isolation == "full":
+        assert 61000 <= facts["uid"] < 62000 and facts["euid"] == facts["uid"]
+        assert facts["groups"] == [] and facts["cap_eff"] == facts["cap_bnd"] == 0
+        assert facts["hostname"] == "sandbox"
+        assert facts["repository"] == "FileNotFoundError"  # not in its root at all
+        assert not (workdir / "written").exists()  # it wrote in its own tmpfs
+    else:
+        assert facts["session_leader"]
+        assert (workdir / "written").exists()
+        if sandbox._landlock().abi:
+            assert facts["repository"] == "PermissionError"
+        sandbox.remove_tree(workdir)
+
+
+@pytest.mark.parametrize("ends", ["killed", "exits"])
+def test_a_forked_command_dies_with_everything_it_left(fork_server, isolation, ends, tmp_path):
+    mark = f"8765.{os.getpid()}{time.monotonic_ns() % 10**6}"
+    proc, _, read_fd = _start_forked(fork_server, isolation, tmp_path, f"""
+        import os, subprocess, time
+        subprocess.Popen(["sleep", "{mark}"], start_new_session=True)
+        subprocess.Popen(["sleep", "{mark}"])
+        if os.fork() == 0:
+            os.setsid()
+            time.sleep(3600)
+        os.write(int(os.environ["CHANNEL"]), b"ready")
+        if {ends == "killed"}:
+            time.sleep(3600)
+    """)
+    with os.fdopen(read_fd, "rb") as channel:
+        assert select.select([channel], [], [], 60)[0] and channel.read(5) == b"ready"
+        if ends == "killed":
+            assert proc.poll() is None
+            proc.kill()
+        else:
+            assert proc.wait(60) == 0
+        assert channel.read() == b""  # nothing holds the channel any more
+    result = proc.result()
+    assert result.killed_by_us == (ends == "killed")
+    assert result.returncode == (-signal.SIGKILL if ends == "killed" else 0)
+    assert _with_in_command_line(mark) == []
+
+
+def _with_in_command_line(mark: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if mark.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            continue  # gone
+    return found
