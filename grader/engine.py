@@ -465,10 +465,7 @@ class _GroupDone:
 
     def stopped_model(self, task: Task) -> ProbeOutput | None:
         """What ``task`` (a model task, after all of these) gets in the one-child order."""
-        if self.failure is None:
-            return None
-        return ProbeOutput(self.failure.status, message=self.failure.message,
-                           traceback=self.failure.traceback)
+        return self.failure  # frozen: shared as it is
 
 
 @dataclass
@@ -529,10 +526,11 @@ class _GroupRun:
                     failure = ProbeOutput.failure(*_death(child, "starting the next child"))
                 else:
                     failure = ProbeOutput.failure(*_death(child, "importing your file"))
+                failure = ProbeOutput(failure.status, message=failure.message,
+                                      traceback=failure.traceback,
+                                      during_import=child.reached != "startup")
                 for t in remaining:
-                    results[t.id] = ProbeOutput(failure.status, message=failure.message,
-                                                traceback=failure.traceback,
-                                                during_import=child.reached != "startup")
+                    results[t.id] = failure
                 stop(failure)
                 break
             for t in remaining:
