@@ -884,7 +884,7 @@ def _prepare(rubric: Rubric, visibilities, isolation: str) -> str:
     module, the reference's expected values and the zygote, one for the
     whole worker pool (TensorFlow imports there meanwhile).
     """
-    engine.prestart(rubric, isolation)
+    engine.prestart(rubric)
     try:
         level, _ = sandbox.detect_isolation(isolation)
     except sandbox.SandboxError as exc:

@@ -200,7 +200,7 @@ def _zygote_env(rubric: Rubric) -> dict:
     return env
 
 
-def _warm(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | None:
+def _warm(rubric: Rubric, startup: str) -> zygote.Zygote | None:
     """The zygote children will fork from, started now (so that TensorFlow
     imports while the parent prepares), or None: fresh children."""
     if startup == "fresh" or not zygote.possible():
@@ -208,17 +208,17 @@ def _warm(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | None:
     return zygote.for_env(_zygote_env(rubric))
 
 
-def prestart(rubric: Rubric, isolation: str = "auto", startup: str | None = None) -> None:
+def prestart(rubric: Rubric, startup: str | None = None) -> None:
     """Start the zygote now, if children will fork from one: a batch calls it
     before its own preparations, which then overlap TensorFlow's import."""
-    _warm(rubric, isolation, startup or zygote.requested_mode())
+    _warm(rubric, startup or zygote.requested_mode())
 
 
-def _startup(rubric: Rubric, isolation: str, startup: str) -> zygote.Zygote | None:
+def _startup(rubric: Rubric, startup: str) -> zygote.Zygote | None:
     """The zygote to fork every child of a run from, once it is ready; None
     for fresh children (the fallback: no fork or pidfds, a TensorFlow that
     starts threads at import, a zygote that failed)."""
-    warm = _warm(rubric, isolation, startup)
+    warm = _warm(rubric, startup)
     if warm is None:
         return None
     return warm if warm.ready(float(rubric.limits["startup_seconds"])) else None
@@ -374,7 +374,7 @@ def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workr
     children are stopped and it gets that failure.
     """
     lim = rubric.limits
-    warm = _startup(rubric, isolation, startup or zygote.requested_mode())
+    warm = _startup(rubric, startup or zygote.requested_mode())
     deadline = time.monotonic() + float(lim["startup_seconds"]) + float(lim["import_seconds"]) \
         + sum(float(t.item.budget_seconds) for t in tasks)
     # What all children together may send: a hostile one cannot fill the parent's memory
@@ -798,7 +798,7 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
     if not submission.is_file():
         raise UsageError(f"{submission}: no such file")
     startup = startup or zygote.requested_mode()
-    _warm(rubric, isolation, startup)  # TensorFlow imports while the inputs are prepared
+    _warm(rubric, startup)  # TensorFlow imports while the inputs are prepared
     tasks, expected = prepared if prepared is not None else (plan(rubric, visibilities), None)
     if prepared is not None and not {id(t.item) for t in tasks} <= {id(i) for i in rubric.items}:
         # scoring matches a task to its item by identity: they must travel together

@@ -116,7 +116,7 @@ def test_a_sandbox_that_cannot_start_is_ungradable(monkeypatch, capsys, tmp_path
     def refuse(*args, **kwargs):
         raise sandbox.SandboxError("unshare: operation not permitted")
     monkeypatch.setattr(sandbox, "start", refuse)
-    monkeypatch.setattr(sandbox, "start_forked", refuse)  # and a child forked from the zygote
+    monkeypatch.setattr(sandbox, "start_forked", refuse)  # children forked from the zygote
     monkeypatch.setattr(engine, "CACHE_DIR", tmp_path / "cache")
     code = cli.main(["check", str(engine.PROJECT_ROOT / "starter" / "tensorflow_tutorial.py")])
     out, err = capsys.readouterr()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader import engine, sandbox, zygote
+from grader import engine, zygote
 from grader.report import to_dict
 from grader.rubric import load_rubric
 
