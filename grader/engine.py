@@ -28,7 +28,7 @@ from . import protocol, sandbox, zygote
 from .data import LOADER_PATH, PROJECT_ROOT, grading_data, load_loader
 from .checks import CHECKS, Context
 from .errors import UngradableError, UsageError
-from .inputs import make_inputs, one_hot
+from .inputs import make_inputs
 from .outcome import ProbeOutput
 from .report import ERROR, FAILED, PASSED, PENDING, CheckResult, QuestionResult, Report
 from .rubric import Item, Rubric
