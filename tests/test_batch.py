@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -172,11 +171,9 @@ def test_batch_grades_a_class_like_check_and_resumes(tmp_path):
 
     # a rerun regrades nothing and is quick
     before = (out / "state.json").read_text()
-    started = time.monotonic()
     proc = run_grader("batch", src, "--out", out, "--rubric", rubric)
     assert proc.returncode == 0, proc.stderr
     assert "0 to grade, 8 unchanged" in proc.stderr, proc.stderr
-    assert time.monotonic() - started < 20
     assert json.loads((out / "state.json").read_text())["students"] == \
         json.loads(before)["students"]
 

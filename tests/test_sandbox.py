@@ -299,9 +299,7 @@ def test_kill_stops_a_loop_that_ignores_sigterm_and_sigxcpu(isolation, launch):
     """)
     assert launch.channel(proc).line() == "ready"
     assert proc.poll() is None
-    began = time.monotonic()
     proc.kill()
-    assert time.monotonic() - began < 3
     assert proc.poll() == -signal.SIGKILL
     result = proc.result()
     assert (result.signal, result.killed_by_us) == (signal.SIGKILL, True)
