@@ -77,13 +77,15 @@ import yaml
 from . import engine, sandbox, summary
 from .errors import GraderError, UngradableError, UsageError
 from .notebook import NotebookError, extract
+from .outcome import RowStatus
 from .report import Report, clean_line, to_json, to_text
 from .rubric import Rubric, load_rubric
 
 __all__ = ["add_arguments", "run_batch", "discover", "Submission"]
 
-GRADED, TIMEOUT, CRASHED, UNGRADABLE, PENDING = "graded", "timeout", "crashed", "ungradable", "pending"
-IMPORT_ERROR = "import-error"
+GRADED, TIMEOUT, CRASHED, UNGRADABLE, PENDING = (RowStatus.GRADED, RowStatus.TIMEOUT, RowStatus.CRASHED,
+                                                 RowStatus.UNGRADABLE, RowStatus.PENDING)
+IMPORT_ERROR = RowStatus.IMPORT_ERROR
 SCORED = summary.SCORED     # graded, import-error, timeout, crashed
 SOURCE_SUFFIXES = (".py", ".ipynb")
 PROVIDED = frozenset({"mnist_loader.py"})

@@ -18,7 +18,9 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-PASSED, FAILED, ERROR, PENDING, SKIPPED = "passed", "failed", "error", "pending", "skipped"
+from .outcome import ItemStatus
+
+PASSED, FAILED, ERROR, PENDING = ItemStatus.PASSED, ItemStatus.FAILED, ItemStatus.ERROR, ItemStatus.PENDING
 
 # C0 and C1 controls but tab and newline, DEL, and the bidirectional overrides
 # and isolates that reorder what a terminal or browser shows.

@@ -18,13 +18,14 @@ import numpy as np
 
 from urllib.parse import quote
 
+from .outcome import RowStatus
 from .report import clean, clean_line
 from .rubric import Rubric
 
 __all__ = ["build", "canvas_csv", "fmt", "gradebook_csv", "write_all"]
 
 PNG_NAME = "score_distribution.png"
-SCORED = ("graded", "import-error", "timeout", "crashed")
+SCORED = tuple(s for s in RowStatus if s.scored)
 COMMON_MISTAKES = 5          # per question, in summary.html and summary.json
 CANVAS_FIXED = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
