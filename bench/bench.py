@@ -14,6 +14,11 @@ batch: ``python -m grader batch`` over 20 submissions with --jobs 2 (and
        --jobs 1), against the same bare import: target per-submission time
        with --jobs 2 <= 0.5x the import; the proportional set size (PSS,
        /proc/PID/smaps_rollup) of each concurrent sandboxed child <= 400 MiB.
+tests: the same slice of the test suite (the corpus's real solutions, with
+       ``pytest -n 2``) graded as ``make test`` does, by the grader's ``main``
+       in each pytest worker so that one zygote serves all its fixtures, against
+       a ``python -m grader check`` process per fixture (how the suite graded
+       before; ``CORPUS_GRADE=process``); target: the warm way >= 30% shorter.
 ray:   the same 20 submissions with ``batch --ray --jobs 2`` (a local Ray instance
        started by the run, in a network namespace of its own: needs root and
        Ray) against local ``--jobs 2``; target: Ray's time within 15%.
@@ -134,6 +139,19 @@ def bench_parent(repeat: int) -> bool:
     ok = worst < 300
     print(f"  hostile / reference: {worst / peaks['reference']:.2f}x; {worst:.0f} MiB "
           f"(target < 300 MiB) {'OK' if ok else 'OVER TARGET'}")
+    return ok
+
+
+def bench_tests(repeat: int) -> bool:
+    slice_ = [PY, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider",
+              "tests/test_corpus.py", "-k", "real_"]
+    res = compare("a slice of make test (the corpus's real solutions, pytest -n 2)", {
+        "warm: main() in each pytest worker": slice_,
+        "a grader process per fixture": slice_,
+    }, repeat, envs={"a grader process per fixture": dict(ENV, CORPUS_GRADE="process")})
+    ratio = res["warm: main() in each pytest worker"][0] / res["a grader process per fixture"][0]
+    ok = ratio <= 0.7
+    print(f"  ratio: {ratio:.2f}x (target <= 0.7x) {'OK' if ok else 'OVER TARGET'}")
     return ok
 
 
@@ -330,7 +348,7 @@ def bench_ray(repeat: int) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("grade", "parent", "batch", "ray"))
+    parser.add_argument("--only", choices=("grade", "parent", "tests", "batch", "ray"))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     ok = True
@@ -338,6 +356,8 @@ def main() -> int:
         ok &= bench_grade(args.repeat)
     if args.only in (None, "parent"):
         ok &= bench_parent(args.repeat)
+    if args.only in (None, "tests"):
+        ok &= bench_tests(max(1, args.repeat - 1))
     if args.only in (None, "batch"):
         ok &= bench_batch(max(1, args.repeat - 2))
     if args.only in (None, "ray"):
