@@ -1,4 +1,4 @@
-"""grader/batch.py, grader/notebook.py and grader/summary.py.
+"""grader/batch/, grader/notebook.py and grader/summary.py.
 
 The end-to-end tests run ``python -m grader batch`` and ``check`` as
 subprocesses on a small class; this process never imports TensorFlow.  The
@@ -21,8 +21,9 @@ import nbformat
 import pytest
 import yaml
 
-from grader import batch, summary
-from grader.notebook import extract
+from grader import batch, engine, summary
+from grader.errors import UsageError
+from grader.notebook import NotebookError, extract
 from grader.rubric import load_rubric
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,7 +221,7 @@ def test_a_rubric_that_does_not_validate_stops_the_batch_before_grading(tmp_path
 # ---------------------------------------------------------------- discovery
 
 def names(found) -> dict:
-    return {s.student: (s.source, s.status) for s in found.submissions}
+    return {s.student: (s.source, s.status or "") for s in found.submissions}
 
 
 def test_loose_files_folders_and_collisions(tmp_path):
@@ -295,7 +296,7 @@ def test_zip_extraction_refuses_escapes(tmp_path):
         zf.writestr("/abs.py", "")
     dest = tmp_path / "dest"
     dest.mkdir()
-    left_out = batch._extract_zip(archive, dest)
+    left_out = batch.extract_zip(archive, dest)
     assert (dest / "ok" / "x.py").read_text() == "x = 1\n"
     assert not (tmp_path / "evil.py").exists()
     assert {i["path"] for i in left_out} >= {"../evil.py"}
@@ -336,7 +337,7 @@ def test_a_cell_that_compiles_is_kept_as_it_is(tmp_path):
 
 def test_an_unreadable_notebook_is_a_notebook_error(tmp_path):
     (tmp_path / "n.ipynb").write_text("{not json")
-    with pytest.raises(batch.NotebookError, match="not a readable Jupyter notebook"):
+    with pytest.raises(NotebookError, match="not a readable Jupyter notebook"):
         extract(tmp_path / "n.ipynb")
 
 
@@ -359,15 +360,15 @@ def test_the_resume_key_changes_with_the_rubric(tmp_path):
     data["seed"] += 1
     other.write_text(yaml.safe_dump(data))
     vis = ("public", "hidden")
-    key = batch._context_digest(RUBRIC, vis, "auto")
-    assert key == batch._context_digest(RUBRIC, vis, "auto")
-    assert key != batch._context_digest(load_rubric(other), vis, "auto")
-    assert key != batch._context_digest(RUBRIC, ("public",), "auto")
+    key = batch.context_digest(RUBRIC, vis, "auto")
+    assert key == batch.context_digest(RUBRIC, vis, "auto")
+    assert key != batch.context_digest(load_rubric(other), vis, "auto")
+    assert key != batch.context_digest(RUBRIC, ("public",), "auto")
 
 
 def test_progress_prints_plain_lines_off_a_terminal():
     stream = io.StringIO()
-    progress = batch._Progress(2, 1, stream)
+    progress = batch.Progress(2, 1, stream)
     progress.finished("ann", {"status": "graded", "total": 87.5, "max_total": 100, "seconds": 4.2})
     progress.finished("bob", {"status": "ungradable", "reason": "the sandbox cannot start",
                               "seconds": 0.1})
@@ -387,15 +388,15 @@ def test_a_grader_fault_on_one_submission_is_ungradable_not_zero(tmp_path, monke
             raise RuntimeError("a bug")
         return Report(str(path), 0.0, 100.0, (), "full", "all", 100.0, "x", "y")
 
-    monkeypatch.setattr(batch.engine, "grade", fake_grade)
+    monkeypatch.setattr(engine, "grade", fake_grade)
     out = tmp_path / "out"
-    output = batch._Output(out, RUBRIC, "ctx")
+    output = batch.Output(out, RUBRIC, "ctx")
     todo = []
     for name in ("a", "b", "c"):
         path = tmp_path / f"{name}.py"
         path.write_text("")
         todo.append((batch.Submission(name, f"{name}.py", path), "key-" + name, path))
-    assert batch._grade_all(todo, output, RUBRIC, ("public",), "basic", 2) is False
+    assert batch.grade_all(todo, output, RUBRIC, ("public",), "basic", 2) is False
     rows = {r["student"]: r for r in read_gradebook_with(out, [i.id for i in RUBRIC.items])}
     assert rows["a"]["status"] == rows["b"]["status"] == "ungradable"
     assert rows["a"]["total"] == "" and rows["c"]["total"] == "0"
@@ -457,7 +458,7 @@ def test_import_errors_canvas_import_and_common_mistakes(tmp_path, monkeypatch):
         return fake_report(path, "importing your file raised ModuleNotFoundError: No module named "
                                  "'seaborn'" if "seaborn" in text else "")
 
-    monkeypatch.setattr(batch.engine, "grade", fake_grade)
+    monkeypatch.setattr(engine, "grade", fake_grade)
     src = tmp_path / "class"
     src.mkdir()
     files = {"lovelaceada_101_11_tensorflow_tutorial.py": "ok = 1\n",
@@ -468,9 +469,9 @@ def test_import_errors_canvas_import_and_common_mistakes(tmp_path, monkeypatch):
         (src / name).write_text(text)
     found = batch.discover(src, RUBRIC)
     out = tmp_path / "out"
-    output = batch._Output(out, RUBRIC, "ctx", lms="canvas")
+    output = batch.Output(out, RUBRIC, "ctx", lms="canvas")
     todo = [(s, "key-" + s.student, s.path) for s in found.submissions]
-    assert batch._grade_all(todo, output, RUBRIC, ("public",), "basic", 1) is False
+    assert batch.grade_all(todo, output, RUBRIC, ("public",), "basic", 1) is False
 
     rows = {r["student"]: r for r in read_gradebook(out)}
     assert rows["knuthd+104"]["status"] == "import-error" and rows["knuthd+104"]["total"] == "0"
@@ -499,11 +500,11 @@ def test_import_errors_canvas_import_and_common_mistakes(tmp_path, monkeypatch):
 
 
 def test_the_batch_lock_leaves_no_file(tmp_path):
-    fd = batch._lock(tmp_path)
+    fd = batch.lock(tmp_path)
     try:
-        with pytest.raises(batch.UsageError, match="another batch is writing there now"):
-            batch._lock(tmp_path)
+        with pytest.raises(UsageError, match="another batch is writing there now"):
+            batch.lock(tmp_path)
     finally:
         os.close(fd)
     assert list(tmp_path.iterdir()) == []
-    os.close(batch._lock(tmp_path))   # free again
+    os.close(batch.lock(tmp_path))   # free again
