@@ -24,6 +24,7 @@ import yaml
 from grader import batch, engine, summary
 from grader.errors import UsageError
 from grader.notebook import NotebookError, extract
+from grader.outcome import RowStatus
 from grader.rubric import load_rubric
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -405,6 +406,16 @@ def test_a_grader_fault_on_one_submission_is_ungradable_not_zero(tmp_path, monke
     assert "problem on the grader's side" in (out / "reports" / "a.txt").read_text()
     assert not output.reusable("a", "key-a") and output.reusable("c", "key-c")
 
+    saved = json.loads((out / "state.json").read_text())     # statuses saved as text
+    saved["students"]["d"] = dict(saved["students"]["c"], status="graded-by-hand")
+    (out / "state.json").write_text(json.dumps(saved))
+    (out / "reports" / "d.json").write_text("{}")
+    again = batch.Output(out, RUBRIC, "ctx")
+    assert again.students["c"]["status"] is RowStatus.GRADED and again.reusable("c", "key-c")
+    assert not again.reusable("d", "key-c") and "d" not in again.students   # unknown: regraded
+    again.forget({"a", "b", "c"})
+    assert not (out / "reports" / "d.json").exists()
+
 
 def read_gradebook_with(out: Path, ids: list[str]) -> list[dict]:
     rows = list(csv.reader(io.StringIO((out / "gradebook.csv").read_text())))
@@ -508,3 +519,27 @@ def test_the_batch_lock_leaves_no_file(tmp_path):
         os.close(fd)
     assert list(tmp_path.iterdir()) == []
     os.close(batch.lock(tmp_path))   # free again
+
+
+def test_gradescope_and_batch_pick_the_same_file_of_a_folder(tmp_path):
+    from grader.distribute import find_submission
+
+    cases = [({"mnist_loader.py": "", "mine.py": ""}, "mine.py"),   # the loader is never it
+             ({"a/b/tensorflow_tutorial.py": "", "z/tensorflow_tutorial.py": ""},
+              "z/tensorflow_tutorial.py"),                         # the shallowest
+             ({".hidden/tensorflow_tutorial.py": "", "x.ipynb": "{}"}, "x.ipynb"),
+             ({"tensorflow_tutorial.ipynb": "{}", "helper.py": ""}, "tensorflow_tutorial.ipynb"),
+             ({"tensorflow_tutorial-1.py": "", "helper.py": ""}, "tensorflow_tutorial-1.py"),
+             ({"a.py": "", "b.py": ""}, None), ({"notes.txt": ""}, None), ({}, None)]
+    for n, (files, _) in enumerate(cases):
+        (tmp_path / f"case{n}").mkdir()
+        for name, text in files.items():
+            (tmp_path / f"case{n}" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / f"case{n}" / name).write_text(text)
+    rows = {s.student: s for s in batch.discover(tmp_path, RUBRIC).submissions}
+    for n, (files, expected) in enumerate(cases):
+        folder = tmp_path / f"case{n}"
+        got = find_submission(folder, RUBRIC.submission_name)
+        assert (got.relative_to(folder).as_posix() if got else None) == expected, files
+        row = rows[f"case{n}"].path
+        assert (row.relative_to(folder).as_posix() if row else None) == expected, files

@@ -60,7 +60,7 @@ def safe_name(text: str) -> str:
 
 def _as_submission(student: str, source: str, path: Path | None, status: RowStatus | None = None,
                    reason: str = "", info: dict | None = None) -> Submission:
-    if path is not None and not status:
+    if path is not None and status is None:
         info_ = os.lstat(path)
         if not stat.S_ISREG(info_.st_mode):
             return Submission(student, source, None, RowStatus.SKIPPED_NOT_A_FILE,

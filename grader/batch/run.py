@@ -154,7 +154,7 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
     todo: list[tuple[Submission, str, Path]] = []
     reused = 0
     for sub in found.submissions:
-        if sub.status:
+        if sub.status is not None:
             output.record_skip(sub)
             continue
         graded, suffix = graded_file(sub)
