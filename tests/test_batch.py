@@ -543,3 +543,24 @@ def test_gradescope_and_batch_pick_the_same_file_of_a_folder(tmp_path):
         assert (got.relative_to(folder).as_posix() if got else None) == expected, files
         row = rows[f"case{n}"].path
         assert (row.relative_to(folder).as_posix() if row else None) == expected, files
+
+
+def test_outputs_are_replaced_whole_or_not_at_all(tmp_path):
+    from grader.files import atomic_path, write_atomic
+
+    target = tmp_path / "gradebook.csv"
+    write_atomic(target, "old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    write_atomic(tmp_path / "b.bin", b"\x00\x01")
+    assert target.read_text() == "old\n" and (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    folder = tmp_path / "cache"
+    with atomic_path(folder, directory=True) as tmp:     # a folder, as engine's cache saves one
+        (tmp / "x.result").write_text("1")
+    with pytest.raises(OSError):                         # someone else saved it first
+        with atomic_path(folder, directory=True) as tmp:
+            (tmp / "y.result").write_text("2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "cache", "gradebook.csv"]
+    assert [p.name for p in folder.iterdir()] == ["x.result"]
