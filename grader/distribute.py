@@ -33,7 +33,7 @@ import yaml
 from . import engine
 from .outcome import ProbeOutput
 from .errors import UngradableError, UsageError
-from .files import PACKAGE_DIR, atomic_path, grader_sources, write_atomic
+from .files import atomic_path, copy_grader, write_atomic
 from .report import clean_line, to_gradescope
 from .rubric import Rubric, load_rubric
 from .submission_file import find_submission
@@ -126,10 +126,7 @@ def _zip_tree(tree: Path, out: Path, prefix: str = "") -> None:
 
 def _copy_common(tree: Path, rubric_data: dict, rubric_path: Path,
                  visibilities: tuple[str, ...]) -> None:
-    for path in grader_sources():
-        target = tree / "grader" / path.relative_to(PACKAGE_DIR)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+    copy_grader(tree)
     (tree / "starter").mkdir()
     shutil.copy2(engine.LOADER_PATH, tree / "starter" / "mnist_loader.py")
     for name in ("requirements.txt", "requirements-nodeps.txt"):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["PACKAGE_DIR", "atomic_path", "grader_sources", "write_atomic"]
+__all__ = ["PACKAGE_DIR", "atomic_path", "copy_grader", "grader_sources", "write_atomic"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -54,3 +54,14 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 def grader_sources() -> list[Path]:
     """Every ``.py`` file of the grader package, its subpackages included, in a stable order."""
     return sorted(p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def copy_grader(dest: Path) -> Path:
+    """Copy the grader's sources (:func:`grader_sources`) into ``dest/grader``, as laid out here;
+    returns that folder.  What a bundle or a Ray job ships of the grader."""
+    folder = dest / "grader"
+    for path in grader_sources():
+        target = folder / path.relative_to(PACKAGE_DIR)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return folder

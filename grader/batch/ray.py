@@ -43,7 +43,7 @@ from types import ModuleType
 
 from .. import engine
 from ..errors import GraderError, UsageError
-from ..files import PACKAGE_DIR, grader_sources
+from ..files import copy_grader
 from ..report import clean_line
 from ..rubric import Rubric
 from .grading import MEMORY_PER_WORKER, Outcome, grade_one
@@ -160,10 +160,7 @@ def _grade_on_node(shared: tuple, student: str, graded: bytes, suffix: str,
 def _code_folder(scratch: Path) -> Path:
     """What a node needs of the project: the grader package and the MNIST loader."""
     folder = scratch / "code"
-    for path in grader_sources():
-        target = folder / "grader" / path.relative_to(PACKAGE_DIR)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+    copy_grader(folder)
     (folder / "starter").mkdir()
     shutil.copy2(engine.LOADER_PATH, folder / "starter" / engine.LOADER_PATH.name)
     return folder
