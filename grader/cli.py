@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from . import engine
+from .defaults import DEFAULT_RUBRIC, default_checks
 from .errors import GraderError, UsageError
-from .report import to_dict, to_gradescope, to_json, to_text
+from .report import to_gradescope, to_json, to_text
 from .rubric import load_rubric
-
-DEFAULT_RUBRIC = engine.PROJECT_ROOT / "rubric.yaml"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,10 +78,6 @@ def _parser() -> argparse.ArgumentParser:
     else:
         add_arguments(sub.add_parser("batch", help="grade a whole class"))
     return parser
-
-
-def default_checks() -> str:
-    return "all" if engine.REFERENCE_PATH.is_file() else "public"
 
 
 def run_check(args) -> int:

@@ -33,8 +33,10 @@ import yaml
 from . import engine
 from .outcome import ProbeOutput
 from .errors import UngradableError, UsageError
+from .files import atomic_path, copy_grader, write_atomic
 from .report import clean_line, to_gradescope
 from .rubric import Rubric, load_rubric
+from .submission_file import find_submission
 
 ROOT = engine.PROJECT_ROOT
 STUDENT_README_BEGIN = "<!-- student:begin -->"
@@ -42,11 +44,6 @@ STUDENT_README_END = "<!-- student:end -->"
 STUDENT_FOLDER = "tensorflow-tutorial"
 INSTRUCTOR_BEGIN = "# instructor:begin"
 INSTRUCTOR_END = "# instructor:end"
-SUBMISSION_SUFFIXES = (".py", ".ipynb")
-
-
-def _grader_files() -> list[Path]:
-    return sorted(p for p in engine.PACKAGE_DIR.glob("*.py"))
 
 
 def public_rubric(path: Path) -> dict:
@@ -117,8 +114,7 @@ def student_makefile(text: str) -> str:
 
 def _zip_tree(tree: Path, out: Path, prefix: str = "") -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for path in sorted(tree.rglob("*")):
             if path.is_file():
                 name = prefix + path.relative_to(tree).as_posix()
@@ -126,14 +122,11 @@ def _zip_tree(tree: Path, out: Path, prefix: str = "") -> None:
                 info.external_attr = (0o755 if os.access(path, os.X_OK) else 0o644) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 z.writestr(info, path.read_bytes())
-    os.replace(tmp, out)
 
 
 def _copy_common(tree: Path, rubric_data: dict, rubric_path: Path,
                  visibilities: tuple[str, ...]) -> None:
-    (tree / "grader").mkdir(parents=True)
-    for path in _grader_files():
-        shutil.copy2(path, tree / "grader" / path.name)
+    copy_grader(tree)
     (tree / "starter").mkdir()
     shutil.copy2(engine.LOADER_PATH, tree / "starter" / "mnist_loader.py")
     for name in ("requirements.txt", "requirements-nodeps.txt"):
@@ -233,26 +226,8 @@ def gradescope_bundle(out: Path, rubric_path: Path) -> Path:
     return out
 
 
-def find_submission(folder: Path, name: str) -> Path | None:
-    """The submitted file: the contract's name first, else the only .py or .ipynb."""
-    if not folder.is_dir():
-        return None
-    exact = [p for p in folder.rglob(name) if p.is_file()]
-    if exact:
-        return sorted(exact)[0]
-    stem = Path(name).stem
-    notebook = [p for p in folder.rglob(stem + ".ipynb") if p.is_file()]
-    if notebook:
-        return sorted(notebook)[0]
-    candidates = [p for p in folder.rglob("*") if p.is_file() and p.suffix in SUBMISSION_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
-    return candidates[0] if len(candidates) == 1 else None
-
-
 def _write_results(path: Path, results: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(results, indent=2) + "\n")
 
 
 def run_gradescope(root: Path, rubric_path: Path) -> int:

@@ -11,13 +11,13 @@ import csv
 import html
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from urllib.parse import quote
 
+from .files import write_atomic
 from .outcome import RowStatus
 from .report import clean, clean_line
 from .rubric import Rubric
@@ -25,7 +25,6 @@ from .rubric import Rubric
 __all__ = ["build", "canvas_csv", "fmt", "gradebook_csv", "write_all"]
 
 PNG_NAME = "score_distribution.png"
-SCORED = tuple(s for s in RowStatus if s.scored)
 COMMON_MISTAKES = 5          # per question, in summary.html and summary.json
 CANVAS_FIXED = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
@@ -37,6 +36,11 @@ def fmt(x: float | None) -> str:
         return ""
     text = f"{float(x):.6f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
+
+
+def _scored(entry: dict) -> bool:
+    """Whether a row carries a score (its status a RowStatus, or its text as in JSON)."""
+    return RowStatus(entry["status"]).scored
 
 
 def _text_cell(text: object) -> str:
@@ -59,7 +63,7 @@ def gradebook_csv(item_ids: list[str], students: dict[str, dict]) -> str:
         entry = students[name]
         info = entry.get("info") or {}
         scores = entry.get("scores") or {}
-        scored = entry.get("status") in SCORED
+        scored = _scored(entry)
         writer.writerow([_text_cell(name), _text_cell(info.get("user_id", "")),
                          "true" if info.get("late") else "false",
                          _text_cell(entry.get("source", "")),
@@ -87,7 +91,7 @@ def canvas_csv(rubric: Rubric, students: dict[str, dict]) -> str:
         user_id = str(info.get("canvas_user_id", ""))
         if not user_id:
             continue
-        scored = entry.get("status") in SCORED
+        scored = _scored(entry)
         rows.append([_text_cell(info.get("name", name)), _text_cell(user_id), "", "", "",
                      fmt(entry.get("total")) if scored else ""])
     writer.writerows(sorted(rows, key=lambda r: (r[0].lower(), r[1])))
@@ -113,7 +117,7 @@ def _stats(values: list[float], max_score: float) -> dict:
 def build(rubric: Rubric, students: dict[str, dict], *, layout: str, ignored: list[dict],
           source: str, complete: bool, timing: dict) -> dict:
     """summary.json: counts by status, statistics per item, what was skipped and why."""
-    scored = [s for s in students.values() if s.get("status") in SCORED]
+    scored = [s for s in students.values() if _scored(s)]
     counts: dict[str, int] = {}
     for entry in students.values():
         counts[entry["status"]] = counts.get(entry["status"], 0) + 1
@@ -127,9 +131,10 @@ def build(rubric: Rubric, students: dict[str, dict], *, layout: str, ignored: li
                   **_stats([s["total"] for s in scored], rubric.max_total)})
     not_graded = [{"student": name, "source": s.get("source", ""), "status": s["status"],
                    "reason": s.get("reason", "")}
-                  for name, s in sorted(students.items()) if s["status"] not in SCORED]
+                  for name, s in sorted(students.items()) if not _scored(s)]
     import_errors = [{"student": name, "source": s.get("source", ""), "error": s.get("reason", "")}
-                     for name, s in sorted(students.items()) if s["status"] == "import-error"]
+                     for name, s in sorted(students.items())
+                     if s["status"] == RowStatus.IMPORT_ERROR]
     return {"assignment": rubric.assignment, "source": source, "layout": layout,
             "complete": complete, "students": len(students), "scored": len(scored),
             "counts": dict(sorted(counts.items())), "items": items, "not_graded": not_graded,
@@ -142,7 +147,7 @@ def common_mistakes(item_id: str, students: dict[str, dict],
                     limit: int = COMMON_MISTAKES) -> list[dict]:
     """The named mistakes most made on one item: ``mistake``, ``count``, ``percent`` of the
     scored students, and the ``students`` who made it; most common first."""
-    scored = {n: s for n, s in students.items() if s.get("status") in SCORED}
+    scored = {n: s for n, s in students.items() if _scored(s)}
     who: dict[str, list[str]] = {}
     for name in sorted(scored):
         for mistake in dict.fromkeys((scored[name].get("mistakes") or {}).get(item_id, [])):
@@ -153,22 +158,16 @@ def common_mistakes(item_id: str, students: dict[str, dict],
             for m, names in ranked]
 
 
-def _write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
 def write_all(out: Path, report: dict, students: dict[str, dict], rubric: Rubric) -> None:
     """summary.json, the PNG and summary.html in ``out``."""
     png = out / PNG_NAME
     try:
-        _write(png, render_png(report))
+        write_atomic(png, render_png(report))
         report["picture"] = PNG_NAME
     except ImportError:  # matplotlib missing: the rest still helps
         report["picture"] = None
-    _write(out / "summary.json", json.dumps(report, indent=2) + "\n")
-    _write(out / "summary.html", render_html(report, students, rubric))
+    write_atomic(out / "summary.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(out / "summary.html", render_html(report, students, rubric))
 
 
 def render_png(report: dict) -> bytes:
@@ -233,6 +232,14 @@ def _href(name: str) -> str:
     return html.escape(quote(name), quote=True)
 
 
+def _table(intro: str, columns: dict[str, str], rows: list[dict]) -> list[str]:
+    """Parts of the page: ``intro``, then a table with a header per column and, in each row,
+    the values of ``rows`` under the columns' keys."""
+    head = intro + "<table><tr>" + "".join(f"<th>{h}</th>" for h in columns) + "</tr>"
+    return [head, *("<tr>" + "".join(f"<td>{_e(r[k])}</td>" for k in columns.values()) + "</tr>"
+                    for r in rows), "</table>"]
+
+
 def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
     e = _e
     ids = [i.id for i in rubric.items]
@@ -273,7 +280,7 @@ def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
                  + "<th>total</th><th>status</th><th>feedback</th></tr>")
     for name in sorted(students):
         s = students[name]
-        scored = s["status"] in SCORED
+        scored = _scored(s)
         scores = s.get("scores") or {}
         parts.append(f"<tr><td>{e(name)}</td>"
                      + "".join(f"<td class='n'>{fmt(scores.get(i)) if scored else ''}</td>"
@@ -284,19 +291,13 @@ def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
                      + "</td></tr>")
     parts.append("</table>")
     if report.get("import_errors"):
-        parts.append("<h2>Files that do not import</h2><p>Every item scores 0.</p><table><tr>"
-                     "<th>student</th><th>source</th><th>error</th></tr>")
-        for s in report["import_errors"]:
-            parts.append(f"<tr><td>{e(s['student'])}</td><td>{e(s['source'])}</td>"
-                         f"<td>{e(s['error'])}</td></tr>")
-        parts.append("</table>")
+        parts += _table("<h2>Files that do not import</h2><p>Every item scores 0.</p>",
+                        {"student": "student", "source": "source", "error": "error"},
+                        report["import_errors"])
     if report["not_graded"]:
-        parts.append("<h2>Not graded</h2><table><tr><th>student</th><th>source</th>"
-                     "<th>status</th><th>why</th></tr>")
-        for s in report["not_graded"]:
-            parts.append(f"<tr><td>{e(s['student'])}</td><td>{e(s['source'])}</td>"
-                         f"<td>{e(s['status'])}</td><td>{e(s['reason'])}</td></tr>")
-        parts.append("</table>")
+        parts += _table("<h2>Not graded</h2>", {"student": "student", "source": "source",
+                                                "status": "status", "why": "reason"},
+                        report["not_graded"])
     if report["ignored"]:
         parts.append("<h2>Ignored files</h2><ul>"
                      + "".join(f"<li><code>{e(i['path'])}</code>: {e(i['reason'])}</li>"

@@ -1,4 +1,4 @@
-"""grader/batch.py, grader/notebook.py and grader/summary.py.
+"""grader/batch/, grader/notebook.py and grader/summary.py.
 
 The end-to-end tests run ``python -m grader batch`` and ``check`` as
 subprocesses on a small class; this process never imports TensorFlow.  The
@@ -21,8 +21,10 @@ import nbformat
 import pytest
 import yaml
 
-from grader import batch, summary
-from grader.notebook import extract
+from grader import batch, engine, summary
+from grader.errors import UsageError
+from grader.notebook import NotebookError, extract
+from grader.outcome import RowStatus
 from grader.rubric import load_rubric
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,7 +222,7 @@ def test_a_rubric_that_does_not_validate_stops_the_batch_before_grading(tmp_path
 # ---------------------------------------------------------------- discovery
 
 def names(found) -> dict:
-    return {s.student: (s.source, s.status) for s in found.submissions}
+    return {s.student: (s.source, s.status or "") for s in found.submissions}
 
 
 def test_loose_files_folders_and_collisions(tmp_path):
@@ -295,7 +297,7 @@ def test_zip_extraction_refuses_escapes(tmp_path):
         zf.writestr("/abs.py", "")
     dest = tmp_path / "dest"
     dest.mkdir()
-    left_out = batch._extract_zip(archive, dest)
+    left_out = batch.extract_zip(archive, dest)
     assert (dest / "ok" / "x.py").read_text() == "x = 1\n"
     assert not (tmp_path / "evil.py").exists()
     assert {i["path"] for i in left_out} >= {"../evil.py"}
@@ -336,7 +338,7 @@ def test_a_cell_that_compiles_is_kept_as_it_is(tmp_path):
 
 def test_an_unreadable_notebook_is_a_notebook_error(tmp_path):
     (tmp_path / "n.ipynb").write_text("{not json")
-    with pytest.raises(batch.NotebookError, match="not a readable Jupyter notebook"):
+    with pytest.raises(NotebookError, match="not a readable Jupyter notebook"):
         extract(tmp_path / "n.ipynb")
 
 
@@ -359,15 +361,15 @@ def test_the_resume_key_changes_with_the_rubric(tmp_path):
     data["seed"] += 1
     other.write_text(yaml.safe_dump(data))
     vis = ("public", "hidden")
-    key = batch._context_digest(RUBRIC, vis, "auto")
-    assert key == batch._context_digest(RUBRIC, vis, "auto")
-    assert key != batch._context_digest(load_rubric(other), vis, "auto")
-    assert key != batch._context_digest(RUBRIC, ("public",), "auto")
+    key = batch.context_digest(RUBRIC, vis, "auto")
+    assert key == batch.context_digest(RUBRIC, vis, "auto")
+    assert key != batch.context_digest(load_rubric(other), vis, "auto")
+    assert key != batch.context_digest(RUBRIC, ("public",), "auto")
 
 
 def test_progress_prints_plain_lines_off_a_terminal():
     stream = io.StringIO()
-    progress = batch._Progress(2, 1, stream)
+    progress = batch.Progress(2, 1, stream)
     progress.finished("ann", {"status": "graded", "total": 87.5, "max_total": 100, "seconds": 4.2})
     progress.finished("bob", {"status": "ungradable", "reason": "the sandbox cannot start",
                               "seconds": 0.1})
@@ -387,15 +389,15 @@ def test_a_grader_fault_on_one_submission_is_ungradable_not_zero(tmp_path, monke
             raise RuntimeError("a bug")
         return Report(str(path), 0.0, 100.0, (), "full", "all", 100.0, "x", "y")
 
-    monkeypatch.setattr(batch.engine, "grade", fake_grade)
+    monkeypatch.setattr(engine, "grade", fake_grade)
     out = tmp_path / "out"
-    output = batch._Output(out, RUBRIC, "ctx")
+    output = batch.Output(out, RUBRIC, "ctx")
     todo = []
     for name in ("a", "b", "c"):
         path = tmp_path / f"{name}.py"
         path.write_text("")
         todo.append((batch.Submission(name, f"{name}.py", path), "key-" + name, path))
-    assert batch._grade_all(todo, output, RUBRIC, ("public",), "basic", 2) is False
+    assert batch.grade_all(todo, output, RUBRIC, ("public",), "basic", 2) is False
     rows = {r["student"]: r for r in read_gradebook_with(out, [i.id for i in RUBRIC.items])}
     assert rows["a"]["status"] == rows["b"]["status"] == "ungradable"
     assert rows["a"]["total"] == "" and rows["c"]["total"] == "0"
@@ -403,6 +405,16 @@ def test_a_grader_fault_on_one_submission_is_ungradable_not_zero(tmp_path, monke
     assert "internal grader error: RuntimeError" in output.students["b"]["reason"]
     assert "problem on the grader's side" in (out / "reports" / "a.txt").read_text()
     assert not output.reusable("a", "key-a") and output.reusable("c", "key-c")
+
+    saved = json.loads((out / "state.json").read_text())     # statuses saved as text
+    saved["students"]["d"] = dict(saved["students"]["c"], status="graded-by-hand")
+    (out / "state.json").write_text(json.dumps(saved))
+    (out / "reports" / "d.json").write_text("{}")
+    again = batch.Output(out, RUBRIC, "ctx")
+    assert again.students["c"]["status"] is RowStatus.GRADED and again.reusable("c", "key-c")
+    assert not again.reusable("d", "key-c") and "d" not in again.students   # unknown: regraded
+    again.forget({"a", "b", "c"})
+    assert not (out / "reports" / "d.json").exists()
 
 
 def read_gradebook_with(out: Path, ids: list[str]) -> list[dict]:
@@ -457,7 +469,7 @@ def test_import_errors_canvas_import_and_common_mistakes(tmp_path, monkeypatch):
         return fake_report(path, "importing your file raised ModuleNotFoundError: No module named "
                                  "'seaborn'" if "seaborn" in text else "")
 
-    monkeypatch.setattr(batch.engine, "grade", fake_grade)
+    monkeypatch.setattr(engine, "grade", fake_grade)
     src = tmp_path / "class"
     src.mkdir()
     files = {"lovelaceada_101_11_tensorflow_tutorial.py": "ok = 1\n",
@@ -468,9 +480,9 @@ def test_import_errors_canvas_import_and_common_mistakes(tmp_path, monkeypatch):
         (src / name).write_text(text)
     found = batch.discover(src, RUBRIC)
     out = tmp_path / "out"
-    output = batch._Output(out, RUBRIC, "ctx", lms="canvas")
+    output = batch.Output(out, RUBRIC, "ctx", lms="canvas")
     todo = [(s, "key-" + s.student, s.path) for s in found.submissions]
-    assert batch._grade_all(todo, output, RUBRIC, ("public",), "basic", 1) is False
+    assert batch.grade_all(todo, output, RUBRIC, ("public",), "basic", 1) is False
 
     rows = {r["student"]: r for r in read_gradebook(out)}
     assert rows["knuthd+104"]["status"] == "import-error" and rows["knuthd+104"]["total"] == "0"
@@ -499,11 +511,56 @@ def test_import_errors_canvas_import_and_common_mistakes(tmp_path, monkeypatch):
 
 
 def test_the_batch_lock_leaves_no_file(tmp_path):
-    fd = batch._lock(tmp_path)
+    fd = batch.lock(tmp_path)
     try:
-        with pytest.raises(batch.UsageError, match="another batch is writing there now"):
-            batch._lock(tmp_path)
+        with pytest.raises(UsageError, match="another batch is writing there now"):
+            batch.lock(tmp_path)
     finally:
         os.close(fd)
     assert list(tmp_path.iterdir()) == []
-    os.close(batch._lock(tmp_path))   # free again
+    os.close(batch.lock(tmp_path))   # free again
+
+
+def test_gradescope_and_batch_pick_the_same_file_of_a_folder(tmp_path):
+    from grader.distribute import find_submission
+
+    cases = [({"mnist_loader.py": "", "mine.py": ""}, "mine.py"),   # the loader is never it
+             ({"a/b/tensorflow_tutorial.py": "", "z/tensorflow_tutorial.py": ""},
+              "z/tensorflow_tutorial.py"),                         # the shallowest
+             ({".hidden/tensorflow_tutorial.py": "", "x.ipynb": "{}"}, "x.ipynb"),
+             ({"tensorflow_tutorial.ipynb": "{}", "helper.py": ""}, "tensorflow_tutorial.ipynb"),
+             ({"tensorflow_tutorial-1.py": "", "helper.py": ""}, "tensorflow_tutorial-1.py"),
+             ({"a.py": "", "b.py": ""}, None), ({"notes.txt": ""}, None), ({}, None)]
+    for n, (files, _) in enumerate(cases):
+        (tmp_path / f"case{n}").mkdir()
+        for name, text in files.items():
+            (tmp_path / f"case{n}" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / f"case{n}" / name).write_text(text)
+    rows = {s.student: s for s in batch.discover(tmp_path, RUBRIC).submissions}
+    for n, (files, expected) in enumerate(cases):
+        folder = tmp_path / f"case{n}"
+        got = find_submission(folder, RUBRIC.submission_name)
+        assert (got.relative_to(folder).as_posix() if got else None) == expected, files
+        row = rows[f"case{n}"].path
+        assert (row.relative_to(folder).as_posix() if row else None) == expected, files
+
+
+def test_outputs_are_replaced_whole_or_not_at_all(tmp_path):
+    from grader.files import atomic_path, write_atomic
+
+    target = tmp_path / "gradebook.csv"
+    write_atomic(target, "old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    write_atomic(tmp_path / "b.bin", b"\x00\x01")
+    assert target.read_text() == "old\n" and (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    folder = tmp_path / "cache"
+    with atomic_path(folder, directory=True) as tmp:     # a folder, as engine's cache saves one
+        (tmp / "x.result").write_text("1")
+    with pytest.raises(OSError):                         # someone else saved it first
+        with atomic_path(folder, directory=True) as tmp:
+            (tmp / "y.result").write_text("2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "cache", "gradebook.csv"]
+    assert [p.name for p in folder.iterdir()] == ["x.result"]

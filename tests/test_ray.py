@@ -1,4 +1,4 @@
-"""grader/ray_batch.py: ``batch --ray`` on a Ray cluster simulated on this machine.
+"""grader/batch/ray.py: ``batch --ray`` on a Ray cluster simulated on this machine.
 
 Ray listens on the machine's own interface address unless it runs in a
 network namespace of its own, so every Ray process here does: the cluster
@@ -322,7 +322,7 @@ def test_without_ray_installed_batch_ray_says_how_to_install_it(tmp_path):
                                         ("ray://head.example.edu:10001", True), ("[::1]:6379", True),
                                         ("class/", False), ("head", False), ("ray://head", False)])
 def test_addresses_that_ray_accepts(address, ok):
-    from grader import ray_batch
+    from grader.batch import ray as ray_batch
     from grader.errors import UsageError
     if ok:
         assert ray_batch.check_address(address) == address

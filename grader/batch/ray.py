@@ -1,10 +1,10 @@
 """``batch --ray [ADDRESS]``: a class graded by the tasks of a Ray cluster.
 
-Everything but the grading loop is local batch's (``batch.py``): discovery,
+Everything but the grading loop is local batch's (``batch/run.py``): discovery,
 resume keys, the gradebook, reports, summary, progress and Ctrl-C.  Here:
 
 * **The driver prepares once.**  It plans the checks (the grading data
-  included), takes the reference's outputs from the cache (``batch._prepare``
+  included), takes the reference's outputs from the cache (``run._prepare``
   computed them, on this machine, if needed) and puts the rubric, the plan
   and those outputs in Ray's object store in one object.  No node reads
   grading data, runs the reference or needs the project's files: the grader's
@@ -36,16 +36,18 @@ import shutil
 import socket
 import sys
 import tempfile
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from . import batch, engine
-from .errors import GraderError, UsageError
-from .report import clean_line
-from .rubric import Rubric
+from .. import engine
+from ..errors import GraderError, UsageError
+from ..files import copy_grader
+from ..report import clean_line
+from ..rubric import Rubric
+from .grading import MEMORY_PER_WORKER, Outcome, grade_one
+from .progress import Interrupt, Progress
 
 __all__ = ["LOCAL", "Connection", "check_address", "connect", "grade_all"]
 
@@ -123,11 +125,11 @@ def connect(address: str, cpus: int | None) -> Connection:
                          ) from None
     alive = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     fit = [r for r in alive
-           if r.get("CPU", 0) >= 1 and r.get("memory", 0) >= batch.MEMORY_PER_WORKER]
+           if r.get("CPU", 0) >= 1 and r.get("memory", 0) >= MEMORY_PER_WORKER]
     if not fit:   # the tasks could never be scheduled: say so rather than wait forever
         ray.shutdown()
         raise UsageError(f"--ray {address}: no node of the cluster has a CPU and "
-                         f"{batch.MEMORY_PER_WORKER // 2**20} MiB of memory free to grade")
+                         f"{MEMORY_PER_WORKER // 2**20} MiB of memory free to grade")
     total = int(sum(r.get("CPU", 0) for r in fit))
     return Connection(ray, total, f"{where}: {len(alive)} node{'s' * (len(alive) != 1)}, "
                                   f"{total} CPUs")
@@ -136,7 +138,7 @@ def connect(address: str, cpus: int | None) -> Connection:
 # ------------------------------------------------------------- on a node
 
 def _grade_on_node(shared: tuple, student: str, graded: bytes, suffix: str,
-                   visibilities: tuple[str, ...], isolation: str) -> tuple[batch._Outcome, str]:
+                   visibilities: tuple[str, ...], isolation: str) -> tuple[Outcome, str]:
     """One Ray task: grade one submission here, in this node's sandbox.
 
     ``shared`` is (rubric, plan, reference outputs), from the object store.
@@ -146,19 +148,10 @@ def _grade_on_node(shared: tuple, student: str, graded: bytes, suffix: str,
     import ray
 
     rubric, tasks, expected = shared
-    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="grader-ray-") as tmp:
         path = Path(tmp) / f"{student}{suffix}"
         path.write_bytes(graded)
-        try:
-            report = engine.grade(path, rubric, visibilities, isolation=isolation,
-                                  prepared=(tasks, expected))
-            outcome = batch._Outcome(report, "", time.monotonic() - started)
-        except GraderError as exc:
-            outcome = batch._Outcome(None, str(exc), time.monotonic() - started)
-        except Exception as exc:   # a bug of ours on this one submission: the batch goes on
-            outcome = batch._Outcome(None, f"internal grader error: {type(exc).__name__}: {exc}",
-                                     time.monotonic() - started)
+        outcome = grade_one(path, rubric, visibilities, isolation, prepared=(tasks, expected))
     context = ray.get_runtime_context()
     node = f"{ray.util.get_node_ip_address()} ({context.get_node_id()[:8]})"
     return outcome, node
@@ -167,9 +160,7 @@ def _grade_on_node(shared: tuple, student: str, graded: bytes, suffix: str,
 def _code_folder(scratch: Path) -> Path:
     """What a node needs of the project: the grader package and the MNIST loader."""
     folder = scratch / "code"
-    (folder / "grader").mkdir(parents=True)
-    for path in sorted(engine.PACKAGE_DIR.glob("*.py")):
-        shutil.copy2(path, folder / "grader" / path.name)
+    copy_grader(folder)
     (folder / "starter").mkdir()
     shutil.copy2(engine.LOADER_PATH, folder / "starter" / engine.LOADER_PATH.name)
     return folder
@@ -200,14 +191,14 @@ def _failure(ray: ModuleType, exc: BaseException, retries: int) -> str:
 def grade_all(conn: Connection, todo: list, output, rubric: Rubric,
               visibilities: tuple[str, ...], isolation: str, jobs: int | None,
               retries: int = DEFAULT_RETRIES) -> bool:
-    """Grade ``todo`` (as ``batch._grade_all``) on Ray; returns True when interrupted."""
+    """Grade ``todo`` (as ``run.grade_all``) on Ray; returns True when interrupted."""
     ray = conn.ray
     tasks = engine.plan(rubric, visibilities)
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         os.chmod(tmp, 0o711)
         expected = engine.expected_outputs(rubric, tasks, Path(tmp))   # cached by _prepare
     shared = ray.put((rubric, tasks, expected))   # one object: tasks keep their items
-    remote = ray.remote(num_cpus=1, memory=batch.MEMORY_PER_WORKER, max_calls=WORKER_GRADES,
+    remote = ray.remote(num_cpus=1, memory=MEMORY_PER_WORKER, max_calls=WORKER_GRADES,
                         max_retries=retries, retry_exceptions=False)(_grade_on_node)
     window = min(jobs or conn.cpus, len(todo))
     return _drive(ray, remote, shared, list(todo), output, visibilities, isolation,
@@ -218,8 +209,8 @@ def _drive(ray, remote, shared, waiting: list, output, visibilities, isolation: 
            window: int, retries: int) -> bool:
     running: dict = {}          # ObjectRef -> (submission, key)
     graded_now: list[str] = []
-    progress = batch._Progress(len(waiting), window)
-    with batch._Interrupt() as interrupt:
+    progress = Progress(len(waiting), window)
+    with Interrupt() as interrupt:
         while (waiting or running) and not interrupt.event.is_set():
             while waiting and len(running) < window:
                 sub, key, path = waiting.pop(0)
@@ -236,11 +227,8 @@ def _drive(ray, remote, shared, waiting: list, output, visibilities, isolation: 
                 try:
                     outcome, node = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    outcome = batch._Outcome(None, _failure(ray, exc, retries), 0.0)
-                if outcome.report is not None:
-                    entry = output.record_report(sub, key, outcome)
-                else:
-                    entry = output.record_error(sub, key, outcome)
+                    outcome = Outcome(None, _failure(ray, exc, retries), 0.0)
+                entry = output.record(sub, key, outcome)
                 if node:
                     entry["node"] = node
                 output.save()

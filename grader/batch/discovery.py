@@ -1,0 +1,284 @@
+"""Finding the work in SRC: one entry per student, a file to grade or the reason there is none.
+
+The layouts (``files``, ``folders``, ``gradescope``, ``canvas``, mixed), the
+row names, and a ``.zip`` unpacked safely.  Which file of a student's folder
+is the submission is ``submission_file``'s rule, shared with Gradescope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from ..errors import UsageError
+from ..outcome import RowStatus
+from ..rubric import Rubric
+from ..submission_file import PROVIDED, SOURCE_SUFFIXES, is_ignored, pick, plain_name, walk
+
+__all__ = ["Discovery", "Submission", "discover", "open_source", "row_names", "safe_name"]
+
+MAX_SOURCE_BYTES = 32 * 2**20        # a submission file (notebooks carry their outputs)
+MAX_ZIP_MEMBERS = 20_000
+MAX_ZIP_BYTES = 2 * 2**30
+CANVAS_NAME = re.compile(r"^(?P<name>[^_]+)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<sid>\d+)_(?P<file>.+)$")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One student's entry: a file to grade, or the reason there is none."""
+
+    student: str          # the row's name: unique, never another's, safe as a file name
+    source: str           # where it came from, relative to SRC
+    path: Path | None     # the .py or .ipynb to grade
+    status: RowStatus | None = None   # None to grade, else a skipped-... status
+    reason: str = ""
+    info: dict = field(default_factory=dict)   # name, user_id, late, sid, email... from an export
+
+
+@dataclass
+class Discovery:
+    layout: str
+    submissions: list[Submission]
+    ignored: list[dict]
+
+
+def safe_name(text: str) -> str:
+    """A student name usable as a file name: ASCII letters, digits, ``._-``."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_text).strip("._-")
+    return name[:80] or "student"
+
+
+def _as_submission(student: str, source: str, path: Path | None, status: RowStatus | None = None,
+                   reason: str = "", info: dict | None = None) -> Submission:
+    if path is not None and status is None:
+        info_ = os.lstat(path)
+        if not stat.S_ISREG(info_.st_mode):
+            return Submission(student, source, None, RowStatus.SKIPPED_NOT_A_FILE,
+                              "a link or special file, not a regular file", info or {})
+        if info_.st_size > MAX_SOURCE_BYTES:
+            return Submission(student, source, None, RowStatus.SKIPPED_TOO_LARGE,
+                              f"{info_.st_size / 2**20:.0f} MiB is more than "
+                              f"{MAX_SOURCE_BYTES // 2**20} MiB", info or {})
+        if path.suffix not in SOURCE_SUFFIXES:
+            return Submission(student, source, None, RowStatus.SKIPPED_NOT_PYTHON,
+                              f"{path.name} is not a .py or .ipynb file", info or {})
+    return Submission(student, source, path, status, reason, info or {})
+
+
+def _gradescope(root: Path, rubric: Rubric, ignored: list[dict]) -> list[tuple]:
+    try:
+        text = (root / "submission_metadata.yml").read_text(encoding="utf-8", errors="replace")
+        metadata = yaml.safe_load(text[: 16 * 2**20]) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"submission_metadata.yml cannot be read: {exc}") from None
+    if not isinstance(metadata, dict):
+        metadata = {}
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not is_ignored(p)):
+        entry = metadata.get(folder.name) if isinstance(metadata.get(folder.name), dict) else {}
+        people = [s for s in entry.get(":submitters", []) or [] if isinstance(s, dict)]
+        name = " & ".join(str(s.get(":name", "")).strip() for s in people).strip(" &")
+        info = {"submission": folder.name}
+        for key in ("sid", "email"):
+            values = [str(s[f":{key}"]) for s in people if s.get(f":{key}")]
+            if values:
+                info[key] = ", ".join(values)
+        if info.get("sid") or info.get("email"):
+            info["user_id"] = info.get("sid") or info["email"]
+        info["late"] = _gradescope_late(entry, metadata)
+        path, status, reason = pick(walk(folder, root, ignored), rubric.submission_name, root)
+        source = str(path.relative_to(root)) if path else folder.name + "/"
+        found.append((name or folder.name, source, path, status, reason, info))
+    for path in sorted(p for p in root.iterdir() if p.is_file() and not is_ignored(p)):
+        if path.name != "submission_metadata.yml":
+            ignored.append({"path": path.name, "reason": "not a submission folder of the export"})
+    return found
+
+
+def _gradescope_late(entry: dict, metadata: dict) -> bool:
+    """Late when the export says so, or when it was created after the due date it gives."""
+    if entry.get(":late") is not None:
+        return bool(entry.get(":late"))
+    created = entry.get(":created_at")
+    due = (entry.get(":assignment") or {}).get(":due_date") if isinstance(
+        entry.get(":assignment"), dict) else None
+    try:
+        return bool(created and due and _as_time(created) > _as_time(due))
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_time(value) -> datetime:
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _canvas(files: list[Path], rubric: Rubric, root: Path) -> list[tuple]:
+    groups: dict[tuple[str, str], list[Path]] = {}
+    late: set[tuple[str, str]] = set()
+    for path in files:
+        match = CANVAS_NAME.match(path.name)
+        key = (match["name"], match["uid"])
+        groups.setdefault(key, []).append(path)
+        if match["late"]:
+            late.add(key)
+    found = []
+    for key in sorted(groups):
+        paths = groups[key]
+        renamed = {p: Path(CANVAS_NAME.match(p.name)["file"]) for p in paths}
+        chosen, status, reason = pick([renamed[p] for p in paths], rubric.submission_name,
+                                      Path("."))
+        path = next((p for p in paths if renamed[p] == chosen), None) if chosen else None
+        info = {"user_id": key[1], "canvas_user_id": key[1], "late": key in late}
+        source = path.name if path else f"{key[0]}_{key[1]}_*"
+        found.append((key[0], source, path, status, reason, info))
+    return found
+
+
+def _unwrap(root: Path, rubric: Rubric) -> Path:
+    """Open a single folder that wraps everything (as zips often have)."""
+    entries = [p for p in root.iterdir() if not is_ignored(p)]
+    if len(entries) != 1 or not entries[0].is_dir() or entries[0].is_symlink():
+        return root
+    inner = [p for p in entries[0].iterdir() if not is_ignored(p)]
+    if all(p.is_file() for p in inner) and any(
+            plain_name(p) in (rubric.submission_name, Path(rubric.submission_name).stem + ".ipynb")
+            for p in inner):
+        return root  # one student's folder, not a wrapper
+    return entries[0]
+
+
+def discover(root: Path, rubric: Rubric, exclude: Path | None = None) -> Discovery:
+    """Every student entry under ``root`` (an unpacked SRC), in a stable order."""
+    root = _unwrap(root, rubric)
+    ignored: list[dict] = []
+    found: list[tuple] = []
+    if (root / "submission_metadata.yml").is_file():
+        layout = "gradescope"
+        found = _gradescope(root, rubric, ignored)
+    else:
+        files, folders = [], []
+        for p in sorted(root.iterdir()):
+            if exclude is not None and p.resolve() == exclude:
+                continue
+            if exclude is not None and p.is_dir() and exclude.is_relative_to(p.resolve()):
+                ignored.append({"path": p.name, "reason": "holds the output folder (--out)"})
+            elif is_ignored(p):
+                ignored.append({"path": p.name, "reason": "hidden or system file"})
+            elif p.is_dir() and not p.is_symlink():
+                folders.append(p)
+            elif p.name in PROVIDED:
+                ignored.append({"path": p.name, "reason": "a file provided with the assignment"})
+            else:
+                files.append(p)
+        canvas = [p for p in files if CANVAS_NAME.match(p.name)]
+        kinds = []
+        if canvas and len(canvas) * 2 >= len(files):
+            kinds.append("canvas")
+            found += _canvas(canvas, rubric, root)
+            files = [p for p in files if p not in canvas]
+        if files:
+            kinds.append("files")
+            found += [(p.stem, p.name, p, None, "", {}) for p in files]
+        if folders:
+            kinds.append("folders")
+            for folder in folders:
+                path, status, reason = pick(walk(folder, root, ignored), rubric.submission_name,
+                                            root)
+                source = str(path.relative_to(root)) if path else folder.name + "/"
+                found.append((folder.name, source, path, status, reason, {}))
+        layout = "+".join(kinds) if kinds else "empty"
+    names = row_names([(raw, source, info.get("user_id", "")) for raw, source, _, _, _, info
+                       in found])
+    submissions = [_as_submission(name, source, path, status, reason, {"name": raw} | info)
+                   for name, (raw, source, path, status, reason, info) in zip(names, found)]
+    submissions.sort(key=lambda s: s.student.lower())
+    return Discovery(layout, submissions, ignored)
+
+
+def row_names(entries: list[tuple[str, str, str]]) -> list[str]:
+    """A unique row name per (name, source, user id), never equal to another's own name.
+
+    ``safe_name(name)``, then ``+<user id>`` where there is one; names that still
+    collide (case-insensitively: file systems) each get ``+<digest of the source>``.
+    ``safe_name`` never writes ``+``, so a suffixed name is nobody's plain name,
+    and each suffix depends on its own entry only, not on who else is in the class.
+    """
+    bases = []
+    for name, _, user_id in entries:
+        base = safe_name(name)
+        bases.append(f"{base}+{safe_name(user_id)}" if user_id else base)
+    counts: dict[str, int] = {}
+    for base in bases:
+        counts[base.lower()] = counts.get(base.lower(), 0) + 1
+    names = []
+    for base, (_, source, user_id) in zip(bases, entries):
+        if counts[base.lower()] > 1:
+            digest = hashlib.sha256(f"{source}\0{user_id}".encode()).hexdigest()[:10]
+            base = f"{base}+{digest}"
+        names.append(base)
+    return names
+
+
+def open_source(src: Path, scratch: Path) -> tuple[Path, list[dict]]:
+    """SRC as a folder to read (a zip unpacked into ``scratch``), and what was left out."""
+    if src.is_dir():
+        return src.resolve(), []
+    if src.is_file() and zipfile.is_zipfile(src):
+        root = scratch / "src"
+        root.mkdir()
+        return root, extract_zip(src, root)
+    raise UsageError(f"{src}: not a folder or a .zip file")
+
+
+def extract_zip(archive: Path, dest: Path) -> list[dict]:
+    """Unpack ``archive`` safely (no path escapes, capped sizes); returns what was left out."""
+    left_out = []
+    total = 0
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{archive}: not a readable zip file ({exc})") from None
+    with zf:
+        members = zf.infolist()
+        if len(members) > MAX_ZIP_MEMBERS:
+            raise UsageError(f"{archive}: {len(members)} entries is more than {MAX_ZIP_MEMBERS}")
+        root = dest.resolve()
+        for member in members:
+            name = member.filename.replace("\\", "/")
+            target = (root / name).resolve()
+            if member.is_dir():
+                continue
+            if not str(target).startswith(str(root) + os.sep) or name.startswith("/"):
+                left_out.append({"path": member.filename, "reason": "a path outside the archive"})
+                continue
+            if stat.S_ISLNK(member.external_attr >> 16):
+                left_out.append({"path": member.filename, "reason": "a symbolic link"})
+                continue
+            limit = min(MAX_SOURCE_BYTES, MAX_ZIP_BYTES - total)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, open(target, "wb") as dst:
+                    copied = 0
+                    while chunk := src.read(1 << 20):
+                        copied += len(chunk)
+                        if copied > limit:
+                            raise ValueError("too large")
+                        dst.write(chunk)
+                total += copied
+            except (ValueError, RuntimeError, OSError, zipfile.BadZipFile, EOFError) as exc:
+                target.unlink(missing_ok=True)
+                reason = ("larger than the limits" if str(exc) == "too large"
+                          else f"cannot be unpacked ({type(exc).__name__})")
+                left_out.append({"path": member.filename, "reason": reason})
+    return left_out

@@ -1,0 +1,313 @@
+"""The batch itself: the command line, the plan of work, and the local worker pool."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .. import engine, sandbox, summary
+from ..defaults import DEFAULT_RUBRIC, default_checks
+from ..errors import UngradableError, UsageError
+from ..files import write_atomic
+from ..outcome import RowStatus
+from ..rubric import Rubric, load_rubric
+from .discovery import Discovery, Submission, discover, open_source
+from .grading import MEMORY_PER_WORKER, grade_one
+from .progress import Interrupt, Progress, print_list
+from .state import MAX_GRADED_BYTES, Output, context_digest, graded_file, resume_key
+
+__all__ = ["add_arguments", "run_batch"]
+
+_EPILOG = """\
+layouts of SRC (detected; they may be mixed):
+  files        <student>.py or <student>.ipynb, one per student
+  folders      <student>/... holding tensorflow_tutorial.py (or .ipynb, or one .py)
+  gradescope   submission_metadata.yml beside submission_<id>/ folders
+  canvas       <name>[_LATE]_<userid>_<submissionid>_<file>
+  A .zip of any of them; a single folder wrapping everything is opened.
+
+DIR gets gradebook.csv (student,user_id,late,source,<items>,total,status),
+reports/<student>.json and .txt, submissions/<student>.py (the file graded),
+summary.json, score_distribution.png, summary.html, state.json, and with
+--lms canvas canvas_import.csv (Canvas: Grades > Import).
+
+status: graded, import-error (the file does not import), timeout, crashed
+(scored), ungradable (a grader fault: no score),
+pending (interrupted before its turn), skipped-* (not graded: the reason is in
+summary.json and reports/<student>.txt).
+
+--ray grades on Ray instead of local workers: with no ADDRESS on a Ray
+instance started for this run, with auto or host:port (or ray://host:port)
+on a running cluster. Put --ray after SRC. Same output, same scores.
+
+exit status: 0 done, 1 done but some ungradable, 2 usage error or a fault that
+affects every submission (nothing graded), 130 interrupted."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Grade a whole class: a gradebook, feedback and a summary."
+    parser.epilog = _EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("src", type=Path, metavar="SRC",
+                        help="a folder or a .zip: one file or folder per student, or a "
+                             "Gradescope or Canvas export")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="where the gradebook, reports and summary go")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="submissions graded at once (default: the number of cores)")
+    parser.add_argument("--force", action="store_true",
+                        help="regrade submissions already graded with the same content")
+    parser.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    parser.add_argument("--isolation", choices=("auto", "full", "basic"), default="auto")
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="grade on Ray: no ADDRESS starts a local Ray instance for this run; "
+                             "auto, host:port or ray://host:port joins a running cluster "
+                             "(--jobs then caps the grades at once; default: its CPUs)")
+    parser.add_argument("--retries", type=int, default=2, metavar="N",
+                        help="with --ray: times a grade is retried when its Ray worker or node "
+                             "dies (default: 2); then the row is ungradable")
+    parser.add_argument("--lms", choices=("canvas",), default=None,
+                        help="also write the LMS's gradebook import: canvas_import.csv "
+                             "(rows with a Canvas user id; the column is the rubric's assignment)")
+
+
+def _cores() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    try:  # a cgroup CPU quota ("max 100000" when there is none)
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def _default_jobs() -> tuple[int, str]:
+    cores = _cores()
+    try:
+        with open("/proc/meminfo") as f:
+            meminfo = dict(line.split(":", 1) for line in f)
+        available = int(meminfo["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return cores, f"{cores} cores"
+    by_memory = max(1, available // MEMORY_PER_WORKER)
+    if by_memory < cores:
+        return int(by_memory), f"{cores} cores, but memory for {by_memory}"
+    return cores, f"{cores} cores"
+
+
+def lock(out: Path):
+    """Lock DIR itself for this batch: nothing to clean up, released when the process ends."""
+    (out / ".batch.lock").unlink(missing_ok=True)   # left by older versions
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(f"{out}: another batch is writing there now") from None
+    return fd
+
+
+def run_batch(args) -> int:
+    rubric = load_rubric(args.rubric)
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if getattr(args, "ray", None) is not None:
+        from . import ray
+        ray.check_address(args.ray)
+        if args.retries < 0:
+            raise UsageError("--retries must be at least 0")
+    jobs, why_jobs = (args.jobs, "--jobs") if args.jobs else _default_jobs()
+    visibilities = ("public", "hidden") if default_checks() == "all" else ("public",)
+    out = args.out.resolve()
+    if args.src.resolve() == out:
+        raise UsageError("--out must not be SRC itself")
+    out.mkdir(parents=True, exist_ok=True)
+    fd = lock(out)
+    try:
+        with tempfile.TemporaryDirectory(prefix="grader-batch-") as scratch:
+            root, left_out = open_source(args.src, Path(scratch))
+            found = discover(root, rubric, exclude=out)
+            found.ignored[:0] = left_out
+            return _run(args, rubric, visibilities, jobs, why_jobs, out, found)
+    finally:
+        os.close(fd)
+
+
+def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path,
+         found: Discovery) -> int:
+    started = time.monotonic()
+    context = context_digest(rubric, visibilities, args.isolation)
+    output = Output(out, rubric, context, getattr(args, "lms", None))
+    output.forget({s.student for s in found.submissions})
+    todo: list[tuple[Submission, str, Path]] = []
+    reused = 0
+    for sub in found.submissions:
+        if sub.status is not None:
+            output.record_skip(sub)
+            continue
+        graded, suffix = graded_file(sub)
+        if len(graded) > MAX_GRADED_BYTES:
+            output.record_skip(replace(sub, status=RowStatus.SKIPPED_TOO_LARGE,
+                                       reason=f"more than {MAX_GRADED_BYTES // 2**20} MiB of Python"))
+            continue
+        key = resume_key(graded, context)
+        copy = output.graded / f"{sub.student}{suffix}"
+        (output.graded / f"{sub.student}{'.py' if suffix == '.ipynb' else '.ipynb'}").unlink(
+            missing_ok=True)
+        if not args.force and output.reusable(sub.student, key) and copy.is_file():
+            reused += 1
+            continue
+        if not copy.is_file() or copy.read_bytes() != graded:
+            write_atomic(copy, graded)
+        output.mark_pending(sub, key)
+        todo.append((sub, key, copy))
+    output.save()  # skips, and pending rows for what changed, before anything slow
+    skipped = [(name, s) for name, s in sorted(output.students.items()) if s["status"].skipped]
+    print(f"batch: {len(found.submissions)} students ({found.layout} layout): {len(todo)} to grade, "
+          f"{reused} unchanged since graded, {len(skipped)} skipped"
+          + (f", {len(found.ignored)} files ignored" if found.ignored else ""), file=sys.stderr)
+    print_list("skipped", [f"{name} ({s['source']}): {s['reason']}" for name, s in skipped])
+    print_list("ignored", [f"{i['path']}: {i['reason']}" for i in found.ignored])
+    if output.lms == "canvas":
+        left = sorted(n for n, s in output.students.items() if not s.get("info", {}).get(
+            "canvas_user_id"))
+        print_list("not in canvas_import.csv (no Canvas user id)", left)
+    interrupted = False
+    elapsed_grading = 0.0
+    cluster = None
+    if todo and getattr(args, "ray", None) is not None:
+        from . import ray   # joins or starts Ray first: a bad address fails in seconds
+        cluster = ray.connect(args.ray, jobs if args.ray == ray.LOCAL else None)
+    try:
+        if todo:
+            interrupted, elapsed_grading, jobs = _grade_todo(args, rubric, visibilities, jobs,
+                                                             why_jobs, output, todo, cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    output.save()
+    report = summary.build(rubric, output.students, layout=found.layout, ignored=found.ignored,
+                           source=str(args.src), complete=not interrupted,
+                           timing={"seconds": round(time.monotonic() - started, 2),
+                                   "grading_seconds": round(elapsed_grading, 2),
+                                   "graded_now": len(todo) if not interrupted else None,
+                                   "unchanged": reused, "jobs": jobs})
+    summary.write_all(out, report, output.students, rubric)
+    counts = report["counts"]
+    written = ["gradebook.csv"] + (["canvas_import.csv"] if output.lms == "canvas" else [])
+    print("batch: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+          + f"; wrote {', '.join(str(out / w) for w in written)} and {out / 'summary.html'}",
+          file=sys.stderr)
+    if interrupted:
+        print("batch: interrupted; the gradebook holds what finished, a rerun goes on from there",
+              file=sys.stderr)
+        return 130
+    return 1 if counts.get(RowStatus.UNGRADABLE) else 0
+
+
+def _grade_todo(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, output: Output,
+                todo: list, cluster) -> tuple[bool, float, int]:
+    """Grade what changed, locally or on Ray: (interrupted, seconds, grades at once)."""
+    level = _prepare(rubric, visibilities, args.isolation)
+    if cluster is not None:
+        jobs = min(args.jobs or cluster.cpus, len(todo))
+        print(f"batch: on {cluster.description}; {jobs} grade(s) at once, isolation decided "
+              f"on each node (here: {level}), {rubric.limits['threads']} TensorFlow "
+              "thread(s) each", file=sys.stderr)
+    else:
+        jobs = min(jobs, len(todo))
+        print(f"batch: {jobs} worker{'s' * (jobs > 1)} ({why_jobs}), isolation {level}, "
+              f"{rubric.limits['threads']} TensorFlow thread(s) each", file=sys.stderr)
+    if cluster is None and visibilities == ("public", "hidden") and level != "full":
+        print("WARNING: grading without full isolation (basic): submissions run as this "
+              "user. Grade untrusted work as root on Linux.", file=sys.stderr)
+    # longest first (as last time), so that no long one is left to run alone at the end
+    todo.sort(key=lambda t: -float(output.students.get(t[0].student, {}).get("seconds") or 0))
+    output.save()
+    grading_started = time.monotonic()
+    if cluster is not None:
+        from . import ray
+        interrupted = ray.grade_all(cluster, todo, output, rubric, visibilities,
+                                    args.isolation, jobs, args.retries)
+    else:
+        interrupted = grade_all(todo, output, rubric, visibilities, args.isolation, jobs)
+    return interrupted, time.monotonic() - grading_started, jobs
+
+
+def _prepare(rubric: Rubric, visibilities, isolation: str) -> str:
+    """Checks that concern every submission, before any is graded (exit 2 if one fails).
+
+    It also warms what engine.grade shares between threads: the MNIST loader
+    module, the reference's expected values and the zygote, one for the
+    whole worker pool (TensorFlow imports there meanwhile).
+    """
+    engine.prestart(rubric)
+    try:
+        level, _ = sandbox.detect_isolation(isolation)
+    except sandbox.SandboxError as exc:
+        raise UngradableError(str(exc)) from None
+    tasks = engine.plan(rubric, visibilities)
+    with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+        os.chmod(tmp, 0o711)
+        engine.expected_outputs(rubric, tasks, Path(tmp))
+    return level
+
+
+def grade_all(todo, output: Output, rubric: Rubric, visibilities, isolation: str,
+              jobs: int) -> bool:
+    """Grade on ``jobs`` threads; returns True when interrupted."""
+    waiting: queue.Queue = queue.Queue()
+    for item in todo:
+        waiting.put(item)
+    results: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                sub, key, path = waiting.get_nowait()
+            except queue.Empty:
+                return
+            results.put((sub, key, grade_one(path, rubric, visibilities, isolation)))
+
+    progress = Progress(len(todo), jobs)
+    threads = [threading.Thread(target=work, name=f"batch-worker-{i}", daemon=True)
+               for i in range(jobs)]
+    with Interrupt() as interrupt:
+        for t in threads:
+            t.start()
+        finished = 0
+        while finished < len(todo) and not interrupt.event.is_set():
+            try:
+                sub, key, outcome = results.get(timeout=0.2)
+            except queue.Empty:
+                progress.draw()
+                continue
+            entry = output.record(sub, key, outcome)
+            output.save()
+            finished += 1
+            progress.finished(sub.student, entry)
+        progress.close()
+        if not interrupt.event.is_set():
+            return False
+        stop.set()
+        running = sum(t.is_alive() for t in threads)
+        if running:
+            print(f"batch: interrupted; waiting for the {running} grade(s) running now to stop "
+                  "(their results are dropped; Ctrl-C again to quit at once)",
+                  file=sys.stderr, flush=True)
+        for t in threads:
+            t.join()
+    return True

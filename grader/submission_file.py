@@ -1,0 +1,81 @@
+"""Which file in a student's folder is the submission: one rule for ``batch`` and Gradescope.
+
+The file named as the rubric's ``submission_name`` (``.py``, else ``.ipynb``;
+Canvas's resubmission suffix ``-1`` allowed; the shallowest when there are
+several), else the only ``.py`` or ``.ipynb`` file.  ``mnist_loader.py``
+(provided) is never taken for one; hidden files and folders, ``__MACOSX/``
+and the like are not looked at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .outcome import RowStatus
+
+__all__ = ["IGNORED_NAMES", "PROVIDED", "SOURCE_SUFFIXES", "find_submission", "is_ignored",
+           "pick", "plain_name", "walk"]
+
+SOURCE_SUFFIXES = (".py", ".ipynb")
+PROVIDED = frozenset({"mnist_loader.py"})
+IGNORED_NAMES = frozenset({"__MACOSX", "__pycache__", ".ipynb_checkpoints", "Thumbs.db",
+                           "desktop.ini"})
+
+
+def is_ignored(path: Path) -> bool:
+    return path.name.startswith(".") or path.name in IGNORED_NAMES
+
+
+def walk(folder: Path, root: Path, ignored: list[dict] | None = None) -> list[Path]:
+    """Regular files under ``folder``, in a stable order, noting in ``ignored`` what is left out."""
+    ignored = [] if ignored is None else ignored
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        base = Path(dirpath)
+        for name in sorted(dirnames):
+            if is_ignored(base / name):
+                ignored.append({"path": str((base / name).relative_to(root)),
+                                "reason": "hidden or system folder"})
+        dirnames[:] = sorted(d for d in dirnames if not is_ignored(base / d))
+        for name in sorted(filenames):
+            path = base / name
+            if is_ignored(path):
+                ignored.append({"path": str(path.relative_to(root)), "reason": "hidden or system file"})
+            else:
+                found.append(path)
+    return found
+
+
+def plain_name(path: Path) -> str:
+    """The file name without Canvas's resubmission suffix: ``x-1.py`` -> ``x.py``."""
+    return re.sub(r"-\d+$", "", path.stem) + path.suffix
+
+
+def pick(files: list[Path], submission_name: str,
+         root: Path) -> tuple[Path | None, RowStatus | None, str]:
+    """(the submission, None, "") among one student's files, or (None, why not, reason)."""
+    names = ", ".join(sorted({p.name for p in files}))[:300]
+    candidates = [p for p in files if p.suffix in SOURCE_SUFFIXES and p.name not in PROVIDED]
+    wanted = Path(submission_name)
+    for suffix in (".py", ".ipynb"):
+        named = [p for p in candidates if plain_name(p) == wanted.stem + suffix]
+        if named:
+            shallowest = min(named, key=lambda p: (len(p.relative_to(root).parts), str(p)))
+            return shallowest, None, ""
+    if len(candidates) == 1:
+        return candidates[0], None, ""
+    if candidates:
+        return None, RowStatus.SKIPPED_AMBIGUOUS, (f"several Python files and none named "
+                                                   f"{submission_name}: {names}")
+    if files:
+        return None, RowStatus.SKIPPED_NOT_PYTHON, f"no .py or .ipynb file: {names}"
+    return None, RowStatus.SKIPPED_NO_SUBMISSION, "the folder is empty"
+
+
+def find_submission(folder: Path, submission_name: str) -> Path | None:
+    """The submission in ``folder`` (by :func:`pick`), or None."""
+    if not folder.is_dir():
+        return None
+    return pick(walk(folder, folder), submission_name, folder)[0]
