@@ -52,12 +52,6 @@ def rubric_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("rubrics")
 
 
-@pytest.fixture(scope="session")
-def short_rubric(rubric_root) -> Path:
-    """Every item short: for tests that only look at one item's outcome."""
-    return rubric_for(rubric_root, frozenset(ITEMS), 5)
-
-
 def leftovers(mark: str) -> list[str]:
     found = []
     for pid in os.listdir("/proc"):
@@ -217,7 +211,7 @@ needs_root = pytest.mark.skipif(not IS_ROOT, reason="full isolation needs root")
 
 
 @needs_root
-def test_the_reference_and_the_repository_are_out_of_reach(tmp_path, short_rubric):
+def test_the_reference_and_the_repository_are_out_of_reach(tmp_path, rubric_root):
     probe = f'''
 import os
 _forward = forward_propagation
@@ -246,14 +240,14 @@ def compute_cost(Z2, Y):
             pass
     raise RuntimeError("nothing readable")
 '''
-    _, report, _, _ = grade(tmp_path, short_rubric, probe, "auto")
+    _, report, _, _ = grade(tmp_path, rubric_for(rubric_root), probe, "auto")
     assert report["isolation"] == "full"
     assert scores(report)["Q4"][0] == scores(report)["Q4"][1], feedback(report, "Q4")
     assert "nothing readable" in feedback(report, "Q5")
 
 
 @needs_root
-def test_no_network_and_no_writes_outside_the_sandbox(tmp_path, short_rubric):
+def test_no_network_and_no_writes_outside_the_sandbox(tmp_path, rubric_root):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)
@@ -288,7 +282,7 @@ def compute_cost(Z2, Y):
     return _cost(Z2, Y)
 '''
     try:
-        _, report, _, _ = grade(tmp_path, short_rubric, code, "auto")
+        _, report, _, _ = grade(tmp_path, rubric_for(rubric_root), code, "auto")
     finally:
         stop.set()
         thread.join()
