@@ -488,7 +488,7 @@ def test_no_secret_is_reachable_from_the_sandbox(isolation, tmp_path, rubric_roo
     code = f'''
 import hashlib as _hashlib, os as _os
 _NEEDLES = {{k: bytes.fromhex(v) for k, v in {encoded!r}.items()}}
-_DIGEST = {labels_digest!r}
+_DIGEST, _SIZE = {labels_digest!r}, {os.path.getsize(data_file)!r}
 
 def compute_cost(Z2, Y):
     found, files = [], 0
@@ -519,7 +519,7 @@ def compute_cost(Z2, Y):
                 continue
             files += 1
             found += [f"{{k}} in {{path}}" for k, n in _NEEDLES.items() if n in blob]
-            if _hashlib.sha256(blob).hexdigest() == _DIGEST:
+            if len(blob) == _SIZE and _hashlib.sha256(blob).hexdigest() == _DIGEST:
                 found.append(f"the test labels in {{path}}")
     raise RuntimeError(f"searched {{files}} files; found: {{found or 'nothing'}}")
 '''
