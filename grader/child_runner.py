@@ -362,6 +362,17 @@ def probe_initialize_session(h: Harness, inputs, params) -> dict:
     return out
 
 
+def _linear_task(tf, inputs):
+    """Placeholders and the stand-in cost of ``train`` and ``evaluate``,
+    mean((x . u) * (y . v)) (``inputs.linear_cost`` in the parent): (X, Y, flat X, cost)."""
+    X = tf.placeholder(tf.float32, [None, 28, 28], name="X")
+    Y = tf.placeholder(tf.float32, [None, 10], name="Y")
+    flat = tf.reshape(X, [-1, 784])
+    cost = tf.reduce_mean(tf.reduce_sum(flat * tf.constant(inputs["u"], tf.float32), axis=1)
+                          * tf.reduce_sum(Y * tf.constant(inputs["v"], tf.float32), axis=1))
+    return X, Y, flat, cost
+
+
 class _RecordingSplit:
     """The grader's ``mnist.train``: serves real batches and records their sizes.
 
@@ -394,15 +405,9 @@ def probe_train(h: Harness, inputs, params) -> dict:
 
     seed = int(h.job["seed"])
     steps, batch, every = int(params["num_steps"]), int(params["batch_size"]), int(params["print_every"])
-    u = inputs["u"].astype(np.float64)
-    v = inputs["v"].astype(np.float64)
-    X = tf.placeholder(tf.float32, [None, 28, 28], name="X")
-    Y = tf.placeholder(tf.float32, [None, 10], name="Y")
+    X, Y, _, cost = _linear_task(tf, inputs)
     counter = tf.Variable(0, dtype=tf.int64, name="steps_run")
     fed = tf.Variable(0.0, dtype=tf.float64, name="fed_total")
-    flat = tf.reshape(X, [-1, 784])
-    cost = tf.reduce_mean(tf.reduce_sum(flat * tf.constant(u, tf.float32), axis=1)
-                          * tf.reduce_sum(Y * tf.constant(v, tf.float32), axis=1))
     # Like a real step, it needs the batch fed; it adds up the cost of what it was fed.
     train_step = tf.group(tf.assign_add(counter, 1), tf.assign_add(fed, tf.cast(cost, tf.float64)))
     data = mnist_loader.DataSet(inputs["images"], inputs["labels"], seed=seed)
@@ -428,11 +433,7 @@ def probe_train(h: Harness, inputs, params) -> dict:
 
 def probe_evaluate(h: Harness, inputs, params) -> dict:
     tf, np = h.tf, h.np
-    X = tf.placeholder(tf.float32, [None, 28, 28], name="X")
-    Y = tf.placeholder(tf.float32, [None, 10], name="Y")
-    flat = tf.reshape(X, [-1, 784])
-    cost = tf.reduce_mean(tf.reduce_sum(flat * tf.constant(inputs["u"], tf.float32), axis=1)
-                          * tf.reduce_sum(Y * tf.constant(inputs["v"], tf.float32), axis=1))
+    X, Y, flat, cost = _linear_task(tf, inputs)
     scores = tf.matmul(flat, tf.constant(inputs["R"], tf.float32))
     accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(scores, 1), tf.argmax(Y, 1)), tf.float32))
     with h.session() as sess:
