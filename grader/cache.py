@@ -24,6 +24,9 @@ from .plan import Task, planned_seed
 from .rubric import Rubric
 from .supervise import run_probes
 
+# What the child runs besides the submission: its results depend on it.
+CHILD_CODE = ("child_runner.py", "child_harness.py", "child_probes.py")
+
 
 def read_result_file(path: Path, task_id: str, max_bytes: int = protocol.MAX_RESULT_BYTES
                      ) -> ProbeOutput | None:
@@ -50,7 +53,7 @@ def read_result_file(path: Path, task_id: str, max_bytes: int = protocol.MAX_RES
 def _digest(rubric: Rubric, tasks: list[Task], reference: Path) -> str:
     h = hashlib.sha256()
     cfg = config.CONFIG
-    for path in (reference, cfg.loader, cfg.package_dir / "child_runner.py",
+    for path in (reference, cfg.loader, *(cfg.package_dir / own for own in CHILD_CODE),
                  cfg.project_root / "requirements.txt"):
         if path.is_file():
             h.update(path.read_bytes())

@@ -29,6 +29,10 @@ from .plan import Task
 from .probes import UNREADABLE
 from .rubric import Rubric
 
+# The child's side of the grader, as the work directory names it (child_runner.py
+# imports the others by these names; the zygote loads them from the package).
+CHILD_FILES = {"child_runner.py": "grader_child.py", "child_harness.py": "grader_harness.py",
+               "child_probes.py": "grader_probes.py", "protocol.py": "grader_protocol.py"}
 _EXIT_GRACE_SECONDS = 5.0
 _CANCEL_POLL_SECONDS = 0.2
 ERROR = ProbeStatus.ERROR
@@ -88,8 +92,8 @@ def _prepare_workdir(root: Path, source: Path, rubric: Rubric, tasks: list[Task]
     shutil.copyfile(source, workdir / rubric.submission_name)
     cfg = config.CONFIG
     shutil.copyfile(cfg.loader, workdir / "mnist_loader.py")
-    shutil.copyfile(cfg.package_dir / "child_runner.py", workdir / "grader_child.py")
-    shutil.copyfile(cfg.package_dir / "protocol.py", workdir / "grader_protocol.py")
+    for own, name in CHILD_FILES.items():
+        shutil.copyfile(cfg.package_dir / own, workdir / name)
     (workdir / "inputs").mkdir()
     job_tasks = []
     for task in tasks:

@@ -119,12 +119,10 @@ def lowers_cost(ctx: Context) -> Verdict:
     window = max(1, min(k, (steps + 1) // 2))
     first, last = float(costs[:window].mean()), float(costs[-window:].mean())
     goal = (1.0 - float(ctx.spec["min_relative_drop"])) * min(first, c0)
-    if last <= goal:
-        return Verdict(True, f"{what}: the cost went from {c0:.4g} to {float(costs[-1]):.4g} "
-                             f"(mean of the first {window} steps {first:.4g}, of the last "
-                             f"{window} {last:.4g})")
     message = (f"{what}: the cost went from {c0:.4g} to {float(costs[-1]):.4g} (mean of the "
                f"first {window} steps {first:.4g}, of the last {window} {last:.4g})")
+    if last <= goal:
+        return Verdict(True, message)
     if all(np.array_equal(traces[key][-1], start[key]) for key in PARAMETER_NAMES):
         return Verdict(False, f"{what}: the parameters never changed",
                        "running the returned operation must update the variables: return "
