@@ -110,12 +110,10 @@ def lowers_cost(ctx: Context) -> Verdict:
         reached = ("NaN" if math.isnan(value) else "infinite" if math.isinf(value) else
                    f"{value:.4g}, {value / c0:.0f}x its start")
         message = f"{what}: the cost went from {c0:.4g} to {reached} at step {at}"
-        if _uphill(x, y, start, first_step):
-            return Verdict(False, message, _MAXIMIZING)
-        return Verdict(False, message + ": training diverged",
-                       "each step goes downhill but far too far: the learning rate is too large "
-                       "for this network (plain gradient descent needs about 0.1-0.5 here, "
-                       "Adam 0.001-0.01): use a smaller rate, e.g. the learning_rate argument")
+        return _worse(x, y, start, first_step, message, "training diverged",
+                      "each step goes downhill but far too far: the learning rate is too large "
+                      "for this network (plain gradient descent needs about 0.1-0.5 here, "
+                      "Adam 0.001-0.01): use a smaller rate, e.g. the learning_rate argument")
     window = max(1, min(k, (steps + 1) // 2))
     first, last = float(costs[:window].mean()), float(costs[-window:].mean())
     goal = (1.0 - float(ctx.spec["min_relative_drop"])) * min(first, c0)
@@ -127,12 +125,17 @@ def lowers_cost(ctx: Context) -> Verdict:
         return Verdict(False, f"{what}: the parameters never changed",
                        "running the returned operation must update the variables: return "
                        "optimizer.minimize(cost), not the cost or another tensor")
+    return _worse(x, y, start, first_step, message, "the cost did not go down",
+                  "each run of the training step should lower the cost: minimize the cost "
+                  "you are given, with a learning rate that moves the weights (e.g. Adam "
+                  "0.001-0.01, gradient descent 0.1-0.5)")
+
+
+def _worse(x, y, start: dict, first_step: dict, message: str, why: str, hint: str) -> Verdict:
+    """Training that failed: named as maximizing when the first step went uphill, else ``why``."""
     if _uphill(x, y, start, first_step):
         return Verdict(False, message, _MAXIMIZING)
-    return Verdict(False, message + ": the cost did not go down",
-                   "each run of the training step should lower the cost: minimize the cost "
-                   "you are given, with a learning rate that moves the weights (e.g. Adam "
-                   "0.001-0.01, gradient descent 0.1-0.5)")
+    return Verdict(False, f"{message}: {why}", hint)
 
 
 @check("uses_learning_rate", probes=("create_train_step",))
