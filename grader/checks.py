@@ -7,9 +7,11 @@ validated against what its probe declares (``grader/probes.py``): nothing
 here touches submission code, and a check that raises is a grader bug
 (the grade is ungradable), never the student's score.
 
-Families: ``values`` (placeholders, parameters, values against the
-reference), ``training`` (the train step, the session), ``loop`` (the
-training loop, evaluate, the whole model), ``text`` (the open question).
+What every kind shares is ``checks_base``; the kinds live in one module per
+family: ``checks_values`` (placeholders, parameters, values against the
+reference), ``checks_training`` (the train step, the session),
+``checks_loop`` (the training loop, evaluate, the whole model),
+``checks_text`` (the open question).  This module gathers them.
 
 Adding a kind: write ``def my_kind(ctx) -> Verdict`` in the family it
 belongs to, decorate it with ``@check("my_kind", required={...},
@@ -19,12 +21,12 @@ validation then accepts it where it fits and checks its parameters.
 
 from __future__ import annotations
 
-from . import loop, text, training, values  # noqa: F401  (each registers its kinds)
-from .base import (ADVICE_PREFIX, CHECKS, COMMON_KEYS, CheckKind, Context, Verdict, check,
+from . import checks_loop, checks_text, checks_training, checks_values  # noqa: F401  (they register)
+from .checks_base import (ADVICE_PREFIX, CHECKS, COMMON_KEYS, CheckKind, Context, Verdict, check,
                    fmt_shape, fmt_value, one_of, run_diagnoses)
-from .loop import MAX_PRINTED_CHARS, replay_batch_costs, served_cost_limit
-from .text import FREE_TEXT_MODES, improvement_terms
-from .training import PARAMETER_NAMES, mlp_cost, mlp_gradient
+from .checks_loop import MAX_PRINTED_CHARS, replay_batch_costs, served_cost_limit
+from .checks_text import FREE_TEXT_MODES, improvement_terms
+from .checks_training import PARAMETER_NAMES, mlp_cost, mlp_gradient
 
 __all__ = ["ADVICE_PREFIX", "CHECKS", "COMMON_KEYS", "CheckKind", "Context", "FREE_TEXT_MODES",
            "MAX_PRINTED_CHARS", "PARAMETER_NAMES", "Verdict", "check", "fmt_shape", "fmt_value",

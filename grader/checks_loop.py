@@ -7,9 +7,9 @@ import re
 
 import numpy as np
 
-from ..diagnoses import close
-from ..inputs import linear_cost
-from .base import Context, Verdict, check, fmt_shape
+from .checks_base import Context, Verdict, check, fmt_shape
+from .diagnoses import close
+from .inputs import linear_cost
 
 # ------------------------------------------------------------ the training loop
 
@@ -137,7 +137,7 @@ def _served_costs(ctx: Context) -> tuple[np.ndarray | None, str]:
 
 def replay_batch_costs(inputs: dict, seed: int, sizes: list[int]) -> np.ndarray:
     """The cost of each batch the Q9 probe's ``mnist.train`` served for ``sizes``, in order."""
-    from ..data import load_loader
+    from .data import load_loader
     data = load_loader().DataSet(inputs["images"], inputs["labels"], seed=seed)
     return np.asarray([linear_cost(inputs, *data.next_batch(size)) for size in sizes],
                       dtype=np.float64)

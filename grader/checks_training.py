@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 
-from ..diagnoses import close
-from ..numerics import log_softmax, softmax
-from .base import Context, Verdict, _tensor, check
+from .checks_base import Context, Verdict, _tensor, check
+from .diagnoses import close
+from .numerics import log_softmax, softmax
 
 PARAMETER_NAMES = ("W1", "b1", "W2", "b2")
 

@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..diagnoses import DIAGNOSES, Case
-from ..outcome import ProbeOutput
+from .diagnoses import DIAGNOSES, Case
+from .outcome import ProbeOutput
 
 @dataclass(frozen=True)
 class Verdict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .base import Context, Verdict, check, one_of
+from .checks_base import Context, Verdict, check, one_of
 
 MAX_ANSWER_CHARS = 20_000
 FREE_TEXT_MODES = ("completion", "manual")

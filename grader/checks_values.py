@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 
-from ..diagnoses import close
-from ..numerics import softmax
-from .base import (Context, Verdict, _non_numeric_elements, _tensor, check, fmt_shape,
-                   fmt_value, run_diagnoses)
+from .checks_base import (Context, Verdict, _non_numeric_elements, _tensor, check, fmt_shape,
+                          fmt_value, run_diagnoses)
+from .diagnoses import close
+from .numerics import softmax
 
 
 # ------------------------------------------------------------ placeholders
