@@ -32,6 +32,7 @@ UNREADABLE = "the grader could not read what your code returned"
 NUMBER = (int, float)
 _NONE = type(None)
 
+
 def _strings(value) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
