@@ -14,10 +14,11 @@ import sys
 import threading
 from pathlib import Path
 
+from . import config
 from .errors import UngradableError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LOADER_PATH = PROJECT_ROOT / "starter" / "mnist_loader.py"
+PROJECT_ROOT = config.CONFIG.project_root
+LOADER_PATH = config.CONFIG.loader
 _LOCK = threading.RLock()
 _DATA: dict = {}
 
@@ -28,9 +29,10 @@ def load_loader():
     with _LOCK:  # batch grades from several threads
         if name in sys.modules:
             return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, LOADER_PATH)
-        if spec is None or not LOADER_PATH.is_file():
-            raise UngradableError(f"{LOADER_PATH}: the MNIST loader is missing")
+        path = config.CONFIG.loader
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or not path.is_file():
+            raise UngradableError(f"{path}: the MNIST loader is missing")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look the module up while it loads
         try:
@@ -59,7 +61,7 @@ def _read_grading_data(source: str | None):
             return loader.load_arrays(cache, download=False)
         path = Path(source)
         if not path.is_absolute():
-            path = PROJECT_ROOT / path
+            path = config.CONFIG.project_root / path
         return loader.load_arrays(path, download=False)
     except loader.DataError as exc:
         raise UngradableError(f"grading data: {exc}") from None

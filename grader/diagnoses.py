@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .inputs import evaluate_values
+from .numerics import log_softmax, softmax
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,9 @@ def close(a, b, rtol: float = 1e-3, atol: float = 1e-4) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
 
 
-def softmax(z: np.ndarray, axis: int = 1) -> np.ndarray:
-    e = np.exp(z - z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+def _named(case: Case, candidates, message: str) -> str | None:
+    """``message`` if the submission's value is close to one of ``candidates``."""
+    return message if any(close(case.got, c) for c in candidates) else None
 
 
 def _relu(x):
@@ -68,70 +64,68 @@ def _sigmoid(x):
 
 # ------------------------------------------------------------------ the cost
 
-def _cost_inputs(case: Case):
+def _logits_and_labels(case: Case):
     return case.inputs["Z"].astype(np.float64), case.inputs["Y"].astype(np.float64)
+
+
+def _times_batch(case: Case, message: str) -> str | None:
+    """``message`` (formatted with the batch size m) if the value is m times the expected."""
+    m = len(case.inputs["Z"])
+    return _named(case, [np.asarray(case.expected) * m], message.format(m=m))
 
 
 @diagnosis("cost_summed")
 def cost_summed(case: Case):
-    m = len(case.inputs["Z"])
-    if close(case.got, np.asarray(case.expected) * m):
-        return (f"the cost is {m}x the expected value, and the batch has {m} examples: "
-                "did you sum over the batch instead of averaging (tf.reduce_mean)?")
-    return None
+    return _times_batch(case, "the cost is {m}x the expected value, and the batch has {m} "
+                              "examples: did you sum over the batch instead of averaging "
+                              "(tf.reduce_mean)?")
 
 
 @diagnosis("cost_softmax_twice")
 def cost_softmax_twice(case: Case):
-    Z, Y = _cost_inputs(case)
-    if close(case.got, np.mean(-(Y * log_softmax(softmax(Z))).sum(1))):
-        return ("the cost matches a softmax applied twice: the softmax cross-entropy "
-                "applies the softmax itself, so pass it the logits Z2, not softmax(Z2)")
-    return None
+    Z, Y = _logits_and_labels(case)
+    return _named(case, [np.mean(-(Y * log_softmax(softmax(Z))).sum(1))],
+                  "the cost matches a softmax applied twice: the softmax cross-entropy "
+                  "applies the softmax itself, so pass it the logits Z2, not softmax(Z2)")
 
 
 @diagnosis("cost_swapped")
 def cost_swapped(case: Case):
-    Z, Y = _cost_inputs(case)
-    if close(case.got, np.mean(-(Z * log_softmax(Y)).sum(1))):
-        return ("the cost matches labels and logits swapped: pass labels=Y and logits=Z2 "
-                "(use the keyword arguments)")
-    return None
+    Z, Y = _logits_and_labels(case)
+    return _named(case, [np.mean(-(Z * log_softmax(Y)).sum(1))],
+                  "the cost matches labels and logits swapped: pass labels=Y and logits=Z2 "
+                  "(use the keyword arguments)")
 
 
 @diagnosis("cost_sigmoid")
 def cost_sigmoid(case: Case):
-    Z, Y = _cost_inputs(case)
+    Z, Y = _logits_and_labels(case)
     per_entry = np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
-    if close(case.got, per_entry.mean()) or close(case.got, per_entry.sum(1).mean()):
-        return ("the cost matches a sigmoid cross-entropy: the digits are 10 exclusive "
-                "classes, so use the softmax cross-entropy")
-    return None
+    return _named(case, [per_entry.mean(), per_entry.sum(1).mean()],
+                  "the cost matches a sigmoid cross-entropy: the digits are 10 exclusive "
+                  "classes, so use the softmax cross-entropy")
 
 
 @diagnosis("cost_binary_of_softmax")
 def cost_binary_of_softmax(case: Case):
     """-sum over the classes of y log p + (1 - y) log(1 - p), p the (clipped) softmax."""
-    Z, Y = _cost_inputs(case)
+    Z, Y = _logits_and_labels(case)
     p = np.clip(softmax(Z), 1e-10, 0.9999999)
     per_row = -(Y * np.log(p) + (1 - Y) * np.log(1 - p)).sum(1)
-    if close(case.got, per_row.mean()) or close(case.got, per_row.mean() / 10):
-        return ("the cost adds a binary cross-entropy y*log(p) + (1-y)*log(1-p) over the 10 "
-                "classes of the softmax: the digits are one label out of 10, whose cost is the "
-                "softmax cross-entropy -sum(y*log(p)): use "
-                "tf.nn.softmax_cross_entropy_with_logits_v2 on the logits")
-    return None
+    return _named(case, [per_row.mean(), per_row.mean() / 10],
+                  "the cost adds a binary cross-entropy y*log(p) + (1-y)*log(1-p) over the 10 "
+                  "classes of the softmax: the digits are one label out of 10, whose cost is the "
+                  "softmax cross-entropy -sum(y*log(p)): use "
+                  "tf.nn.softmax_cross_entropy_with_logits_v2 on the logits")
 
 
 @diagnosis("cost_squared_error")
 def cost_squared_error(case: Case):
-    Z, Y = _cost_inputs(case)
+    Z, Y = _logits_and_labels(case)
     candidates = [np.mean((Z - Y) ** 2), np.mean((softmax(Z) - Y) ** 2),
                   np.mean(((softmax(Z) - Y) ** 2).sum(1))]
-    if any(close(case.got, c) for c in candidates):
-        return ("the cost matches a squared error: for a 10-class classification use "
-                "the softmax cross-entropy")
-    return None
+    return _named(case, candidates, "the cost matches a squared error: for a 10-class "
+                                    "classification use the softmax cross-entropy")
 
 
 @diagnosis("cost_not_averaged")
@@ -146,17 +140,12 @@ def cost_not_averaged(case: Case):
 
 @diagnosis("cost_sum_over_classes_missing")
 def cost_sum_over_classes_missing(case: Case):
-    if close(case.got, np.asarray(case.expected) / 10):
-        return ("the cost is a tenth of the expected value: did you average over the "
-                "10 classes as well as the examples? Sum over the classes, average over the batch")
-    return None
+    return _named(case, [np.asarray(case.expected) / 10],
+                  "the cost is a tenth of the expected value: did you average over the 10 "
+                  "classes as well as the examples? Sum over the classes, average over the batch")
 
 
 # -------------------------------------------------------------- the accuracy
-
-def _accuracy_inputs(case: Case):
-    return case.inputs["Z"], case.inputs["Y"]
-
 
 @diagnosis("accuracy_cast_to_int")
 def accuracy_cast_to_int(case: Case):
@@ -173,35 +162,29 @@ def accuracy_cast_to_int(case: Case):
 
 @diagnosis("accuracy_wrong_axis")
 def accuracy_wrong_axis(case: Case):
-    Z, Y = _accuracy_inputs(case)
-    if close(case.got, np.mean(np.argmax(Z, 0) == np.argmax(Y, 0))):
-        return ("the accuracy matches an argmax over axis 0 (across the batch): take the "
-                "argmax over axis 1, the 10 classes of each example")
-    return None
+    Z, Y = case.inputs["Z"], case.inputs["Y"]
+    return _named(case, [np.mean(np.argmax(Z, 0) == np.argmax(Y, 0))],
+                  "the accuracy matches an argmax over axis 0 (across the batch): take the "
+                  "argmax over axis 1, the 10 classes of each example")
 
 
 @diagnosis("accuracy_percent")
 def accuracy_percent(case: Case):
-    if close(case.got, np.asarray(case.expected) * 100):
-        return "the accuracy is a percentage: return a fraction in [0, 1]"
-    return None
+    return _named(case, [np.asarray(case.expected) * 100],
+                  "the accuracy is a percentage: return a fraction in [0, 1]")
 
 
 @diagnosis("accuracy_count")
 def accuracy_count(case: Case):
-    m = len(case.inputs["Z"])
-    if close(case.got, np.asarray(case.expected) * m):
-        return ("the accuracy is the number of correct predictions: divide by the batch "
-                "size, i.e. use tf.reduce_mean rather than tf.reduce_sum")
-    return None
+    return _times_batch(case, "the accuracy is the number of correct predictions: divide by "
+                              "the batch size, i.e. use tf.reduce_mean rather than tf.reduce_sum")
 
 
 @diagnosis("accuracy_error_rate")
 def accuracy_error_rate(case: Case):
-    if close(case.got, 1 - np.asarray(case.expected)):
-        return ("the value is the error rate (1 - accuracy): count the rows whose "
-                "predicted class equals the label")
-    return None
+    return _named(case, [1 - np.asarray(case.expected)],
+                  "the value is the error rate (1 - accuracy): count the rows whose "
+                  "predicted class equals the label")
 
 
 # ------------------------------------------------------ forward propagation
@@ -218,9 +201,8 @@ def forward_swapped_outputs(case: Case):
     x, W1, b1, W2, b2 = _forward_parts(case)
     logits = _relu(x @ W1 + b1) @ W2 + b2
     other = softmax(logits) if case.target == "Z2" else logits
-    if close(case.got, other):
-        return "Z2 and A2 are swapped: return (Z2, A2), the logits first, then the probabilities"
-    return None
+    return _named(case, [other], "Z2 and A2 are swapped: return (Z2, A2), the logits first, "
+                                 "then the probabilities")
 
 
 @diagnosis("forward_probabilities_as_logits")
@@ -236,11 +218,10 @@ def forward_probabilities_as_logits(case: Case):
 @diagnosis("forward_missing_relu")
 def forward_missing_relu(case: Case):
     x, W1, b1, W2, b2 = _forward_parts(case)
-    if close(case.got, (x @ W1 + b1) @ W2 + b2):
-        return ("Z2 matches a network without the ReLU: apply tf.nn.relu to the first "
-                "linear layer's output (without it the two layers make one linear map, and "
-                "the hidden layer adds nothing)")
-    return None
+    return _named(case, [(x @ W1 + b1) @ W2 + b2],
+                  "Z2 matches a network without the ReLU: apply tf.nn.relu to the first "
+                  "linear layer's output (without it the two layers make one linear map, and "
+                  "the hidden layer adds nothing)")
 
 
 @diagnosis("forward_wrong_activation")
@@ -267,10 +248,9 @@ def forward_missing_bias(case: Case):
 @diagnosis("forward_extra_relu")
 def forward_extra_relu(case: Case):
     x, W1, b1, W2, b2 = _forward_parts(case)
-    if close(case.got, _relu(_relu(x @ W1 + b1) @ W2 + b2)):
-        return ("Z2 matches a ReLU applied to the logits too: the second linear layer's "
-                "output goes straight to the softmax")
-    return None
+    return _named(case, [_relu(_relu(x @ W1 + b1) @ W2 + b2)],
+                  "Z2 matches a ReLU applied to the logits too: the second linear layer's "
+                  "output goes straight to the softmax")
 
 
 @diagnosis("probabilities_not_softmax")

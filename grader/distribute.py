@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from . import engine
+from .checks import CHECKS
 from .outcome import ProbeOutput
 from .errors import UngradableError, UsageError
 from .files import atomic_path, copy_grader, write_atomic
@@ -66,10 +67,6 @@ def public_rubric(path: Path) -> dict:
     return data
 
 
-# The check kinds that compare with the reference's outputs (ctx.expected).
-REFERENCE_KINDS = frozenset({"allclose", "output_shape", "initialized"})
-
-
 def export_expected(rubric: Rubric, visibilities: tuple[str, ...], folder: Path) -> int:
     """Write the reference's outputs for these checks into ``folder``; returns the task count.
 
@@ -81,7 +78,7 @@ def export_expected(rubric: Rubric, visibilities: tuple[str, ...], folder: Path)
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         results = engine.expected_outputs(rubric, tasks, Path(tmp))
     for t in tasks:
-        if not any(c.kind in REFERENCE_KINDS for c in t.item.checks if c.visibility == t.visibility):
+        if not any(CHECKS[c.kind].reference for c in t.item.checks if c.visibility == t.visibility):
             results[t.id] = ProbeOutput("ok")
     folder.mkdir(parents=True, exist_ok=True)
     engine.save_outputs(folder, tasks, results)

@@ -147,10 +147,26 @@ def _evaluate(rng, params) -> Inputs:
     return inputs
 
 
+def linear_cost(inputs: Inputs, images, labels) -> float:
+    """The stand-in cost of the ``train`` and ``evaluate`` probes on one batch, in float64:
+    mean((x . u) * (y . v)) (see :func:`_linear_task`)."""
+    flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    u, v = inputs["u"].astype(np.float64), inputs["v"].astype(np.float64)
+    return float(np.mean((flat @ u) * (np.asarray(labels, dtype=np.float64) @ v)))
+
+
 def evaluate_values(inputs: Inputs, count: int | None = None) -> tuple[float, float]:
     """The cost and accuracy tensors of the ``evaluate`` probe, in numpy."""
     images = inputs["images"][:count].reshape(-1, 784).astype(np.float64)
     labels = inputs["labels"][:count].astype(np.float64)
-    cost = np.mean((images @ inputs["u"]) * (labels @ inputs["v"]))
     accuracy = np.mean(np.argmax(images @ inputs["R"], 1) == np.argmax(labels, 1))
-    return float(cost), float(accuracy)
+    return linear_cost(inputs, images, labels), float(accuracy)
+
+
+def model_inputs(source: str | None) -> tuple[Inputs, Inputs]:
+    """The model item's arrays: (what the child trains and predicts on, the test labels
+    the parent keeps)."""
+    from .data import grading_data
+    x_train, y_train, x_test, y_test, _ = grading_data(source)
+    return ({"train_images": x_train, "train_labels": y_train, "test_images": x_test},
+            {"test_labels": np.asarray(y_test, dtype=np.int64)})

@@ -3,6 +3,10 @@
 Every problem is collected with its key path and reported at once::
 
     rubric.yaml: questions[3].checks[0].kind: 'acc' is not one of allclose, ...
+
+Beyond the shape of the YAML, a rubric is checked against the declarations:
+each item's ``params`` against what its probe takes (``probes.py``), and each
+check against the probes and targets its kind fits (``checks``).
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from .checks import CHECKS, COMMON_KEYS, FREE_TEXT_MODES
-from .child_runner import PROBES
+from .checks import CHECKS, COMMON_KEYS, one_of
 from .diagnoses import DIAGNOSES
 from .errors import RubricError
+from .probes import PROBES, Probe
 
 VISIBILITIES = ("public", "hidden")
 # How Gradescope shows the tests of hidden checks: one of its visibilities, or "withheld"
@@ -116,21 +120,28 @@ class _Problems:
             return None
         return value
 
+    def fields(self, mapping: dict, path: str, kinds: dict) -> list:
+        """Each required key of ``kinds`` typed (None where it is missing or wrong)."""
+        return [self.typed(mapping, key, kind, path) for key, kind in kinds.items()]
 
-def _one_of(value, allowed) -> str:
-    return f"{value!r} is not one of {', '.join(sorted(allowed))}"
+    def mapping(self, raw: Any, path: str) -> bool:
+        if not isinstance(raw, dict):
+            self.add(path, f"expected a mapping, got {type(raw).__name__}")
+        return isinstance(raw, dict)
+
+    def among(self, value, allowed, path: str) -> bool:
+        if value not in allowed:
+            self.add(path, one_of(value, allowed))
+        return value in allowed
 
 
 def _validate_check(problems: _Problems, raw: Any, path: str) -> CheckSpec | None:
-    if not isinstance(raw, dict):
-        problems.add(path, f"expected a mapping, got {type(raw).__name__}")
+    if not problems.mapping(raw, path):
         return None
-    kind = problems.typed(raw, "kind", str, path)
-    name = problems.typed(raw, "name", str, path)
+    kind, name = problems.fields(raw, path, {"kind": str, "name": str})
     weight = problems.typed(raw, "weight", (int, float), path, required=False)
     visibility = raw.get("visibility", "public")
-    if visibility not in VISIBILITIES:
-        problems.add(f"{path}.visibility", _one_of(visibility, VISIBILITIES))
+    problems.among(visibility, VISIBILITIES, f"{path}.visibility")
     advice = raw.get("advice", False)
     if not isinstance(advice, bool):
         problems.add(f"{path}.advice", f"{advice!r} is a {type(advice).__name__}, expected "
@@ -153,11 +164,11 @@ def _validate_check(problems: _Problems, raw: Any, path: str) -> CheckSpec | Non
                                          "for what this check scores")
     for i, diag in enumerate(raw.get("diagnoses") or []):
         if diag not in DIAGNOSES:
-            problems.add(f"{path}.diagnoses[{i}]", _one_of(diag, DIAGNOSES))
+            problems.add(f"{path}.diagnoses[{i}]", one_of(diag, DIAGNOSES))
     if kind is None:
         return None
     if kind not in CHECKS:
-        problems.add(f"{path}.kind", _one_of(kind, CHECKS))
+        problems.add(f"{path}.kind", one_of(kind, CHECKS))
         return None
     spec = CHECKS[kind]
     for key, typ in spec.required.items():
@@ -168,38 +179,49 @@ def _validate_check(problems: _Problems, raw: Any, path: str) -> CheckSpec | Non
     for key in raw:
         if key not in known:
             problems.add(f"{path}.{key}", f"unknown key for a {kind} check")
-    if kind == "free_text" and raw.get("mode") not in FREE_TEXT_MODES:
-        problems.add(f"{path}.mode", _one_of(raw.get("mode"), FREE_TEXT_MODES))
-    if kind == "free_text" and isinstance(raw.get("terms"), dict):
-        _validate_terms(problems, raw["terms"], f"{path}.terms")
+    for key, problem in (spec.validate(raw) if spec.validate else ()):
+        problems.add(f"{path}.{key}", problem)
     if name is None or weight is None and "weight" in raw:
         return None
     return CheckSpec(name=name, kind=kind, weight=float(1 if weight is None else weight),
                      visibility=visibility, spec=dict(raw), advice=advice)
 
 
-def _validate_terms(problems: _Problems, terms: dict, path: str) -> None:
-    """terms: {name: [spelling, ...]}, every spelling a non-empty string."""
-    if not terms:
-        problems.add(path, "expected at least one term")
-    for name, spellings in terms.items():
-        if not isinstance(spellings, list) or not spellings or not all(
-                isinstance(s, str) and s.strip() for s in spellings):
-            problems.add(f"{path}.{name}", "expected a non-empty list of non-empty strings "
-                                           "(the term's spellings)")
+def _validate_params(problems: _Problems, probe: Probe, params: dict, path: str) -> None:
+    """Each visibility's parameters: the ones the probe takes, of their declared types."""
+    given = {vis: value for vis, value in params.items()
+             if vis in VISIBILITIES and isinstance(value, dict)} or {"public": {}}
+    for vis, values in given.items():
+        where = f"{path}.params.{vis}"
+        problems.fields(values, where, probe.params)
+        for key, kind in probe.optional.items():
+            problems.typed(values, key, kind, where, required=False)
+        for key in values:
+            if key not in probe.params and key not in probe.optional:
+                problems.add(f"{where}.{key}", f"unknown parameter for the {probe.name} probe")
+
+
+def _check_fits(problems: _Problems, probe: Probe, spec: CheckSpec, path: str) -> None:
+    """The check's kind fits the probe, and every target it names is one the probe returns."""
+    kind = CHECKS[spec.kind]
+    if kind.probes is not None and probe.name not in kind.probes:
+        problems.add(path, f"check {spec.kind!r} does not fit probe {probe.name!r} "
+                           f"(it fits {', '.join(sorted(kind.probes))})")
+        return
+    for _, name, sort in kind.named_targets(spec.spec):
+        if not any(t.name == name and t.array == (sort == "array") for t in probe.targets):
+            problems.add(path, f"check {spec.kind!r} does not fit probe {probe.name!r} "
+                               f"(target {name!r})")
 
 
 def _validate_item(problems: _Problems, raw: Any, path: str) -> Item | None:
-    if not isinstance(raw, dict):
-        problems.add(path, f"expected a mapping, got {type(raw).__name__}")
+    if not problems.mapping(raw, path):
         return None
-    item_id = problems.typed(raw, "id", str, path)
-    title = problems.typed(raw, "title", str, path)
-    probe = problems.typed(raw, "probe", str, path)
-    points = problems.typed(raw, "points", (int, float), path)
-    budget = problems.typed(raw, "budget_seconds", (int, float), path)
-    if probe is not None and probe not in PROBES:
-        problems.add(f"{path}.probe", _one_of(probe, PROBES))
+    item_id, title, probe, points, budget = problems.fields(
+        raw, path, {"id": str, "title": str, "probe": str, "points": (int, float),
+                    "budget_seconds": (int, float)})
+    declared = PROBES.get(probe) if probe is not None and \
+        problems.among(probe, PROBES, f"{path}.probe") else None
     if points is not None and points < 0:
         problems.add(f"{path}.points", f"{points!r} must not be negative")
     if budget is not None and budget <= 0:
@@ -210,9 +232,11 @@ def _validate_item(problems: _Problems, raw: Any, path: str) -> Item | None:
         params = {}
     for vis, value in params.items():
         if vis not in VISIBILITIES:
-            problems.add(f"{path}.params.{vis}", _one_of(vis, VISIBILITIES))
+            problems.add(f"{path}.params.{vis}", one_of(vis, VISIBILITIES))
         elif not isinstance(value, dict):
             problems.add(f"{path}.params.{vis}", "expected a mapping")
+    if declared is not None:
+        _validate_params(problems, declared, params, path)
     raw_checks = raw.get("checks")
     checks = []
     if not isinstance(raw_checks, list) or not raw_checks:
@@ -222,6 +246,8 @@ def _validate_item(problems: _Problems, raw: Any, path: str) -> Item | None:
             spec = _validate_check(problems, c, f"{path}.checks[{j}]")
             if spec is not None:
                 checks.append(spec)
+                if declared is not None:
+                    _check_fits(problems, declared, spec, f"{path}.checks[{j}]")
                 if spec.visibility == "hidden" and "hidden" not in params and params:
                     problems.add(f"{path}.params", "has no 'hidden' parameters for its hidden checks")
     data = raw.get("data")
@@ -290,7 +316,7 @@ def parse_rubric(data: Any, path: Path, text: str = "") -> Rubric:
         items.append(item)
     gs_visibility = data.get("gradescope_hidden_visibility", "after_published")
     if gs_visibility not in GRADESCOPE_VISIBILITIES:
-        problems.add("gradescope_hidden_visibility", _one_of(gs_visibility, GRADESCOPE_VISIBILITIES))
+        problems.add("gradescope_hidden_visibility", one_of(gs_visibility, GRADESCOPE_VISIBILITIES))
     for key in data:
         if key not in {"assignment", "submission_name", "seed", "public_seed", "tolerances",
                        "limits", "questions", "gradescope_hidden_visibility"}:

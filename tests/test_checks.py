@@ -349,3 +349,242 @@ def test_steps_that_skip_training_are_named():
     verdict = run("batches", {}, meta=meta, inputs=Q9_INPUTS, params=Q9_PARAMS, seed=Q9_SEED)
     assert not verdict.passed and "3 of the 12 iterations neither drew a batch nor trained" \
         in verdict.diagnosis
+
+
+# ------------------------------------------------ every kind and every diagnosis
+#
+# One passing and one failing case for each registered check kind, and one case
+# each diagnosis names and one it does not: a kind or a diagnosis without an
+# entry here fails test_every_kind_and_diagnosis_has_cases.
+
+def verdict(kind, spec=None, arrays=None, meta=None, expected=None, inputs=None, params=None,
+            secret=None, seed=0):
+    ctx = Context(spec={"kind": kind, **(spec or {})},
+                  got=ProbeOutput("ok", meta=meta or {}, arrays=arrays or {}),
+                  expected=None if expected is None else ProbeOutput("ok", arrays=expected),
+                  inputs=inputs or {}, params=params or {}, tolerances=TOLERANCES,
+                  secret=secret or {}, seed=seed)
+    return CHECKS[kind].fn(ctx)
+
+
+def tensor(shape, dtype="float32", op="Placeholder", **more):
+    return {"type": "Tensor", "is_tensor": True, "dtype": dtype, "shape": shape, "op": op, **more}
+
+
+FWD = make_inputs("forward_propagation", 1234, "Q4", {"m": 16, "n_hidden": 24})
+COST = make_inputs("compute_cost", 1234, "Q5", {"m": 16})
+ACC = make_inputs("compute_accuracy", 1234, "Q6", {"m": 20})
+EVAL = make_inputs("evaluate", 1234, "Q10", {"n": 250})
+SMALL = small_inputs()
+
+
+def _logits(inputs=FWD, act=lambda a: np.maximum(a, 0), b1=True, b2=True):
+    x = inputs["X"].reshape(len(inputs["X"]), -1).astype(np.float64)
+    w = {k: inputs[k].astype(np.float64) for k in KEYS}
+    return act(x @ w["W1"] + (w["b1"] if b1 else 0)) @ w["W2"] + (w["b2"] if b2 else 0)
+
+
+def _right_cost(z=None):
+    from grader.numerics import log_softmax
+    z = COST["Z"].astype(np.float64) if z is None else z
+    return float(np.mean(-(COST["Y"] * log_softmax(z)).sum(1)))
+
+
+def _accuracy():
+    return float(np.mean(np.argmax(ACC["Z"], 1) == np.argmax(ACC["Y"], 1)))
+
+
+def _params_meta(shapes=None, **info):
+    shapes = shapes or {"W1": [784, 128], "b1": [128], "W2": [128, 10], "b2": [10]}
+    return {k: {"type": "RefVariable", "is_tensor": True, "is_variable": True, "trainable": True,
+                "shape": shapes[k], **info} for k in KEYS}
+
+
+def _session(uninitialized=(), a=np.ones(3)):
+    meta = {"is_session": True, "same_graph": True, "uninitialized": list(uninitialized),
+            "n_variables": 4, "session": {"type": "Session", "is_tensor": False}}
+    return verdict("initialized", {}, {"a": a}, meta, expected={"a": np.ones(3)})
+
+
+def _pair(types, values):
+    return verdict("returned_pair", {}, {"returned": np.asarray(values, dtype=np.float64)},
+                   {"returned": {"type": "tuple", "element_types": types}})
+
+
+def _threshold(predictions):
+    labels = np.arange(50) % 10
+    return verdict("accuracy_threshold", {"min_accuracy": 0.8},
+                   {"predictions": predictions(labels)}, secret={"test_labels": labels},
+                   params={"steps": 100})
+
+
+Q9_META = {"batch_sizes": SIZES, "steps_run": 12,
+           "returned": {"type": "list", "element_types": ["float"]}}
+GOOD_PRINT = lines(lambda i, c: f"Iteration {i}: cost = {c:.4f}", [0, 4, 8, 11], SERVED[[0, 4, 8, 11]])
+Z2 = _logits()
+SOFT = np.exp(Z2 - Z2.max(1, keepdims=True))
+SOFT = SOFT / SOFT.sum(1, keepdims=True)
+GLOROT = mlp_parameters(np.random.default_rng(0), 128)
+
+CHECK_CASES = {
+    "placeholder": (
+        lambda: verdict("placeholder", {"target": "X", "dtype": "float32", "shape": [None, 28, 28]},
+                        meta={"X": tensor([None, 28, 28])}),
+        lambda: verdict("placeholder", {"target": "X", "dtype": "float32", "shape": [None, 28, 28]},
+                        meta={"X": tensor([None, 784])})),
+    "keys": (
+        lambda: verdict("keys", {"expected": list(KEYS)}, meta={"keys": list(KEYS)}),
+        lambda: verdict("keys", {"expected": list(KEYS)}, meta={"keys": ["w1", "b1", "w2", "b2"]})),
+    "parameter_shapes": (
+        lambda: verdict("parameter_shapes", meta=_params_meta()),
+        lambda: verdict("parameter_shapes", meta=_params_meta(
+            {"W1": [128, 784], "b1": [128], "W2": [128, 10], "b2": [10]}))),
+    "trainable": (
+        lambda: verdict("trainable", meta=_params_meta()),
+        lambda: verdict("trainable", meta=_params_meta(trainable=False))),
+    "init_scale": (
+        lambda: verdict("init_scale", {"min_ratio": 0.25, "max_ratio": 4}, GLOROT),
+        lambda: verdict("init_scale", {"min_ratio": 0.25, "max_ratio": 4},
+                        {k: np.zeros_like(v) for k, v in GLOROT.items()})),
+    "output_shape": (
+        lambda: verdict("output_shape", {"targets": ["Z2"]}, {"Z2": Z2}, expected={"Z2": Z2}),
+        lambda: verdict("output_shape", {"targets": ["Z2"]}, {"Z2": Z2.T}, expected={"Z2": Z2})),
+    "allclose": (
+        lambda: verdict("allclose", {"target": "cost"}, {"cost": np.float64(_right_cost())},
+                        expected={"cost": np.float64(_right_cost())}, inputs=COST),
+        lambda: verdict("allclose", {"target": "cost"}, {"cost": np.float64(1.0)},
+                        expected={"cost": np.float64(_right_cost())}, inputs=COST)),
+    "softmax_of": (
+        lambda: verdict("softmax_of", {"target": "A2", "logits": "Z2"}, {"Z2": Z2, "A2": SOFT}),
+        lambda: verdict("softmax_of", {"target": "A2", "logits": "Z2"}, {"Z2": Z2, "A2": Z2})),
+    "lowers_cost": (
+        lambda: verdict("lowers_cost", Q7_SPEC, simulate(SMALL, 40, gd(0.5)), inputs=SMALL,
+                        params=Q7_PARAMS),
+        lambda: verdict("lowers_cost", Q7_SPEC, simulate(SMALL, 40, gd(0.5, sign=1.0)),
+                        inputs=SMALL, params=Q7_PARAMS)),
+    "uses_learning_rate": (
+        lambda: verdict("uses_learning_rate", {}, {f"{k}_lr0": SMALL[k] for k in KEYS},
+                        inputs=SMALL),
+        lambda: verdict("uses_learning_rate", {}, {f"{k}_lr0": SMALL[k] + 1 for k in KEYS},
+                        inputs=SMALL)),
+    "initialized": (lambda: _session(), lambda: _session(["grader_a", "grader_b", "c", "d"])),
+    "batches": (
+        lambda: verdict("batches", {}, {"fed_total": np.float64(SERVED.sum())}, Q9_META,
+                        inputs=Q9_INPUTS, params=Q9_PARAMS, seed=Q9_SEED),
+        lambda: verdict("batches", {}, {"fed_total": np.float64(0.0)}, Q9_META,
+                        inputs=Q9_INPUTS, params=Q9_PARAMS, seed=Q9_SEED)),
+    "returned_costs": (
+        lambda: verdict("returned_costs", {}, {"returned": SERVED.copy()}, Q9_META,
+                        inputs=Q9_INPUTS, params=Q9_PARAMS, seed=Q9_SEED),
+        lambda: verdict("returned_costs", {}, {"returned": SERVED[:5].copy()}, Q9_META,
+                        inputs=Q9_INPUTS, params=Q9_PARAMS, seed=Q9_SEED)),
+    "printed": (lambda: printed(GOOD_PRINT), lambda: printed("")),
+    "returned_pair": (lambda: _pair(["float", "float"], [1.5, 0.5]),
+                      lambda: _pair(["Tensor", "Tensor"], [np.nan, np.nan])),
+    "accuracy_threshold": (lambda: _threshold(lambda y: y.copy()),
+                           lambda: _threshold(lambda y: np.zeros_like(y))),
+    "free_text": (lambda: answer(GOOD), lambda: answer("")),
+}
+
+
+def diagnose(name, got, expected, inputs, target="cost", outputs=None):
+    from grader.diagnoses import DIAGNOSES, Case
+    return DIAGNOSES[name](Case(target=target, got=np.asarray(got), expected=np.asarray(expected),
+                                inputs=inputs, params={}, outputs=outputs or {}))
+
+
+def _cost_case(name, wrong):
+    def named(got):
+        return lambda: diagnose(name, got() if callable(got) else got, _right_cost(), COST)
+    return named(wrong), named(_right_cost)
+
+
+def _acc_case(name, wrong, target="accuracy"):
+    return (lambda: diagnose(name, wrong(), _accuracy(), ACC, target),
+            lambda: diagnose(name, np.float64(_accuracy()), _accuracy(), ACC, target))
+
+
+def _fwd_case(name, wrong, target="Z2", right=Z2, outputs=None):
+    return (lambda: diagnose(name, wrong(), right, FWD, target, outputs),
+            lambda: diagnose(name, right, right, FWD, target, outputs))
+
+
+def _eval_case(name, wrong):
+    from grader.inputs import evaluate_values
+    right = np.asarray(evaluate_values(EVAL))
+    return (lambda: diagnose(name, wrong(right), right, EVAL, "returned"),
+            lambda: diagnose(name, right + [1.0, 0.3], right, EVAL, "returned"))  # another mistake
+
+
+def _softmax_np(z, axis=1):
+    from grader.numerics import softmax
+    return softmax(z, axis)
+
+
+def _unweighted(right):
+    from grader.inputs import evaluate_values
+    sub = lambda s: {**EVAL, "images": EVAL["images"][s:s + 32], "labels": EVAL["labels"][s:s + 32]}
+    return np.mean([evaluate_values(sub(s)) for s in range(0, 250, 32)], axis=0)
+
+
+_Z, _Y = COST["Z"].astype(np.float64), COST["Y"].astype(np.float64)
+DIAGNOSIS_CASES = {
+    "cost_summed": _cost_case("cost_summed", lambda: _right_cost() * 16),
+    "cost_softmax_twice": _cost_case("cost_softmax_twice",
+                                     lambda: _right_cost(np.log(_softmax_np(_softmax_np(_Z))))),
+    "cost_swapped": _cost_case("cost_swapped", lambda: float(np.mean(
+        -(_Z * (_Y - _Y.max(1, keepdims=True) - np.log(np.exp(_Y - _Y.max(1, keepdims=True))
+                                                       .sum(1, keepdims=True)))).sum(1)))),
+    "cost_sigmoid": _cost_case("cost_sigmoid", lambda: float(np.mean(
+        np.maximum(_Z, 0) - _Z * _Y + np.log1p(np.exp(-np.abs(_Z)))))),
+    "cost_binary_of_softmax": _cost_case("cost_binary_of_softmax", lambda: float(np.mean(-(
+        _Y * np.log(np.clip(_softmax_np(_Z), 1e-10, 0.9999999))
+        + (1 - _Y) * np.log(1 - np.clip(_softmax_np(_Z), 1e-10, 0.9999999))).sum(1)))),
+    "cost_squared_error": _cost_case("cost_squared_error", lambda: float(np.mean((_Z - _Y) ** 2))),
+    "cost_not_averaged": _cost_case("cost_not_averaged", lambda: -(_Y * np.log(_softmax_np(_Z))).sum(1)),
+    "cost_sum_over_classes_missing": _cost_case("cost_sum_over_classes_missing",
+                                                lambda: _right_cost() / 10),
+    "accuracy_cast_to_int": _acc_case("accuracy_cast_to_int", lambda: np.float64(0.0)),
+    "accuracy_wrong_axis": _acc_case("accuracy_wrong_axis", lambda: np.float64(
+        np.mean(np.argmax(ACC["Z"], 0) == np.argmax(ACC["Y"], 0)))),
+    "accuracy_percent": _acc_case("accuracy_percent", lambda: np.float64(_accuracy() * 100)),
+    "accuracy_count": _acc_case("accuracy_count", lambda: np.float64(_accuracy() * 20)),
+    "accuracy_error_rate": _acc_case("accuracy_error_rate", lambda: np.float64(1 - _accuracy())),
+    "forward_swapped_outputs": _fwd_case("forward_swapped_outputs", lambda: _softmax_np(Z2)),
+    "forward_probabilities_as_logits": _fwd_case("forward_probabilities_as_logits",
+                                                 lambda: _softmax_np(Z2)),
+    "forward_missing_relu": _fwd_case("forward_missing_relu", lambda: _logits(act=lambda a: a)),
+    "forward_wrong_activation": _fwd_case("forward_wrong_activation",
+                                          lambda: _logits(act=np.tanh)),
+    "forward_missing_bias": _fwd_case("forward_missing_bias", lambda: _logits(b1=False)),
+    "forward_extra_relu": _fwd_case("forward_extra_relu", lambda: np.maximum(Z2, 0)),
+    "probabilities_not_softmax": _fwd_case("probabilities_not_softmax",
+                                           lambda: _softmax_np(Z2, axis=0), "A2", SOFT,
+                                           {"Z2": Z2}),
+    "evaluate_swapped": _eval_case("evaluate_swapped", lambda right: right[::-1]),
+    "evaluate_partial": _eval_case("evaluate_partial", lambda right: np.asarray(
+        __import__("grader.inputs", fromlist=["x"]).evaluate_values(EVAL, 100))),
+    "evaluate_unweighted_batches": _eval_case("evaluate_unweighted_batches",
+                                              lambda right: _unweighted(right)),
+}
+
+
+def test_every_kind_and_diagnosis_has_cases():
+    from grader.diagnoses import DIAGNOSES
+    assert set(CHECK_CASES) == set(CHECKS), set(CHECKS) ^ set(CHECK_CASES)
+    assert set(DIAGNOSIS_CASES) == set(DIAGNOSES), set(DIAGNOSES) ^ set(DIAGNOSIS_CASES)
+
+
+@pytest.mark.parametrize("kind", sorted(CHECK_CASES))
+def test_each_check_kind_passes_and_fails(kind):
+    passing, failing = CHECK_CASES[kind]
+    good, bad = passing(), failing()
+    assert good.passed and not good.pending, f"{kind}: {good.message} | {good.diagnosis}"
+    assert not bad.passed and bad.message, kind
+
+
+@pytest.mark.parametrize("name", sorted(DIAGNOSIS_CASES))
+def test_each_diagnosis_names_its_mistake_and_only_it(name):
+    named, other = DIAGNOSIS_CASES[name]
+    assert named(), name
+    assert other() is None, name

@@ -5,11 +5,14 @@ forge them: the parent must accept only plain numeric arrays and plain JSON.
 """
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from grader import engine
+from grader import config, engine
+from grader.checks import CHECKS
+from grader.errors import UngradableError
 from grader.outcome import ProbeOutput
 from grader.rubric import load_rubric
 
@@ -100,8 +103,8 @@ def test_a_failing_reference_is_ungradable_not_a_zero(tmp_path, monkeypatch, cap
     from grader import cli
     broken = tmp_path / "reference.py"
     broken.write_text("def create_placeholders():\n    raise RuntimeError('broken reference')\n")
-    monkeypatch.setattr(engine, "REFERENCE_PATH", broken)
-    monkeypatch.setattr(engine, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(config, "CONFIG", replace(config.CONFIG, reference=broken,
+                                                  cache_dir=tmp_path / "cache"))
     code = cli.main(["check", str(engine.PROJECT_ROOT / "starter" / "tensorflow_tutorial.py"),
                      "--isolation", "basic"])
     out, err = capsys.readouterr()
@@ -117,8 +120,70 @@ def test_a_sandbox_that_cannot_start_is_ungradable(monkeypatch, capsys, tmp_path
         raise sandbox.SandboxError("unshare: operation not permitted")
     monkeypatch.setattr(sandbox, "start", refuse)
     monkeypatch.setattr(sandbox, "start_forked", refuse)  # children forked from the zygote
-    monkeypatch.setattr(engine, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(config, "CONFIG", replace(config.CONFIG, cache_dir=tmp_path / "cache"))
     code = cli.main(["check", str(engine.PROJECT_ROOT / "starter" / "tensorflow_tutorial.py")])
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.strip() == "ungradable: the sandbox cannot start: unshare: operation not permitted"
+
+
+# ------------------------------------------------- grader faults and declared targets
+
+def _q5(value=np.float64(2.0)):
+    tasks = [t for t in engine.plan(RUBRIC, ("public", "hidden")) if t.item.id == "Q5"]
+    outputs = {t.id: ProbeOutput("ok", {"cost": {"dtype": "float32"}}, {"cost": value})
+               for t in tasks}
+    return RUBRIC.item("Q5"), tasks, outputs
+
+
+def _raising(monkeypatch, kind: str = "allclose"):
+    def boom(ctx):
+        raise ZeroDivisionError("a grader bug")
+    monkeypatch.setitem(CHECKS, kind, replace(CHECKS[kind], fn=boom))
+
+
+def test_a_check_that_raises_is_a_grader_fault_never_a_score(monkeypatch):
+    item, tasks, outputs = _q5()
+    _raising(monkeypatch)
+    with pytest.raises(UngradableError) as info:
+        engine.score_item(item, tasks, outputs, outputs, RUBRIC)
+    assert str(info.value).startswith("check 'the mean softmax cross-entropy' (allclose) of Q5 "
+                                      "raised ZeroDivisionError: a grader bug")
+
+
+def test_a_check_that_raises_exits_2_with_one_ungradable_line(monkeypatch, capsys, tmp_path):
+    """The whole path of `python -m grader check`, with recorded probe outputs."""
+    from grader import cli
+    item, tasks, outputs = _q5()
+    _raising(monkeypatch)
+    monkeypatch.setenv("GRADER_STARTUP", "fresh")
+
+    def recorded(rubric, tasks, workroot):
+        return {t.id: outputs.get(t.id, ProbeOutput("ok")) for t in tasks}
+
+    def probed(source, tasks, *args, **kwargs):
+        return engine.Probed(recorded(None, tasks, None), "basic", "", "fresh")
+    monkeypatch.setattr(engine, "expected_outputs", recorded)
+    monkeypatch.setattr(engine, "probe", probed)
+    code = cli.main(["check", str(engine.PROJECT_ROOT / "starter" / "tensorflow_tutorial.py")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.startswith("ungradable: check ") and len(err.strip().splitlines()) == 1
+
+
+def test_a_reference_check_without_a_reference_output_is_a_grader_fault():
+    item, tasks, outputs = _q5()
+    with pytest.raises(UngradableError, match="no reference output for Q5-public"):
+        engine.score_item(item, tasks, outputs, {}, RUBRIC)
+
+
+@pytest.mark.parametrize("value, why", [
+    (np.array([True]), "cost is bool, not float numbers"),
+    (None, "compute_cost sent no cost"),
+])
+def test_a_target_of_the_wrong_kind_is_the_students_error(value, why):
+    item, tasks, expected = _q5()
+    got = {t.id: ProbeOutput("ok", {}, {} if value is None else {"cost": value}) for t in tasks}
+    result = engine.score_item(item, tasks, got, expected, RUBRIC)
+    assert result.status == "error" and result.score == 0
+    assert result.feedback == f"{engine.UNREADABLE}: {why}"

@@ -126,3 +126,44 @@ def test_gradescope_hidden_visibility_is_checked(raw):
     assert line.startswith("rubric.yaml: gradescope_hidden_visibility: 'never' is not one of ")
     raw["gradescope_hidden_visibility"] = "after_due_date"
     assert parse_rubric(raw, Path("rubric.yaml")).gradescope_hidden_visibility == "after_due_date"
+
+
+def test_checks_must_fit_their_probe_and_its_targets(raw):
+    """Validated against the declarations: the probes a kind fits, the targets a probe returns."""
+    raw["questions"][3]["checks"][1]["target"] = "grads"
+    raw["questions"][3]["checks"][2] = {"name": "prints", "kind": "printed", "weight": 1,
+                                        "asked_by": "x"}
+    raw["questions"][1]["checks"][0] = {"name": "X", "kind": "placeholder", "target": "X",
+                                        "dtype": "float32", "shape": [None, 10], "asked_by": "x"}
+    assert problems(raw) == [
+        "rubric.yaml: questions[1].checks[0]: check 'placeholder' does not fit probe "
+        "'initialize_parameters' (it fits create_placeholders)",
+        "rubric.yaml: questions[3].checks[1]: check 'allclose' does not fit probe "
+        "'compute_cost' (target 'grads')",
+        "rubric.yaml: questions[3].checks[2]: check 'printed' does not fit probe "
+        "'compute_cost' (it fits train)"]
+
+
+def test_a_target_must_be_of_the_sort_the_check_reads(raw):
+    """The placeholder check reads a tensor's description, not an array: Q4's Z2 is both."""
+    raw["questions"][2]["checks"][1]["target"] = "keys"  # a JSON list, not an array
+    assert problems(raw) == ["rubric.yaml: questions[2].checks[1]: check 'allclose' does not "
+                             "fit probe 'forward_propagation' (target 'keys')"]
+
+
+def test_params_are_those_the_probe_declares(raw):
+    raw["questions"][3]["params"]["public"] = {"m": "16", "batch": 3}
+    del raw["questions"][2]["params"]["hidden"]["n_hidden"]
+    raw["questions"][1]["params"]["hidden"]["n_hidden"] = 4.5
+    assert problems(raw) == [
+        "rubric.yaml: questions[1].params.hidden.n_hidden: 4.5 is a float, expected int or NoneType",
+        "rubric.yaml: questions[2].params.hidden.n_hidden: is missing",
+        "rubric.yaml: questions[3].params.public.m: '16' is a str, expected int",
+        "rubric.yaml: questions[3].params.public.batch: unknown parameter for the compute_cost probe"]
+
+
+def test_every_probe_is_declared_and_run_by_the_child():
+    from grader.child_runner import PROBES as RUN
+    from grader.probes import PROBES
+    assert set(PROBES) == set(RUN)
+    assert [p for p in PROBES.values() if p.whole] == [PROBES["model"]]

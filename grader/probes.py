@@ -1,0 +1,199 @@
+"""What each probe is, declared: its parameters, its inputs, the targets it returns.
+
+A probe runs in the sandboxed child (``child_runner.py``, which is copied there
+alone and must not import this package); this module is its parent-side half.
+Each :class:`Probe` says
+
+* ``params``: the rubric parameters it takes (``params.public`` / ``.hidden``),
+  with their types, and which of them it needs;
+* ``inputs``: how the grader makes the arrays the child receives (and the
+  ones the parent keeps to itself);
+* ``targets``: what comes back, each an array (``value_<name>`` on the wire)
+  or a JSON value, with the dtype and dimensions it may have;
+* whether its contract function is one the whole pipeline calls
+  (``pipeline``), or whether it *is* the whole pipeline (``whole``).
+
+The rubric is validated against these declarations (``rubric.py``), and every
+result the child sends is checked against them (:func:`validate`) before a
+check looks at it: a target of the wrong kind is the submission's error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .inputs import make_inputs, model_inputs
+from .outcome import ProbeOutput, ProbeStatus
+
+UNREADABLE = "the grader could not read what your code returned"
+NUMBER = (int, float)
+_NONE = type(None)
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _shape(value) -> bool:
+    return value is None or isinstance(value, list) and all(
+        v is None or isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
+# The keys child_runner.describe() may give for a returned object, and what each may be.
+_TENSOR_KEYS = {"type": str, "is_tensor": bool, "is_variable": bool, "dtype": str, "op": str,
+                "trainable": bool, "feed_error": str, "describe_error": str}
+
+
+def _tensor(value) -> bool:
+    return isinstance(value, dict) and _shape(value.get("shape")) and all(
+        isinstance(value[k], t) for k, t in _TENSOR_KEYS.items() if k in value)
+
+
+def _returned(value) -> bool:
+    """What a probe says of a returned sequence: its type and its elements' types."""
+    return isinstance(value, dict) and isinstance(value.get("type", ""), str) \
+        and _strings(value.get("element_types", []))
+
+
+def _of(kind):
+    return lambda value: isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+# What a JSON target may be: a name for the feedback and a test of the value.
+_JSON_KINDS = {"tensor": _tensor, "returned": _returned, "strings": _strings,
+               "list": _of(list), "str": _of(str), "bool": _of(bool), "int": _of(int),
+               "number": _of((int, float))}
+# What an array target may be: numpy dtype kinds.
+_ARRAY_KINDS = {"float": "f", "int": "iu", "numeric": "fiub"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing a probe returns."""
+
+    name: str
+    kind: str                      # arrays: "float" | "int" | "numeric"; JSON: a _JSON_KINDS name
+    array: bool = True             # an array (``value_<name>``) or a JSON value in the result
+    ndim: tuple[int, ...] = ()     # the dimensions an array may have; () for any
+    required: bool = False         # an honest child always sends it
+
+    def problem(self, value) -> str:
+        """Why ``value`` is not this target, or ""."""
+        if self.array:
+            numeric = isinstance(value, (np.ndarray, np.generic))
+            if not numeric or value.dtype.kind not in _ARRAY_KINDS[self.kind]:
+                found = value.dtype if numeric else type(value).__name__
+                return f"{self.name} is {found}, not {self.kind} numbers"
+            if self.ndim and value.ndim not in self.ndim:
+                return f"{self.name} has {value.ndim} dimensions"
+            return ""
+        if not _JSON_KINDS[self.kind](value):
+            return f"{self.name} is not a {self.kind} ({type(value).__name__})"
+        return ""
+
+
+def arrays(*names: str, kind: str = "float", ndim: tuple[int, ...] = (),
+           required: bool = False) -> tuple[Target, ...]:
+    return tuple(Target(n, kind, True, ndim, required) for n in names)
+
+
+def meta(*names: str, kind: str = "tensor", required: bool = False) -> tuple[Target, ...]:
+    return tuple(Target(n, kind, False, (), required) for n in names)
+
+
+Inputs = Callable[["object", int, dict], tuple[dict, dict]]
+
+
+def _generated(item, seed: int, params: dict) -> tuple[dict, dict]:
+    """The generator of ``inputs.py`` registered for the probe; nothing secret."""
+    return make_inputs(item.probe, seed, item.id, params), {}
+
+
+def _grading_data(item, seed: int, params: dict) -> tuple[dict, dict]:
+    """The model item's data (``data:`` in the rubric); its test labels stay here."""
+    return model_inputs(item.data)
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str                      # the probe's name in child_runner.PROBES and rubric.yaml
+    targets: tuple[Target, ...]
+    params: dict = field(default_factory=dict)     # name -> type(s), required
+    optional: dict = field(default_factory=dict)   # name -> type(s), may be left out
+    inputs: Inputs = _generated
+    pipeline: bool = False         # the whole-pipeline probe calls this contract function
+    whole: bool = False            # runs the submission's whole pipeline
+
+    def target(self, name: str) -> Target | None:
+        return next((t for t in self.targets if t.name == name), None)
+
+    def array_targets(self) -> list[str]:
+        return [t.name for t in self.targets if t.array]
+
+    def make_inputs(self, item, seed: int, params: dict) -> tuple[dict, dict]:
+        """(arrays the child receives, arrays the parent keeps)."""
+        return self.inputs(item, seed, params)
+
+    def validate(self, out: ProbeOutput) -> ProbeOutput:
+        """``out`` if every declared target in it is what it may be, else the
+        submission's error for the item, naming the first that is not."""
+        if not out.ok:
+            return out
+        for t in self.targets:
+            where = out.arrays if t.array else out.meta
+            if t.name not in where:
+                if t.required:
+                    return ProbeOutput.failure(ProbeStatus.ERROR,
+                                               f"{UNREADABLE}: {self.name} sent no {t.name}")
+                continue
+            problem = t.problem(where[t.name])
+            if problem:
+                return ProbeOutput.failure(ProbeStatus.ERROR, f"{UNREADABLE}: {problem}")
+        return out
+
+
+PARAMETERS = ("W1", "b1", "W2", "b2")
+
+PROBES: dict[str, Probe] = {p.name: p for p in (
+    Probe("create_placeholders", meta("X", "Y", required=True) + arrays("fed_X", "fed_Y"),
+          pipeline=True),
+    Probe("initialize_parameters",
+          meta("keys", kind="list", required=True) + meta(*PARAMETERS) + arrays(*PARAMETERS),
+          optional={"n_hidden": (int, _NONE)}, pipeline=True),
+    Probe("forward_propagation", meta("Z2", "A2") + arrays("Z2", "A2", required=True),
+          params={"m": int, "n_hidden": int}, pipeline=True),
+    Probe("compute_cost", meta("cost") + arrays("cost", required=True),
+          params={"m": int}, pipeline=True),
+    Probe("compute_accuracy", meta("accuracy") + arrays("accuracy", required=True),
+          params={"m": int}),
+    Probe("create_train_step",
+          meta("step", "step_lr0")
+          + arrays(*(f"{k}_trace" for k in PARAMETERS), *(f"{k}_lr0" for k in PARAMETERS)),
+          params={"learning_rate": NUMBER, "steps": int, "m": int, "n_hidden": int},
+          pipeline=True),
+    Probe("initialize_session",
+          meta("session", required=True) + meta("is_session", kind="bool", required=True)
+          + meta("same_graph", kind="bool") + meta("uninitialized", kind="strings")
+          + meta("n_variables", kind="int") + arrays("a"),
+          pipeline=True),
+    Probe("train",
+          meta("printed", kind="str") + meta("batch_sizes", kind="list")
+          + meta("steps_run", kind="int") + meta("returned", kind="returned")
+          + arrays("fed_total") + arrays("returned", ndim=(1,)),
+          params={"num_steps": int, "batch_size": int, "print_every": int, "n": int},
+          pipeline=True),
+    Probe("evaluate", meta("returned", kind="returned") + arrays("returned", ndim=(1,)),
+          params={"n": int}),
+    Probe("improvements", meta("text_type", "text", kind="str", required=True)),
+    Probe("model", arrays("predictions", kind="int", ndim=(1,), required=True)
+          + arrays("costs", ndim=(1,)) + meta("learning_rate", kind="number"),
+          params={"steps": int, "batch_size": int, "learning_rate": NUMBER, "n_hidden": int},
+          optional={"sgd_learning_rate": NUMBER}, inputs=_grading_data, whole=True),
+)}
+
+
+def probe(name: str) -> Probe:
+    return PROBES[name]

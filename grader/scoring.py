@@ -1,0 +1,125 @@
+"""Scoring: each item's checks on what its probe returned, and the report.
+
+A result is first validated against what the item's probe declares
+(``probes.py``); a check then runs on it.  A check that raises is a grader
+bug: the grade is ungradable (exit 2), naming the check, never a student's
+zero.
+"""
+
+from __future__ import annotations
+
+from .checks import CHECKS, Context
+from .errors import UngradableError
+from .outcome import ProbeOutput
+from .plan import Task
+from .probes import PROBES
+from .report import ERROR, FAILED, PASSED, PENDING, CheckResult, QuestionResult
+from .rubric import Item, Rubric
+
+
+def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
+               rubric: Rubric) -> QuestionResult:
+    total_weight = sum(c.weight for c in item.checks)
+    by_vis = {t.visibility: t for t in tasks}
+    declared = PROBES[item.probe]
+    results = []
+    for spec in item.checks:
+        task = by_vis.get(spec.visibility)
+        if task is None:
+            continue
+        points = item.points * spec.weight / total_weight
+        out = declared.validate(got[task.id])  # checks see only what the probe declares
+        if not out.ok:
+            results.append(CheckResult(spec.name, spec.kind, ERROR, points, 0.0, spec.visibility,
+                                       out.message, _error_hint(out), out.traceback,
+                                       failure=out.status))
+            continue
+        verdict = _run_check(item, spec, task, out, expected.get(task.id), rubric)
+        hidden = spec.visibility == "hidden"
+        if verdict.pending:
+            status, score = PENDING, 0.0
+        else:
+            status, score = (PASSED, points) if verdict.passed else (FAILED, 0.0)
+        message = verdict.message
+        hint = verdict.diagnosis or ""
+        if hidden and status == FAILED:
+            # hidden checks never show expected values: name the mistake or give the hint
+            message = verdict.diagnosis or spec.spec.get("hint") or \
+                "a hidden check failed on inputs you have not seen"
+            hint = spec.spec.get("hint", "") if verdict.diagnosis else ""
+        results.append(CheckResult(spec.name, spec.kind, status, points, score, spec.visibility,
+                                   message, hint))
+    max_score = sum(r.points for r in results)
+    score = sum(r.score for r in results)
+    hidden_points = item.points + item.hidden_points - max_score  # checks not run here
+    if all(r.status == PASSED for r in results):
+        status, feedback = PASSED, "all checks passed"
+    elif any(r.status == ERROR for r in results):
+        first = next(r for r in results if r.status == ERROR)
+        status, feedback = ERROR, first.message
+    elif all(r.status in (PASSED, PENDING) for r in results):
+        status, feedback = PENDING, next(r for r in results if r.status == PENDING).message
+    else:
+        first = next(r for r in results if r.status == FAILED)
+        status, feedback = FAILED, first.hint or first.message
+    return QuestionResult(item.id, item.title, round(score, 6), round(max_score, 6), status,
+                          _one_line(feedback), tuple(results), round(hidden_points, 6))
+
+
+def _run_check(item: Item, spec, task: Task, out: ProbeOutput, expected: ProbeOutput | None,
+               rubric: Rubric):
+    """The check's verdict; a check that raises, or that compares with a reference
+    output that is not there, is the grader's fault (UngradableError), never a score."""
+    kind = CHECKS[spec.kind]
+    where = f"check {spec.name!r} ({spec.kind}) of {item.id}"
+    if kind.reference and (expected is None or not expected.ok):
+        raise UngradableError(f"{where}: no reference output for {task.id}")
+    ctx = Context(spec=spec.spec, got=out, expected=expected, inputs=task.inputs,
+                  params=task.params, tolerances=rubric.tolerances, secret=task.secret,
+                  seed=task.seed)
+    try:
+        return kind.fn(ctx)
+    except Exception as exc:  # a grader bug: the data was validated against the probe
+        raise UngradableError(f"{where} raised {type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:200]}") from exc
+
+
+def _error_hint(out: ProbeOutput) -> str:
+    message = out.message
+    if "NotImplementedError" in message:
+        return "write your answer where the starter says YOUR CODE HERE"
+    if out.status == "timeout":
+        return "look for an endless loop, or work done at import time"
+    if any(s in message for s in ("Dimensions must be equal", "Incompatible shapes",
+                                  "Cannot feed value of shape", "must have the same rank")):
+        return ("check the shapes: X flattened to (m, 784), W1 (784, n_hidden), "
+                "W2 (n_hidden, 10), the labels Y (m, 10)")
+    return ""
+
+
+def _one_line(text: str, limit: int = 110) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# How the child words a failed import (child_runner.py): the report shows it once.
+def _import_error(got: dict, problem: str) -> str:
+    """The reason importing the file failed, when it failed for every item alike."""
+    if problem:
+        return problem
+    outputs = list(got.values())
+    if not outputs or not all(o.during_import for o in outputs):
+        return ""
+    return outputs[0].message
+
+
+def _as_cells(q: QuestionResult, source: str, name: str) -> QuestionResult:
+    """A question's messages and tracebacks with the notebook's cells for script lines."""
+    from dataclasses import replace
+    from .notebook import line_map, relocate
+    mapping = line_map(source)
+    checks = tuple(replace(c, message=relocate(c.message, source, name, mapping),
+                           traceback=relocate(c.traceback, source, name, mapping))
+                   for c in q.checks)
+    return replace(q, checks=checks, feedback=relocate(q.feedback, source, name, mapping))
+

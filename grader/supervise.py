@@ -1,0 +1,246 @@
+"""Running the tasks of a grade in sandboxed children, one after another, each
+item on its own clock (see :func:`probe`)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import zygote
+from .child import _death, _startup, _supervise
+from .errors import UngradableError
+from .outcome import ProbeOutput
+from .plan import Task
+from .probes import PROBES
+from .rubric import Rubric
+
+
+@dataclass(frozen=True)
+class Probed:
+    """What running the probes gave: outputs by task id, and how they ran."""
+    results: dict
+    level: str
+    confinement: str
+    startup: str                # "zygote" (every child forked warm) or "fresh"
+
+
+def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
+               workroot: Path, seed_of, trusted: bool = False) -> tuple[dict, str, str]:
+    """Run every task on ``source`` in sandboxed children.
+
+    Returns ({task id: output}, isolation level, confinement detail).
+    """
+    probed = probe(source, tasks, rubric, isolation, workroot, seed_of, trusted)
+    return probed.results, probed.level, probed.confinement
+
+
+def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workroot: Path,
+          seed_of, trusted: bool = False, startup: str | None = None) -> Probed:
+    """Run every task on ``source`` in sandboxed children (see :class:`Probed`).
+
+    ``startup``: ``auto`` forks each child from a zygote where that is safe
+    (see grader/zygote.py), ``fresh`` starts a new Python each time, as does
+    ``auto`` when the zygote is unavailable. Waiting for the zygote to import
+    TensorFlow is the grader's time, not the submission's: the clock starts
+    after it.
+
+    One child runs the tasks in order.  When it dies, misbehaves or overruns
+    an item's budget, that item gets the failure and a fresh child takes the
+    rest.  The whole run has a hard cap: start-up, import and every item's
+    budget added up, however many children it takes.
+
+    With a zygote and a core to spare, the ``model`` item runs in children of
+    its own beside the others, on the same clock model (its own phases and
+    budgets, the same hard cap), and its result is what the one-child order
+    would give: when an earlier item's failure means it is not run (the
+    import failed, a pipeline function hung, the total time ran out), its
+    children are stopped and it gets that failure.
+    """
+    lim = rubric.limits
+    warm = _startup(rubric, startup or zygote.requested_mode())
+    deadline = time.monotonic() + float(lim["startup_seconds"]) + float(lim["import_seconds"]) \
+        + sum(float(t.item.budget_seconds) for t in tasks)
+    # What all children together may send: a hostile one cannot fill the parent's memory
+    # (two groups running side by side may each be granted what is left: twice at most).
+    budget = _Budget(4 * int(lim["result_mib"]) * 2**20)
+    runner = _GroupRun(source, rubric, isolation, workroot, seed_of, deadline, budget, warm,
+                       trusted)
+    with _concurrency() as running:
+        model = [t for t in tasks if PROBES[t.item.probe].whole]
+        others = [t for t in tasks if not PROBES[t.item.probe].whole]
+        if warm is None or not model or not others or _cores() < 2 * running:
+            done = runner.run(tasks)
+            return Probed(done.results, done.level, done.confinement, done.startup)
+        cancel = threading.Event()
+        side: list = []
+
+        def run_model() -> None:
+            try:
+                side.append(runner.run(model, cancel))
+            except BaseException as exc:  # raised again below
+                side.append(exc)
+
+        thread = threading.Thread(target=run_model, name="grader-model", daemon=True)
+        thread.start()
+        try:
+            main = runner.run(others, on_stop=cancel)
+        except BaseException:
+            cancel.set()
+            raise
+        finally:
+            thread.join()
+    side_run = side[0]
+    if isinstance(side_run, BaseException):
+        raise side_run
+    results = dict(main.results)
+    for t in model:
+        results[t.id] = main.stopped_model(t) or side_run.results[t.id]
+    startups = {main.startup, side_run.startup}
+    return Probed({t.id: results[t.id] for t in tasks}, main.level, main.confinement,
+                  "zygote" if startups == {"zygote"} else "fresh")
+
+
+class _Budget:
+    """Bytes the children of one run may still send, shared by its groups."""
+
+    def __init__(self, total: int):
+        self.left = total
+        self._lock = threading.Lock()
+
+    def take(self, received: int) -> None:
+        with self._lock:
+            self.left -= received
+
+
+_running = 0
+_running_lock = threading.Lock()
+
+
+class _concurrency:
+    """How many runs of this process are probing now, this one included."""
+
+    def __enter__(self) -> int:
+        global _running
+        with _running_lock:
+            _running += 1
+            return _running
+
+    def __exit__(self, *exc) -> None:
+        global _running
+        with _running_lock:
+            _running -= 1
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass
+class _GroupDone:
+    results: dict
+    level: str
+    confinement: str
+    startup: str
+    failure: ProbeOutput | None = None   # what the tasks after the last one run get, if any
+
+    def stopped_model(self, task: Task) -> ProbeOutput | None:
+        """What ``task`` (a model task, after all of these) gets in the one-child order."""
+        return self.failure  # frozen: shared as it is
+
+
+@dataclass
+class _GroupRun:
+    """Runs a list of tasks in children, one after another (see :func:`probe`)."""
+    source: Path
+    rubric: Rubric
+    isolation: str
+    workroot: Path
+    seed_of: object
+    deadline: float
+    budget: _Budget
+    warm: zygote.Zygote | None
+    trusted: bool
+
+    def run(self, tasks: list[Task], cancel: threading.Event | None = None,
+            on_stop: threading.Event | None = None) -> _GroupDone:
+        """``cancel``: stop as soon as it is set. ``on_stop``: set it when a
+        failure here means that a model task after these would not run."""
+        lim = self.rubric.limits
+        results: dict[str, ProbeOutput] = {}
+        remaining = list(tasks)
+        level, confinement = self.isolation, ""
+        startups = set()
+        first = True
+        after: ProbeOutput | None = None
+
+        def stop(failure: ProbeOutput) -> None:
+            nonlocal after
+            if after is None:
+                after = failure
+                if on_stop is not None:
+                    on_stop.set()
+
+        while remaining:
+            child = _supervise(self.source, remaining, self.rubric, self.isolation, self.workroot,
+                               self.seed_of, self.deadline, max(self.budget.left, 2**20),
+                               self.warm, cancel)
+            self.budget.take(child.received)
+            level, confinement = child.level, child.confinement
+            startups.add(child.startup)
+            if child.ended == "cancelled":
+                break
+            if child.reached == "startup" and (first or self.trusted):
+                # No line of the submission has run yet: this is the grader's side.
+                if child.ended in ("timeout", "deadline"):
+                    raise UngradableError("starting TensorFlow in the sandbox took longer than "
+                                          f"{lim['startup_seconds']:g} s")
+                detail = (child.run.stderr or "").strip().splitlines()[-1:] or ["no output"]
+                raise UngradableError("the grading process could not start TensorFlow: "
+                                      f"{detail[0][:200]}")
+            first = False
+            imported = child.results.get("import")
+            if child.reached in ("startup", "import") or (imported is not None and not imported.ok):
+                if imported is not None and not imported.ok:
+                    failure = imported
+                elif child.reached == "startup":  # a fresh child, after an item that failed
+                    failure = ProbeOutput.failure(*_death(child, "starting the next child"))
+                else:
+                    failure = ProbeOutput.failure(*_death(child, "importing your file"))
+                failure = ProbeOutput(failure.status, message=failure.message,
+                                      traceback=failure.traceback,
+                                      during_import=child.reached != "startup")
+                for t in remaining:
+                    results[t.id] = failure
+                stop(failure)
+                break
+            for t in remaining:
+                if t.id in child.results:
+                    results[t.id] = child.results[t.id]
+            broken = next((t for t in remaining if t.id not in results), None)
+            if broken is not None:
+                status, message = _death(child, f"in {broken.item.probe}")
+                results[broken.id] = ProbeOutput.failure(status, message)
+                if child.ended == "deadline":
+                    not_run = ProbeOutput.failure(
+                        "timeout", "not run: the submission used up its total time")
+                    for t in remaining:
+                        results.setdefault(t.id, not_run)
+                    stop(not_run)
+                elif status == "timeout" and PROBES[broken.item.probe].pipeline:
+                    # the whole-pipeline item would call the same function and hang again
+                    hung = ProbeOutput.failure(
+                        "timeout", f"not run: {broken.item.probe}() timed out in {broken.item.id}")
+                    for t in remaining:
+                        if PROBES[t.item.probe].whole:
+                            results.setdefault(t.id, hung)
+                    stop(hung)
+            remaining = [t for t in remaining if t.id not in results]
+        return _GroupDone(results, level, confinement,
+                          "fresh" if "fresh" in startups or not startups else "zygote", after)
+
