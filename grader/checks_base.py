@@ -26,6 +26,7 @@ class Verdict:
     diagnosis: str | None = None
     pending: bool = False
     advice: bool = False    # a remark worth no points: never a failure
+    unanswered: bool = False  # no answer at all (an empty free-text answer)
 
 
 @dataclass(frozen=True)

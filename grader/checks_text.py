@@ -66,7 +66,8 @@ def free_text(ctx: Context) -> Verdict:
     hint = needs.format(terms=max(min_terms, 1), words=ctx.spec["min_words"])
     if len(words) < ctx.spec["min_words"]:
         return Verdict(False, f"the answer has {len(words)} words; at least "
-                              f"{ctx.spec['min_words']} are expected", hint)
+                              f"{ctx.spec['min_words']} are expected", hint,
+                       unanswered=not words)
     if ctx.spec["mode"] == "manual":
         return Verdict(False, f"{len(words)} words, left for the instructor to grade", pending=True)
     min_distinct = int(ctx.spec.get("min_distinct_words", 0))

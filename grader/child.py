@@ -47,7 +47,8 @@ def output_from_result(meta: dict, arrays: dict) -> ProbeOutput:
             or not isinstance(error.get("traceback", ""), str):
         return ProbeOutput.failure(ERROR, UNREADABLE)
     return ProbeOutput.failure(ERROR, error.get("message", "error")[:500] or "error",
-                               error.get("traceback", "")[:4000])
+                               error.get("traceback", "")[:4000],
+                               unanswered=error.get("unanswered") is True)
 
 
 def _limits(rubric: Rubric) -> sandbox.Limits:

@@ -49,9 +49,10 @@ class _CappedText(io.TextIOBase):
 class StudentError(Exception):
     """Student code raised, or returned something unusable."""
 
-    def __init__(self, message: str, tb: str = ""):
+    def __init__(self, message: str, tb: str = "", unanswered: bool = False):
         super().__init__(message)
         self.tb = tb
+        self.unanswered = unanswered  # it raised NotImplementedError: still the starter
 
 
 def _student_traceback(exc: BaseException, submission: str) -> str:
@@ -88,7 +89,7 @@ class Harness:
         except NotImplementedError as exc:
             raise StudentError(f"{name}() is not implemented yet "
                                f"(it raised NotImplementedError)",
-                               _student_traceback(exc, self.submission)) from None
+                               _student_traceback(exc, self.submission), unanswered=True) from None
         except GraderLimit:
             raise
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too

@@ -127,7 +127,8 @@ def main() -> int:
                 _seed_everything(tf, np, harness.job["seed"])
                 outputs = PROBES[task["probe"]](harness, inputs, task.get("params", {}))
         except StudentError as exc:
-            outputs = {"error": {"message": str(exc), "traceback": exc.tb}}
+            outputs = {"error": {"message": str(exc), "traceback": exc.tb,
+                                 **({"unanswered": True} if exc.unanswered else {})}}
         except Exception as exc:  # the submission broke the grader's own objects
             outputs = {"error": {"message": f"{type(exc).__name__}: {_short(exc)}",
                                  "traceback": _student_traceback(exc, job["submission"])}}

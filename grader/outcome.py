@@ -84,6 +84,7 @@ class ProbeOutput:
     message: str = ""
     traceback: str = ""
     during_import: bool = False  # the submission failed before any item ran: one cause for all
+    unanswered: bool = False     # the function is still the starter's (NotImplementedError)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", ProbeStatus(self.status))
@@ -96,5 +97,7 @@ class ProbeOutput:
         return self.arrays.get(key)
 
     @classmethod
-    def failure(cls, status: ProbeStatus | str, message: str, traceback: str = "") -> "ProbeOutput":
-        return cls(status=ProbeStatus(status), message=message, traceback=traceback)
+    def failure(cls, status: ProbeStatus | str, message: str, traceback: str = "",
+                unanswered: bool = False) -> "ProbeOutput":
+        return cls(status=ProbeStatus(status), message=message, traceback=traceback,
+                   unanswered=unanswered)

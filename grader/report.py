@@ -61,6 +61,7 @@ class CheckResult:
     hint: str = ""        # what to try; never shows expected values
     traceback: str = ""
     failure: str = ""     # for an error: how the code failed (error | timeout | crashed)
+    unanswered: bool = False  # the code is still the starter's, or the answer is empty
 
     @property
     def mistake(self) -> str:
@@ -87,12 +88,8 @@ class QuestionResult:
     @property
     def unanswered(self) -> bool:
         """Still the starter: every check stopped at its NotImplementedError, or found an
-        empty free-text answer.  (Read from the messages of child_runner.py and checks.py
-        until they carry the outcome as a field.)"""
-        return bool(self.checks) and all(
-            c.status == ERROR and "NotImplementedError" in c.message
-            or c.status == FAILED and c.kind == "free_text" and c.message.startswith(
-                "the answer has 0 words") for c in self.checks)
+        empty free-text answer."""
+        return bool(self.checks) and all(c.unanswered for c in self.checks)
 
     @property
     def mistakes(self) -> tuple[str, ...]:

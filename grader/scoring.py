@@ -32,7 +32,7 @@ def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
         if not out.ok:
             results.append(CheckResult(spec.name, spec.kind, ERROR, points, 0.0, spec.visibility,
                                        out.message, _error_hint(out), out.traceback,
-                                       failure=out.status))
+                                       failure=out.status, unanswered=out.unanswered))
             continue
         verdict = _run_check(item, spec, task, out, expected.get(task.id), rubric)
         hidden = spec.visibility == "hidden"
@@ -48,7 +48,7 @@ def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
                 "a hidden check failed on inputs you have not seen"
             hint = spec.spec.get("hint", "") if verdict.diagnosis else ""
         results.append(CheckResult(spec.name, spec.kind, status, points, score, spec.visibility,
-                                   message, hint))
+                                   message, hint, unanswered=verdict.unanswered and not verdict.passed))
     max_score = sum(r.points for r in results)
     score = sum(r.score for r in results)
     hidden_points = item.points + item.hidden_points - max_score  # checks not run here
@@ -86,7 +86,7 @@ def _run_check(item: Item, spec, task: Task, out: ProbeOutput, expected: ProbeOu
 
 def _error_hint(out: ProbeOutput) -> str:
     message = out.message
-    if "NotImplementedError" in message:
+    if out.unanswered:
         return "write your answer where the starter says YOUR CODE HERE"
     if out.status == "timeout":
         return "look for an endless loop, or work done at import time"

@@ -293,6 +293,19 @@ def answer(text, spec=Q11, text_type="str"):
     return run("free_text", spec, meta={"text": text, "text_type": text_type})
 
 
+def test_only_an_empty_answer_is_unanswered_and_only_the_childs_flag_says_not_implemented():
+    from grader.child import output_from_result
+    assert answer("").unanswered and not answer("too short").unanswered
+    assert not answer(GOOD).unanswered
+    flagged = output_from_result({"error": {"message": "f() is not implemented yet",
+                                            "unanswered": True}}, {})
+    assert flagged.unanswered and not flagged.ok
+    for value in ("yes", 1, None):  # anything but true is an answer that failed
+        out = output_from_result({"error": {"message": "NotImplementedError", "unanswered": value}},
+                                 {})
+        assert not out.unanswered, value
+
+
 def test_a_real_answer_gets_the_credit_and_names_what_it_found():
     verdict = answer(GOOD)
     assert verdict.passed, verdict.message

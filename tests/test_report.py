@@ -25,9 +25,11 @@ CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 N_HIDDEN_LEAK = "W1 has 128 hidden units although n_hidden=48 was passed"
 
 
-def check(name, status, points, visibility="public", message="", hint="", traceback=""):
+def check(name, status, points, visibility="public", message="", hint="", traceback="",
+          unanswered=False):
     score = points if status == PASSED else 0.0
-    return CheckResult(name, "kind", status, points, score, visibility, message, hint, traceback)
+    return CheckResult(name, "kind", status, points, score, visibility, message, hint, traceback,
+                       unanswered=unanswered)
 
 
 def question(qid, checks, status=None, feedback="", expects=""):
@@ -113,7 +115,7 @@ def test_csv_html_and_progress_lines_are_clean(tmp_path):
 
 def test_an_unanswered_question_says_what_it_expects():
     q = question("Q2", [check("X", ERROR, 2.5, message="create_placeholders() is not implemented "
-                              "yet (it raised NotImplementedError)")],
+                              "yet (it raised NotImplementedError)", unanswered=True)],
                  expects="(X, Y): float32 placeholders")
     assert q.unanswered
     row = next(line for line in to_text(report(q)).splitlines() if line.strip().startswith("Q2"))
@@ -187,7 +189,8 @@ def test_the_rubric_option_for_hidden_tests(value, tmp_path):
 
 def test_an_empty_improvements_answer_is_unanswered_not_a_mistake():
     empty = CheckResult("an answer of at least 25 words", "free_text", FAILED, 5.0, 0.0, "public",
-                        "the answer has 0 words; at least 25 are expected", "explain more")
+                        "the answer has 0 words; at least 25 are expected", "explain more",
+                        unanswered=True)
     short = CheckResult("an answer of at least 25 words", "free_text", FAILED, 5.0, 0.0, "public",
                         "the answer has 3 words; at least 25 are expected", "explain more")
     q11 = QuestionResult("Q11", "Improvements", 0.0, 5.0, FAILED, "explain more", (empty,),
@@ -196,3 +199,6 @@ def test_an_empty_improvements_answer_is_unanswered_not_a_mistake():
     assert "todo    not answered yet; expects IMPROVEMENTS: a paragraph" in to_text(report(q11))
     q11_short = QuestionResult("Q11", "Improvements", 0.0, 5.0, FAILED, "explain more", (short,))
     assert not q11_short.unanswered and "FAIL" in to_text(report(q11_short))
+    # the field says it, not the words: a message that only looks like the starter's is a mistake
+    lookalike = check("X", ERROR, 2.5, message="raised NotImplementedError")
+    assert not question("Q2", [lookalike]).unanswered
