@@ -451,7 +451,7 @@ def _context_digest(rubric: Rubric, visibilities: tuple[str, ...], isolation: st
     """Everything besides the submission that can change a score."""
     h = hashlib.sha256()
     h.update(json.dumps([engine.GRADER_VERSION, rubric.digest, list(visibilities), isolation]).encode())
-    files = sorted(p for p in engine.PACKAGE_DIR.glob("*.py") if p.name not in SCORE_NEUTRAL_MODULES)
+    files = sorted(p for p in engine.PACKAGE_DIR.rglob("*.py") if p.name not in SCORE_NEUTRAL_MODULES)
     files += [engine.REFERENCE_PATH, engine.LOADER_PATH, engine.PROJECT_ROOT / "requirements.txt",
               engine.PROJECT_ROOT / "requirements-nodeps.txt"]
     for path in files:

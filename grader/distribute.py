@@ -46,7 +46,8 @@ SUBMISSION_SUFFIXES = (".py", ".ipynb")
 
 
 def _grader_files() -> list[Path]:
-    return sorted(p for p in engine.PACKAGE_DIR.glob("*.py"))
+    """The grader's source files, its subpackages' (the sandbox's) included."""
+    return sorted(engine.PACKAGE_DIR.rglob("*.py"))
 
 
 def public_rubric(path: Path) -> dict:
@@ -133,7 +134,9 @@ def _copy_common(tree: Path, rubric_data: dict, rubric_path: Path,
                  visibilities: tuple[str, ...]) -> None:
     (tree / "grader").mkdir(parents=True)
     for path in _grader_files():
-        shutil.copy2(path, tree / "grader" / path.name)
+        target = tree / "grader" / path.relative_to(engine.PACKAGE_DIR)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
     (tree / "starter").mkdir()
     shutil.copy2(engine.LOADER_PATH, tree / "starter" / "mnist_loader.py")
     for name in ("requirements.txt", "requirements-nodeps.txt"):

@@ -168,8 +168,10 @@ def _code_folder(scratch: Path) -> Path:
     """What a node needs of the project: the grader package and the MNIST loader."""
     folder = scratch / "code"
     (folder / "grader").mkdir(parents=True)
-    for path in sorted(engine.PACKAGE_DIR.glob("*.py")):
-        shutil.copy2(path, folder / "grader" / path.name)
+    for path in sorted(engine.PACKAGE_DIR.rglob("*.py")):  # the sandbox package's included
+        target = folder / "grader" / path.relative_to(engine.PACKAGE_DIR)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
     (folder / "starter").mkdir()
     shutil.copy2(engine.LOADER_PATH, folder / "starter" / engine.LOADER_PATH.name)
     return folder
