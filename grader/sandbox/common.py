@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
+from typing import Callable
 
 # prctl options (linux/prctl.h).
 _PR_SET_NO_NEW_PRIVS = 38
@@ -31,6 +33,32 @@ def _libc_call(function: str, *args: object) -> int:
 def _is_within(path: str, tree: str) -> bool:
     """Whether ``path`` is ``tree`` or lies below it (both absolute, normalised)."""
     return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+def _set_rlimits(rlimits: list[tuple[int, int, int]], *, best_effort: bool = False) -> None:
+    """Set each (resource, soft, hard) of ``rlimits`` on this process; with
+    ``best_effort``, skip those the system refuses."""
+    for which, soft, hard in rlimits:
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):
+            if not best_effort:
+                raise
+
+
+def _run_forked(config: dict, run: Callable[[dict], None], setup: Callable[[], None]) -> None:  # type: ignore[type-arg]
+    """In a forked command's own process: ``setup()``, what exec'ing a
+    command would have done, then ``run(config)``. Never returns: status
+    127 when either fails."""
+    try:
+        setup()
+    except BaseException as exc:
+        os.write(2, f"sandbox: cannot start the forked command: {exc}\n".encode())
+        os._exit(127)
+    try:
+        run(config)
+    finally:
+        os._exit(127)
 
 
 def _report_end(status: int, command: int) -> None:

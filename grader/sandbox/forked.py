@@ -18,11 +18,12 @@ import _signal
 import _socket
 import fcntl
 import os
-import resource
 import struct
 from typing import Callable
 
-from .common import _PR_SET_CHILD_SUBREAPER, _libc_call, _pids, _read_stat, _report_end
+from .common import (
+    _PR_SET_CHILD_SUBREAPER, _libc_call, _pids, _read_stat, _report_end, _run_forked, _set_rlimits,
+)  # fmt: skip
 from .landlock import _landlock_restrict_self
 from .namespace import _namespace_monitor
 
@@ -84,25 +85,18 @@ def _basic_monitor(config: dict, run: Callable[[dict], None]) -> None:  # type: 
     status = config["status_fd"]
     command = os.fork()
     if command == 0:
-        try:
+
+        def setup() -> None:
             os.close(status)
             os.setsid()
             _signal.signal(_signal.SIGINT, _signal.default_int_handler)
-            for which, soft, hard in config["rlimits"]:
-                try:
-                    resource.setrlimit(which, (soft, hard))
-                except (ValueError, OSError):
-                    pass  # as _start_basic: best effort where the system refuses one
+            # As _start_basic: best effort where the system refuses one.
+            _set_rlimits(config["rlimits"], best_effort=True)
             os.chdir(config["workdir"])
             if config["landlock_abi"]:
                 _landlock_restrict_self(config["landlock_abi"], [tuple(rule) for rule in config["landlock_rules"]])
-        except BaseException as exc:
-            os.write(2, f"sandbox: cannot start the forked command: {exc}\n".encode())
-            os._exit(127)
-        try:
-            run(config)
-        finally:
-            os._exit(127)
+
+        _run_forked(config, run, setup)
     for fd in config["pass_fds"]:  # only the command holds them now
         os.close(fd)
     os.write(status, f"ready {command}\n".encode())

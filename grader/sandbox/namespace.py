@@ -17,10 +17,9 @@ from __future__ import annotations
 import _signal
 import ctypes
 import os
-import resource
 from typing import Callable
 
-from .common import _PR_SET_NO_NEW_PRIVS, _libc_call, _report_end
+from .common import _PR_SET_NO_NEW_PRIVS, _libc_call, _report_end, _run_forked, _set_rlimits
 from .rootfs import _build_root
 
 _PR_SET_PDEATHSIG = 1
@@ -105,8 +104,7 @@ def _host_pid() -> int:
 
 def _exec_unprivileged(config: dict) -> None:  # type: ignore[type-arg]
     try:
-        for which, soft, hard in config["rlimits"]:
-            resource.setrlimit(which, (soft, hard))
+        _set_rlimits(config["rlimits"])
         for signum in (_signal.SIGPIPE, _signal.SIGXFSZ):
             _signal.signal(signum, _signal.SIG_DFL)  # Python ignores them; exec keeps that
         os.chdir(config["workdir"])
@@ -125,23 +123,18 @@ def _run_unprivileged(config: dict, run: Callable[[dict], None]) -> None:  # typ
     """The forked command: what setpriv and exec do for ``argv``, done in
     this process (a fork of the namespace init, itself a fork of the zygote),
     then ``run(config)``. No byte of the job is read before this point."""
-    try:
+
+    def setup() -> None:
         os.close(config["status_fd"])  # exec would have closed it (non-inheritable)
         # The init's handlers are Python's; a fresh interpreter has these.
         _signal.signal(_signal.SIGINT, _signal.default_int_handler)
         for signum in (_signal.SIGTERM, _signal.SIGHUP, _signal.SIGCHLD):
             _signal.signal(signum, _signal.SIG_DFL)
-        for which, soft, hard in config["rlimits"]:
-            resource.setrlimit(which, (soft, hard))
+        _set_rlimits(config["rlimits"])
         os.chdir(config["workdir"])
         _drop_privileges(config["uid"])
-    except BaseException as exc:
-        os.write(2, f"sandbox: cannot start the forked command: {exc}\n".encode())
-        os._exit(127)
-    try:
-        run(config)
-    finally:
-        os._exit(127)
+
+    _run_forked(config, run, setup)
 
 
 # prctl and capset constants (linux/prctl.h, linux/capability.h).
