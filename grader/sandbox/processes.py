@@ -3,8 +3,7 @@
 Which pids the package started and has not reaped yet (:func:`track`,
 :func:`untrack`: basic mode's clean-up kills the grader's other children
 that started their own session, never these), the grader as a child
-subreaper, and the clean-ups that find a run's processes in ``/proc``: the
-strays of a basic run, every process of a full sandbox's uid.
+subreaper, and the clean-up that finds what a basic run left in ``/proc``.
 
 Imported by the grader only; standard library only.
 """
