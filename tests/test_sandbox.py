@@ -1403,3 +1403,53 @@ def _with_in_command_line(mark: str) -> list[int]:
         except OSError:
             continue  # gone
     return found
+
+
+# A grader that starts one full sandbox (exec'd or forked from its own fork
+# server), says the monitor's and the init's pids, and waits to be killed.
+_DOOMED_GRADER = """
+import json, socket, subprocess, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from grader import sandbox
+workdir, how = Path(sys.argv[2]), sys.argv[3]
+(workdir / "main.py").write_text("import time\\ntime.sleep(120)\\n")
+if how == "forked":
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    subprocess.Popen([sys.executable, "-c", sys.argv[4], str(theirs.fileno()), sys.argv[1]], pass_fds=(theirs.fileno(),))
+    request = lambda config, fds: socket.send_fds(ours, [json.dumps(config).encode()], fds)
+    proc = sandbox.start_forked(request, workdir, sandbox.Limits(), {}, "full")
+else:
+    proc = sandbox.start([sys.executable, "main.py"], workdir, sandbox.Limits(), {}, "full")
+print(proc.pid, proc._init_pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
+
+
+@pytest.mark.parametrize("how", ["exec", "forked"])
+def test_a_killed_grader_takes_its_full_sandbox_along(full, tmp_path, how):
+    """SIGKILLed, the grader cannot kill its sandboxes, and no parent-death
+    signal serves (sandboxes start from the grader's threads): the monitor
+    watches the grader and kills the init process, and so the namespace."""
+    grader = subprocess.Popen([sys.executable, "-c", _DOOMED_GRADER, str(REPO), str(tmp_path), how, _FORK_SERVER],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        monitor, init = map(int, grader.stdout.readline().split())
+        assert _running(monitor) and _running(init)
+    finally:
+        grader.kill()
+        grader.wait()
+        grader.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (_running(monitor) or _running(init)):
+        time.sleep(0.05)
+    assert not _running(init) and not _running(monitor)

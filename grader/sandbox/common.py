@@ -78,12 +78,26 @@ def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
-def _read_stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, session id) of ``pid``, or None when it is gone."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` from the state on (field 3), or None
+    when ``pid`` is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as file:
             data = file.read()
     except OSError:
         return None
-    fields = data[data.rindex(b")") + 2 :].split()
-    return int(fields[1]), int(fields[3])
+    return data[data.rindex(b")") + 2 :].split()
+
+
+def _read_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, session id) of ``pid``, or None when it is gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[1]), int(fields[3]))
+
+
+def _start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (with the pid, what
+    tells a process from a later one that reuses its pid), or None when it
+    is gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])

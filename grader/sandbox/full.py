@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .common import _start_time
 from .core import _RLIMITS, _SCRIPT, _SYSTEM_PATH, Limits, SandboxError, _find_tool, _rlimits
 from .processes import _popen_tracked
 from .running import SandboxedProcess, _await_ready
@@ -125,6 +126,7 @@ def _full_config(
         "workdir_tmpfs": f"size={limits.workdir_mib}m,nr_inodes={limits.workdir_files},mode=700",
         "pass_fds": list(pass_fds),
         "uid": lease.uid,
+        "grader": [os.getpid(), _start_time(os.getpid())],  # the monitor watches it
         "rlimits": [(_RLIMITS[name], *value) for name, value in _rlimits(limits, limits.processes).items()],
         "env": env,
     }

@@ -17,9 +17,10 @@ from __future__ import annotations
 import _signal
 import ctypes
 import os
+import select
 from typing import Callable
 
-from .common import _PR_SET_NO_NEW_PRIVS, _libc_call, _report_end, _run_forked, _set_rlimits
+from .common import _PR_SET_NO_NEW_PRIVS, _libc_call, _report_end, _run_forked, _set_rlimits, _start_time
 from .rootfs import _build_root
 
 _PR_SET_PDEATHSIG = 1
@@ -30,7 +31,8 @@ def _namespace_monitor(config: dict, run: Callable[[dict], None] | None = None) 
     it forks): closes its copies of the status pipe and of pass_fds, waits
     for the init process and exits as it did. The kernel has emptied the PID
     namespace by then. If the monitor dies first, the kernel sends the init
-    process SIGKILL. ``run``: see :func:`_namespace_init`."""
+    process SIGKILL; if the grader (``config["grader"]``) dies first, the
+    monitor does. ``run``: see :func:`_namespace_init`."""
     lifeline_r, lifeline_w = os.pipe()
     init = os.fork()
     if init == 0:
@@ -53,9 +55,35 @@ def _namespace_monitor(config: dict, run: Callable[[dict], None] | None = None) 
     os.close(lifeline_r)
     for fd in [config["status_fd"], *config["pass_fds"]]:
         os.close(fd)
-    _, wait_status = os.waitpid(init, 0)
-    code = os.waitstatus_to_exitcode(wait_status)
+    code = os.waitstatus_to_exitcode(_wait_for_init(init, config.get("grader")))
     os._exit(code if code >= 0 else 128 - code)
+
+
+def _wait_for_init(init: int, grader: list[int] | None) -> int:
+    """The init process's wait status, once it has ended. Should the grader
+    (``grader``: its pid and start time) end first, killed perhaps, the
+    monitor kills the init process, and the kernel empties the PID namespace:
+    no parent-death signal serves here, since the grader starts sandboxes
+    from threads, and that signal fires when the starting thread ends."""
+    watched = _pidfd(grader[0]) if grader else -1
+    if watched is None or (watched >= 0 and _start_time(grader[0]) != grader[1]):  # type: ignore[index]
+        os.kill(init, _signal.SIGKILL)  # the grader is gone already
+    elif watched >= 0:
+        init_fd = os.pidfd_open(init)  # the monitor's child: its pid is not reused before the wait
+        if init_fd not in select.select([watched, init_fd], [], [])[0]:
+            os.kill(init, _signal.SIGKILL)
+    _, wait_status = os.waitpid(init, 0)
+    return wait_status
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid``: None when it is gone, -1 when this system has none."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    except (AttributeError, OSError):
+        return -1
 
 
 def _namespace_init(config: dict, run: Callable[[dict], None] | None = None) -> None:  # type: ignore[type-arg]
