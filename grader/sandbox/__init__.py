@@ -43,7 +43,9 @@ Two isolation levels exist:
     not the grader's temporary files. When the command exits, or when the
     grader calls :meth:`SandboxedProcess.kill`, the init process dies and the
     kernel kills every process left in the PID namespace; if the monitor is
-    killed, the kernel kills the init process (parent-death signal).
+    killed, the kernel kills the init process (parent-death signal); if the
+    grader dies first (SIGKILL included), the monitor, which watches it
+    through a pidfd, kills the init process.
 
 ``basic`` (not root, e.g. a student's laptop)
     A child process in a new session, as the grader's own user, with the
