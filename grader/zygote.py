@@ -75,8 +75,7 @@ class Zygote:
         finally:
             theirs.close()
         if self._proc is not None:
-            with sandbox._tracked_lock:  # basic mode's clean-up must leave it alone
-                sandbox._tracked_pids.add(self._proc.pid)
+            sandbox.track(self._proc.pid)  # basic mode's clean-up must leave it alone
 
     @property
     def pid(self) -> int | None:
@@ -132,8 +131,7 @@ class Zygote:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-            with sandbox._tracked_lock:
-                sandbox._tracked_pids.discard(self._proc.pid)
+            sandbox.untrack(self._proc.pid)
         shutil.rmtree(self._home, ignore_errors=True)
 
 

@@ -4,10 +4,11 @@ Started by ``zygote.py`` as ``python -s -B zygote_server.py`` with the
 environment a grading child gets (threads limited, TensorFlow quiet) and one
 end of a SOCK_SEQPACKET socket pair at ``$GRADER_ZYGOTE_FD``. It imports the
 child's side of the grader (``child_runner.py`` as ``grader_child``,
-``protocol.py`` as ``grader_protocol``, and ``sandbox.py`` to enter the
-sandbox) and TensorFlow, runs no TensorFlow op and creates no session, checks
-that a forked copy of itself can run one, and says ``ready`` (or ``unsafe
-WHY`` and exits).
+``protocol.py`` as ``grader_protocol``, and the child's side of the
+``sandbox`` package as ``grader_sandbox``, to enter the sandbox) and
+TensorFlow, runs no TensorFlow op and creates no session, checks that a
+forked copy of itself can run one, and says ``ready`` (or ``unsafe WHY`` and
+exits).
 
 Then each message from the grader is one job: a JSON sandbox configuration
 (paths, limits, the uid, the child's environment; nothing secret) with the
@@ -44,6 +45,16 @@ def _load(name: str, filename: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _load_child_side(name: str, directory: str):
+    """The package in ``directory`` as ``name``, without running its
+    ``__init__.py`` (the sandbox's, the grader's side): its modules import
+    their siblings only (``forked.py`` those of the child's side)."""
+    package = type(sys)(name)
+    package.__path__ = [os.path.join(_HERE, directory)]
+    sys.modules[name] = package
+    return package
 
 
 def _threads() -> int:
@@ -116,7 +127,8 @@ def main() -> int:
     # The grader's package directory is not the child's business.
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != os.path.realpath(_HERE)]
     try:
-        sandbox = _load("grader_sandbox", "sandbox.py")
+        _load_child_side("grader_sandbox", "sandbox")
+        sandbox = importlib.import_module("grader_sandbox.forked")
         _load("grader_protocol", "protocol.py")
         runner = _load("grader_child", "child_runner.py")
         runner.start_tensorflow()

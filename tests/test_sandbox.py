@@ -1,4 +1,4 @@
-"""Tests for grader/sandbox.py: isolation and limits against hostile scripts.
+"""Tests for grader/sandbox/: isolation and limits against hostile scripts.
 
 Each test writes a small Python script into a fresh work directory and runs
 it through the sandbox; nothing here imports TensorFlow (one test runs it in
@@ -284,7 +284,7 @@ def test_the_limits_reach_the_command(isolation, launch):
 
 
 def test_basic_mode_sets_the_limits_without_prlimit(launch, monkeypatch):
-    monkeypatch.setattr(sandbox, "_find_tool", lambda name: None)  # as where util-linux is missing
+    monkeypatch.setattr(sandbox.basic, "_find_tool", lambda name: None)  # as where util-linux is missing
     check_limits_reach_the_command("basic", launch)
 
 
@@ -717,8 +717,8 @@ def test_tensorflow_computes_in_basic_mode_with_landlock(launch):
 
 def test_without_landlock_basic_mode_runs_unconfined_and_says_so(launch, tmp_path, monkeypatch):
     why = "kernel without Landlock (Linux 5.13 or later)"
-    monkeypatch.setattr(sandbox, "_landlock_result", None)
-    monkeypatch.setattr(sandbox, "_landlock_abi", lambda: (0, why))
+    monkeypatch.setattr(sandbox.basic, "_landlock_result", None)
+    monkeypatch.setattr(sandbox.basic, "_landlock_abi", lambda: (0, why))
     (tmp_path / "secret").write_text("readable")
     assert detect_isolation("basic") == ("basic", f"basic isolation was requested; confinement: none: {why}")
     proc, _, _ = launch("basic", f"print(open({str(tmp_path / 'secret')!r}).read())")
@@ -729,8 +729,8 @@ def test_without_landlock_basic_mode_runs_unconfined_and_says_so(launch, tmp_pat
 
 def test_a_failed_landlock_self_test_means_no_confinement(monkeypatch):
     landlock_or_skip()
-    monkeypatch.setattr(sandbox, "_landlock_result", None)
-    monkeypatch.setattr(sandbox, "_landlock_rules", lambda *args: [])  # not even Python may run
+    monkeypatch.setattr(sandbox.basic, "_landlock_result", None)
+    monkeypatch.setattr(sandbox.basic, "_landlock_rules", lambda *args: [])  # not even Python may run
     confinement = sandbox._landlock().confinement
     assert confinement.startswith("none: the Landlock self-test could not start: ")
     assert "Permission denied" in confinement
@@ -742,7 +742,7 @@ def test_a_landlock_launcher_failure_raises_sandbox_error(tmp_path, monkeypatch)
     loop.symlink_to(loop)  # opening it fails with ELOOP
     real = sandbox._landlock_rules
     broken = (sandbox._FS_READ_FILE, str(loop))
-    monkeypatch.setattr(sandbox, "_landlock_rules", lambda *args: real(*args) + [broken])
+    monkeypatch.setattr(sandbox.basic, "_landlock_rules", lambda *args: real(*args) + [broken])
     workdir = tmp_path / "work"
     workdir.mkdir()
     with pytest.raises(SandboxError, match=f"Landlock launcher could not start .*{re.escape(str(loop))}"):
@@ -758,7 +758,8 @@ def test_basic_mode_as_an_unprivileged_user(full, tmp_path):
     same unprivileged user."""
     workdir = tmp_path / "work"
     (workdir / "grader").mkdir(parents=True)
-    shutil.copy(REPO / "grader" / "sandbox.py", workdir / "grader" / "sandbox.py")
+    shutil.copytree(REPO / "grader" / "sandbox", workdir / "grader" / "sandbox",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(SCRIPTS / "basic_as_user.py", workdir / "driver.py")
     limits = Limits(workdir_files=16384)  # room for a 5,000-level chain
     with start([sys.executable, "driver.py"], workdir, limits, BASE_ENV, "full") as proc:
@@ -781,7 +782,7 @@ def test_basic_mode_as_an_unprivileged_user(full, tmp_path):
 
 def test_a_sandbox_that_cannot_be_built_raises_sandbox_error(full, tmp_path, monkeypatch):
     real = sandbox._read_only_trees
-    monkeypatch.setattr(sandbox, "_read_only_trees", lambda: (real()[0] + ["/no/such/tree"], real()[1]))
+    monkeypatch.setattr(sandbox.full, "_read_only_trees", lambda: (real()[0] + ["/no/such/tree"], real()[1]))
     with pytest.raises(SandboxError, match="did not start.*/no/such/tree"):
         start([sys.executable, "-c", "pass"], tmp_path, Limits(), {}, "full")
 
@@ -975,8 +976,8 @@ def test_landlock_rules_around_hidden_paths_stay_few_and_never_reach_them(tmp_pa
 
 
 def test_without_landlock_hidden_paths_stay_readable_and_it_says_so(launch, tmp_path, monkeypatch):
-    monkeypatch.setattr(sandbox, "_landlock_result", None)
-    monkeypatch.setattr(sandbox, "_landlock_abi", lambda: (0, "kernel without Landlock"))
+    monkeypatch.setattr(sandbox.basic, "_landlock_result", None)
+    monkeypatch.setattr(sandbox.basic, "_landlock_abi", lambda: (0, "kernel without Landlock"))
     (tmp_path / "secret").write_text("readable")
     result, _ = launch.run("basic", f"print(open({str(tmp_path / 'secret')!r}).read())",
                            hidden=(tmp_path / "secret",))  # fmt: skip
@@ -1402,3 +1403,53 @@ def _with_in_command_line(mark: str) -> list[int]:
         except OSError:
             continue  # gone
     return found
+
+
+# A grader that starts one full sandbox (exec'd or forked from its own fork
+# server), says the monitor's and the init's pids, and waits to be killed.
+_DOOMED_GRADER = """
+import json, socket, subprocess, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from grader import sandbox
+workdir, how = Path(sys.argv[2]), sys.argv[3]
+(workdir / "main.py").write_text("import time\\ntime.sleep(120)\\n")
+if how == "forked":
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    subprocess.Popen([sys.executable, "-c", sys.argv[4], str(theirs.fileno()), sys.argv[1]], pass_fds=(theirs.fileno(),))
+    request = lambda config, fds: socket.send_fds(ours, [json.dumps(config).encode()], fds)
+    proc = sandbox.start_forked(request, workdir, sandbox.Limits(), {}, "full")
+else:
+    proc = sandbox.start([sys.executable, "main.py"], workdir, sandbox.Limits(), {}, "full")
+print(proc.pid, proc._init_pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
+
+
+@pytest.mark.parametrize("how", ["exec", "forked"])
+def test_a_killed_grader_takes_its_full_sandbox_along(full, tmp_path, how):
+    """SIGKILLed, the grader cannot kill its sandboxes, and no parent-death
+    signal serves (sandboxes start from the grader's threads): the monitor
+    watches the grader and kills the init process, and so the namespace."""
+    grader = subprocess.Popen([sys.executable, "-c", _DOOMED_GRADER, str(REPO), str(tmp_path), how, _FORK_SERVER],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        monitor, init = map(int, grader.stdout.readline().split())
+        assert _running(monitor) and _running(init)
+    finally:
+        grader.kill()
+        grader.wait()
+        grader.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (_running(monitor) or _running(init)):
+        time.sleep(0.05)
+    assert not _running(init) and not _running(monitor)

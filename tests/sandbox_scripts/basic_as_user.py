@@ -1,7 +1,7 @@
 """Basic isolation as an unprivileged user sees it; prints a JSON report.
 
 tests/test_sandbox.py runs this inside a full sandbox (so as a non-root uid),
-next to a copy of grader/sandbox.py, then checks the report.
+next to a copy of the grader/sandbox/ package, then checks the report.
 """
 
 import json
