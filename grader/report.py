@@ -27,7 +27,7 @@ PASSED, FAILED, ERROR, PENDING = ItemStatus.PASSED, ItemStatus.FAILED, ItemStatu
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
                       "\u2066-\u2069]")
 _NEWLINES = re.compile("\r\n|[\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
-HIDDEN_FAILED = "a hidden check failed on inputs you have not seen"   # engine's generic message
+HIDDEN_FAILED = "a hidden check failed on inputs you have not seen"   # what names no mistake
 CONTINUATION = "| "   # what starts every line of a student's text after its first
 
 
@@ -62,6 +62,7 @@ class CheckResult:
     traceback: str = ""
     failure: str = ""     # for an error: how the code failed (error | timeout | crashed)
     unanswered: bool = False  # the code is still the starter's, or the answer is empty
+    generic: bool = False     # a failed hidden check whose message names no mistake
 
     @property
     def mistake(self) -> str:
@@ -70,7 +71,7 @@ class CheckResult:
         if self.status != FAILED:
             return ""
         named = self.hint if self.visibility == "public" else self.message
-        return "" if named == HIDDEN_FAILED else named
+        return "" if self.generic else named
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ def to_text(report: Report) -> str:
 
 def _clean_check(c: CheckResult) -> dict:
     data = asdict(c)
+    del data["generic"]  # an internal mark: the message already says it
     for key in ("name", "message", "hint", "traceback"):
         data[key] = clean(data[key])
     return data

@@ -13,7 +13,7 @@ from .errors import UngradableError
 from .outcome import ProbeOutput
 from .plan import Task
 from .probes import PROBES
-from .report import ERROR, FAILED, PASSED, PENDING, CheckResult, QuestionResult
+from .report import ERROR, FAILED, HIDDEN_FAILED, PASSED, PENDING, CheckResult, QuestionResult
 from .rubric import Item, Rubric
 
 
@@ -42,13 +42,15 @@ def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
             status, score = (PASSED, points) if verdict.passed else (FAILED, 0.0)
         message = verdict.message
         hint = verdict.diagnosis or ""
+        generic = False
         if hidden and status == FAILED:
             # hidden checks never show expected values: name the mistake or give the hint
-            message = verdict.diagnosis or spec.spec.get("hint") or \
-                "a hidden check failed on inputs you have not seen"
+            generic = not (verdict.diagnosis or spec.spec.get("hint"))
+            message = verdict.diagnosis or spec.spec.get("hint") or HIDDEN_FAILED
             hint = spec.spec.get("hint", "") if verdict.diagnosis else ""
         results.append(CheckResult(spec.name, spec.kind, status, points, score, spec.visibility,
-                                   message, hint, unanswered=verdict.unanswered and not verdict.passed))
+                                   message, hint, unanswered=verdict.unanswered and not verdict.passed,
+                                   generic=generic))
     max_score = sum(r.points for r in results)
     score = sum(r.score for r in results)
     hidden_points = item.points + item.hidden_points - max_score  # checks not run here

@@ -14,6 +14,7 @@ from grader import config, engine
 from grader.checks import CHECKS
 from grader.errors import UngradableError
 from grader.outcome import ProbeOutput
+from grader.report import HIDDEN_FAILED
 from grader.rubric import load_rubric
 
 RUBRIC = load_rubric(engine.PROJECT_ROOT / "rubric.yaml")
@@ -78,6 +79,9 @@ def test_hidden_failures_never_show_expected_values():
     for check in result.checks:
         if check.visibility == "hidden":
             assert "2.34" not in check.message + check.hint
+            if check.status == "failed":  # a generic message is marked, and names no mistake
+                assert check.generic == (check.message == HIDDEN_FAILED)
+                assert check.mistake == ("" if check.generic else check.message)
     assert any("2.34" in c.message for c in result.checks if c.visibility == "public")
 
 
