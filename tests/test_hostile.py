@@ -33,7 +33,8 @@ _RUBRICS: dict = {}
 
 def rubric_for(tmp_root: Path, short: frozenset = frozenset(), import_seconds: int = 20) -> Path:
     """rubric.yaml with generous budgets (no verdict depends on the machine's load), except
-    5 s for the ``short`` items (those a case makes hang) and its import budget."""
+    5 s for the ``short`` items (those a case makes hang) and its import budget; the model
+    item trains 300 steps, not 1,500 (what is attacked here is the boundary, not learning)."""
     key = (short, import_seconds)
     if key not in _RUBRICS:
         data = yaml.safe_load((ROOT / "rubric.yaml").read_text())
@@ -41,6 +42,8 @@ def rubric_for(tmp_root: Path, short: frozenset = frozenset(), import_seconds: i
         for item in data["questions"]:
             item["budget_seconds"] = 5 if item["id"] in short else (240 if item["id"] == "model"
                                                                      else 60)
+            if item["id"] == "model":  # 300 steps: the reference still reaches 0.92 (0.80 passes)
+                item["params"]["public"]["steps"] = 300
         path = tmp_root / f"rubric-{len(_RUBRICS)}.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         _RUBRICS[key] = path
