@@ -35,6 +35,7 @@ CHILD_FILES = {"child_runner.py": "grader_child.py", "child_harness.py": "grader
                "child_probes.py": "grader_probes.py", "protocol.py": "grader_protocol.py"}
 _EXIT_GRACE_SECONDS = 5.0
 _CANCEL_POLL_SECONDS = 0.2
+OWN_BYTES = 2**20  # what each child may send besides the grade's shared byte budget
 ERROR = ProbeStatus.ERROR
 
 
@@ -174,7 +175,7 @@ def _start_child(workdir: Path, rubric: Rubric, env: dict, write_fd: int, isolat
 
 
 def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workroot: Path,
-               seed_of, deadline: float, byte_budget: int,
+               seed_of, deadline: float, byte_budget: protocol.ByteBudget,
                warm: zygote.Zygote | None = None,
                cancel: threading.Event | None = None) -> _ChildRun:
     """Run one child on ``tasks`` in order. The parent's clock alone decides.
@@ -203,7 +204,7 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
         os.close(read_fd)
         _remove(workdir)
         raise UngradableError(f"the sandbox cannot start: {exc}") from None
-    reader = protocol.Reader(read_fd, max_result, byte_budget)
+    reader = protocol.Reader(read_fd, max_result, OWN_BYTES, shared=byte_budget)
     out = _ChildRun({}, "startup", "finished", level=proc.isolation,
                     confinement=getattr(proc, "confinement", ""), startup=startup)
     index, phase_start = 0, time.monotonic()

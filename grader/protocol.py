@@ -236,6 +236,28 @@ def _read_exact(fd: int, n: int) -> bytearray | None:
     return buf
 
 
+class ByteBudget:
+    """Bytes that several readers (the children of one grade, also when two
+    run side by side) may still accept between them, taken frame by frame
+    before a frame's payload is read."""
+
+    def __init__(self, total: int):
+        self._left = total
+        self._lock = threading.Lock()
+
+    @property
+    def left(self) -> int:
+        return self._left
+
+    def take(self, n: int) -> bool:
+        """Take ``n`` bytes if that many are left."""
+        with self._lock:
+            if n > self._left:
+                return False
+            self._left -= n
+            return True
+
+
 class Reader:
     """The parent's end: reads frames on a thread into a queue, within caps.
 
@@ -246,10 +268,11 @@ class Reader:
     """
 
     def __init__(self, fd: int, max_result_bytes: int = MAX_RESULT_BYTES,
-                 max_total_bytes: int = MAX_TOTAL_BYTES):
+                 max_total_bytes: int = MAX_TOTAL_BYTES, shared: "ByteBudget | None" = None):
         self.fd = fd
         self.max_result_bytes = max_result_bytes
-        self.max_total_bytes = max_total_bytes
+        self.max_total_bytes = max_total_bytes  # this reader's own; beyond it, ``shared``'s
+        self.shared = shared
         self.received = 0  # bytes of accepted frames, for a budget across children
         self.messages: queue.Queue[Message] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"channel-{fd}", daemon=True)
@@ -264,7 +287,9 @@ class Reader:
                     self._put("eof")
                     return
                 kind, length = HEADER.unpack(head)
-                total += HEADER.size + length
+                frame = HEADER.size + length
+                own = total + frame <= self.max_total_bytes
+                total += frame
                 if kind == EVENT and length > MAX_EVENT_BYTES or kind == RESULT and \
                         length > self.max_result_bytes:
                     self._put("violation", error="sent a result larger than the grader accepts")
@@ -272,7 +297,7 @@ class Reader:
                 if kind not in (EVENT, RESULT):
                     self._put("violation", error="sent something that is not a result")
                     return
-                if total > self.max_total_bytes:
+                if not own and (self.shared is None or not self.shared.take(frame)):
                     self._put("violation", error="sent more data than the grader accepts")
                     return
                 payload = _read_exact(self.fd, length)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import zygote
+from . import protocol, zygote
 from .child import _death, _startup, _supervise
 from .errors import UngradableError
 from .outcome import ProbeOutput
@@ -63,9 +63,9 @@ def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workr
     warm = _startup(rubric, startup or zygote.requested_mode())
     deadline = time.monotonic() + float(lim["startup_seconds"]) + float(lim["import_seconds"]) \
         + sum(float(t.item.budget_seconds) for t in tasks)
-    # What all children together may send: a hostile one cannot fill the parent's memory
-    # (two groups running side by side may each be granted what is left: twice at most).
-    budget = _Budget(4 * int(lim["result_mib"]) * 2**20)
+    # What all children together may send, taken live by the groups side by side: a hostile
+    # one cannot fill the parent's memory (each child also has 1 MiB of its own, child.OWN_BYTES).
+    budget = protocol.ByteBudget(4 * int(lim["result_mib"]) * 2**20)
     runner = _GroupRun(source, rubric, isolation, workroot, seed_of, deadline, budget, warm,
                        trusted)
     with _concurrency() as running:
@@ -101,18 +101,6 @@ def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workr
     startups = {main.startup, side_run.startup}
     return Probed({t.id: results[t.id] for t in tasks}, main.level, main.confinement,
                   "zygote" if startups == {"zygote"} else "fresh")
-
-
-class _Budget:
-    """Bytes the children of one run may still send, shared by its groups."""
-
-    def __init__(self, total: int):
-        self.left = total
-        self._lock = threading.Lock()
-
-    def take(self, received: int) -> None:
-        with self._lock:
-            self.left -= received
 
 
 _running = 0
@@ -163,7 +151,7 @@ class _GroupRun:
     workroot: Path
     seed_of: object
     deadline: float
-    budget: _Budget
+    budget: protocol.ByteBudget
     warm: zygote.Zygote | None
     trusted: bool
 
@@ -188,9 +176,7 @@ class _GroupRun:
 
         while remaining:
             child = _supervise(self.source, remaining, self.rubric, self.isolation, self.workroot,
-                               self.seed_of, self.deadline, max(self.budget.left, 2**20),
-                               self.warm, cancel)
-            self.budget.take(child.received)
+                               self.seed_of, self.deadline, self.budget, self.warm, cancel)
             level, confinement = child.level, child.confinement
             startups.add(child.startup)
             if child.ended == "cancelled":

@@ -29,10 +29,11 @@ def result_payload(task="Q5-public", meta=None, arrays=()):
     return LENGTH.pack(len(header)) + header + b"".join(raw for *_, raw in arrays)
 
 
-def read_all(data: bytes, max_result=CAP, max_total=4 * CAP) -> list[protocol.Message]:
+def read_all(data: bytes, max_result=CAP, max_total=4 * CAP,
+             shared: protocol.ByteBudget | None = None) -> list[protocol.Message]:
     """Feed ``data`` through a pipe to a Reader; every message up to the end."""
     r, w = os.pipe()
-    reader = protocol.Reader(r, max_result, max_total)
+    reader = protocol.Reader(r, max_result, max_total, shared=shared)
 
     def write():
         try:
@@ -137,6 +138,26 @@ def test_the_total_a_child_may_send_is_capped():
     messages = read_all(one * 10, max_total=3 * CAP)
     assert [m.kind for m in messages][-1] == "violation"
     assert sum(m.kind == "result" for m in messages) <= 6
+
+
+def test_readers_side_by_side_share_one_budget_live():
+    """Two children read at once (the model's group beside the rest) cannot each spend the
+    whole budget: beyond its own allowance, every frame is taken from one shared pool."""
+    one = protocol.frame(RESULT, result_payload(arrays=[("x", "|u1", [CAP // 2], b"\0" * (CAP // 2))]))
+    pool = protocol.ByteBudget(3 * len(one))
+    outcomes = [None, None]
+
+    def child(i):
+        outcomes[i] = read_all(one * 8, max_total=len(one), shared=pool)
+    threads = [threading.Thread(target=child, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    accepted = [sum(m.kind == "result" for m in out) for out in outcomes]
+    assert sum(accepted) == 2 + 3, accepted   # one frame each of their own, three from the pool
+    assert all(out[-1].kind == "violation" for out in outcomes)
+    assert pool.left < len(one)
 
 
 def test_unknown_frames_and_a_bad_result_do_not_stop_the_good_ones():
