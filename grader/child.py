@@ -24,7 +24,7 @@ import numpy as np
 from . import config, protocol, sandbox, zygote
 from .data import load_loader
 from .errors import UngradableError
-from .outcome import ProbeOutput, ProbeStatus
+from .outcome import ChildEnd, ProbeOutput, ProbeStatus
 from .plan import Task
 from .probes import UNREADABLE
 from .rubric import Rubric
@@ -116,8 +116,7 @@ class _ChildRun:
     """What one child did: results of the tasks it finished, and how it ended."""
     results: dict               # task id -> ProbeOutput, in order
     reached: str                # "startup", "import" or the id of the task it was on
-    ended: str                  # "finished" | "timeout" | "deadline" | "died" | "violation"
-                                # | "cancelled" (the run no longer needs it)
+    ended: ChildEnd             # how the parent stopped reading it
     received: int = 0           # bytes the child sent
     detail: str = ""            # for a violation: what the child did
     budget: float = 0.0         # the budget of the phase that ran out
@@ -205,7 +204,7 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
         _remove(workdir)
         raise UngradableError(f"the sandbox cannot start: {exc}") from None
     reader = protocol.Reader(read_fd, max_result, OWN_BYTES, shared=byte_budget)
-    out = _ChildRun({}, "startup", "finished", level=proc.isolation,
+    out = _ChildRun({}, "startup", ChildEnd.FINISHED, level=proc.isolation,
                     confinement=getattr(proc, "confinement", ""), startup=startup)
     index, phase_start = 0, time.monotonic()
     try:
@@ -216,21 +215,21 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
             wait = phase_end - time.monotonic()
             message = reader.get(wait if cancel is None else min(wait, _CANCEL_POLL_SECONDS))
             if message is None and cancel is not None and cancel.is_set():
-                out.ended = "cancelled"
+                out.ended = ChildEnd.CANCELLED
                 break
             if message is None or message.at > phase_end:
                 if message is None and time.monotonic() < phase_end:
                     continue
-                out.ended = "deadline" if phase_end == deadline else "timeout"
+                out.ended = ChildEnd.DEADLINE if phase_end == deadline else ChildEnd.TIMEOUT
                 out.budget = budgets[name]
                 break
             if message.kind == "eof":
                 # The child closed the channel or ended: it may still run, on the same clock.
                 if proc.wait(max(0.0, phase_end - time.monotonic())) is None:
-                    out.ended = "deadline" if phase_end == deadline else "timeout"
+                    out.ended = ChildEnd.DEADLINE if phase_end == deadline else ChildEnd.TIMEOUT
                     out.budget = budgets[name]
                 else:
-                    out.ended = "died"
+                    out.ended = ChildEnd.DIED
                 break
             expected_event = name == "startup"
             if message.kind == "event" and expected_event and message.word == protocol.READY:
@@ -240,7 +239,7 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
             elif message.kind == "bad-result" and not expected_event:
                 out.results[name] = ProbeOutput.failure(ERROR, f"{UNREADABLE}: {message.error}")
             else:
-                out.ended = "violation"
+                out.ended = ChildEnd.VIOLATION
                 out.detail = message.error or "sent results out of order"
                 break
             index, phase_start = index + 1, message.at
@@ -268,11 +267,11 @@ def _remove(workdir: Path) -> None:
 
 
 def _death(child: _ChildRun, where: str) -> tuple[str, str]:
-    if child.ended == "deadline":
+    if child.ended == ChildEnd.DEADLINE:
         return "timeout", f"stopped {where}: the submission used up its total time"
-    if child.ended == "timeout":
+    if child.ended == ChildEnd.TIMEOUT:
         return "timeout", f"timed out after {child.budget:g} s {where}"
-    if child.ended == "violation":
+    if child.ended == ChildEnd.VIOLATION:
         return ERROR, f"the grader could not read what your code returned {where}: {child.detail}"
     run = child.run
     if run is not None and run.signal:
@@ -284,7 +283,7 @@ def _death(child: _ChildRun, where: str) -> tuple[str, str]:
                 "SIGKILL": " (killed: memory or process limits?)",
                 "SIGXFSZ": " (file size limit)"}.get(name, "")
         return "crashed", f"the process was killed by {name}{hint} {where}"
-    if child.ended == "finished" or run is None:
+    if child.ended == ChildEnd.FINISHED or run is None:
         return ERROR, f"the process stopped before this item {where}"
     return "crashed", f"the process exited (exit code {run.returncode}) {where}"
 

@@ -33,6 +33,7 @@ class ChildEnd(StrEnum):
     DEADLINE = "deadline"    # the grade's hard total ran out
     DIED = "died"            # it exited, or closed the channel, early
     VIOLATION = "violation"  # it sent something out of turn or malformed
+    CANCELLED = "cancelled"  # the grade stopped it (the model's group, when the rest failed)
 
 
 class ItemStatus(StrEnum):

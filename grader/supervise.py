@@ -12,7 +12,7 @@ from pathlib import Path
 from . import protocol, zygote
 from .child import _death, _startup, _supervise
 from .errors import UngradableError
-from .outcome import ProbeOutput
+from .outcome import ChildEnd, ProbeOutput
 from .plan import Task
 from .probes import PROBES
 from .rubric import Rubric
@@ -179,11 +179,11 @@ class _GroupRun:
                                self.seed_of, self.deadline, self.budget, self.warm, cancel)
             level, confinement = child.level, child.confinement
             startups.add(child.startup)
-            if child.ended == "cancelled":
+            if child.ended == ChildEnd.CANCELLED:
                 break
             if child.reached == "startup" and (first or self.trusted):
                 # No line of the submission has run yet: this is the grader's side.
-                if child.ended in ("timeout", "deadline"):
+                if child.ended in (ChildEnd.TIMEOUT, ChildEnd.DEADLINE):
                     raise UngradableError("starting TensorFlow in the sandbox took longer than "
                                           f"{lim['startup_seconds']:g} s")
                 detail = (child.run.stderr or "").strip().splitlines()[-1:] or ["no output"]
@@ -212,7 +212,7 @@ class _GroupRun:
             if broken is not None:
                 status, message = _death(child, f"in {broken.item.probe}")
                 results[broken.id] = ProbeOutput.failure(status, message)
-                if child.ended == "deadline":
+                if child.ended == ChildEnd.DEADLINE:
                     not_run = ProbeOutput.failure(
                         "timeout", "not run: the submission used up its total time")
                     for t in remaining:
