@@ -33,7 +33,8 @@ def tutorial_env(tmp_path: Path) -> dict[str, str]:
 TF_MODULES = {"test_hostile", "test_corpus", "test_distribute", "test_reference", "test_starter",
               "test_cli", "test_sandbox", "test_zygote", "test_ray"}
 TF_TESTS = {
-    "test_engine": {"test_a_failing_reference_is_ungradable_not_a_zero"},
+    "test_engine": {"test_a_failing_reference_is_ungradable_not_a_zero",
+                    "test_no_value_a_declaration_admits_makes_a_check_raise"},
     "test_batch": {"test_batch_grades_a_class_like_check_and_resumes",
                    "test_batch_over_a_zip_of_student_folders_resumes_and_force_regrades"},
 }

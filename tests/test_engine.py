@@ -191,3 +191,33 @@ def test_a_target_of_the_wrong_kind_is_the_students_error(value, why):
     result = engine.score_item(item, tasks, got, expected, RUBRIC)
     assert result.status == "error" and result.score == 0
     assert result.feedback == f"{engine.UNREADABLE}: {why}"
+
+
+def test_no_value_a_declaration_admits_makes_a_check_raise(tmp_path):
+    """A hostile child cannot make itself ungradable: each array of the reference's real
+    results, replaced by what a child may send instead (empty, NaN, inf, huge, another
+    shape, another dtype), is scored, never a grader fault."""
+    import warnings
+    tasks = engine.plan(RUBRIC, ("public", "hidden"))
+    expected = engine.expected_outputs(RUBRIC, tasks, tmp_path)
+
+    def variants(a):
+        yield np.array([], a.dtype if a.dtype.kind in "fiub" else np.float32)
+        if a.dtype.kind == "f":
+            yield from (np.full(a.shape, np.nan, a.dtype), np.full(a.shape, np.inf, a.dtype),
+                        np.full(a.shape, 1e300, np.float64))
+        yield from (a.reshape(-1), a.reshape(1, *a.shape), np.zeros((3, 5, 7), np.float32),
+                    a.astype(np.int64), np.zeros((), np.float32))
+    scored = 0
+    for task in tasks:
+        base = expected[task.id]
+        mine = [t for t in tasks if t.item is task.item]
+        for key, array in base.arrays.items():
+            for value in variants(np.asarray(array)):
+                got = dict(expected)
+                got[task.id] = ProbeOutput("ok", dict(base.meta), {**base.arrays, key: value})
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    engine.score_item(task.item, mine, got, expected, RUBRIC)  # raises on a fault
+                scored += 1
+    assert scored > 200
