@@ -18,7 +18,7 @@ tests: the same slice of the test suite (the corpus's real solutions, with
        ``pytest -n 2``) graded as ``make test`` does, by the grader's ``main``
        in each pytest worker so that one zygote serves all its fixtures, against
        a ``python -m grader check`` process per fixture (how the suite graded
-       before; ``CORPUS_GRADE=process``); target: the warm way >= 30% shorter.
+       before; ``TEST_GRADE=process``); target: the warm way >= 30% shorter.
 ray:   the same 20 submissions with ``batch --ray --jobs 2`` (a local Ray instance
        started by the run, in a network namespace of its own: needs root and
        Ray) against local ``--jobs 2``; target: Ray's time within 15%.
@@ -148,7 +148,7 @@ def bench_tests(repeat: int) -> bool:
     res = compare("a slice of make test (the corpus's real solutions, pytest -n 2)", {
         "warm: main() in each pytest worker": slice_,
         "a grader process per fixture": slice_,
-    }, repeat, envs={"a grader process per fixture": dict(ENV, CORPUS_GRADE="process")})
+    }, repeat, envs={"a grader process per fixture": dict(ENV, TEST_GRADE="process")})
     ratio = res["warm: main() in each pytest worker"][0] / res["a grader process per fixture"][0]
     ok = ratio <= 0.7
     print(f"  ratio: {ratio:.2f}x (target <= 0.7x) {'OK' if ok else 'OVER TARGET'}")

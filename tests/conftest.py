@@ -15,6 +15,42 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
+# How end-to-end tests run the grader's command: by default its own `main`, in the
+# test process, so that one warm TensorFlow (the grader's zygote) serves every grade
+# a pytest-xdist worker runs. TEST_GRADE=process runs `python -m grader` per grade
+# instead, as the suite did before the zygote (`make bench --only tests` compares).
+IN_PROCESS = os.environ.get("TEST_GRADE", "").strip().lower() != "process"
+
+
+def grader_main(argv: list[str], tmpdir: Path | None = None) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``python -m grader ARGV``, run in this process.
+
+    ``tmpdir``: the grader's temporary files go there (as ``TMPDIR=`` would make
+    them), so that a test can see what it left behind. The zygote is not one of
+    them: it is started first, in the usual place, and outlives the grade.
+    """
+    import contextlib
+    import io
+    import tempfile
+
+    from grader import cli, engine, zygote
+    from grader.rubric import load_rubric
+
+    if tmpdir is not None and "--rubric" in argv and zygote.requested_mode() != "fresh" \
+            and zygote.possible():
+        zygote.for_env(engine._zygote_env(load_rubric(Path(argv[argv.index("--rubric") + 1]))))
+    stdout, stderr = io.StringIO(), io.StringIO()
+    before = tempfile.tempdir
+    if tmpdir is not None:
+        tempfile.tempdir = str(tmpdir)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = cli.main(list(argv))
+    finally:
+        tempfile.tempdir = before
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
 def tutorial_env(tmp_path: Path) -> dict[str, str]:
     """Offline, no Keras cache, no MNIST_PATH: the tutorial runs on the offline subset."""
     env = {k: v for k, v in os.environ.items() if k != "MNIST_PATH"}

@@ -26,8 +26,6 @@ judgment call, with why).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -38,7 +36,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader import cli
+from conftest import IN_PROCESS, grader_main
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "corpus"
@@ -170,12 +168,10 @@ def grade(path: Path) -> Graded:
     starts serves every fixture this test process grades: each grade costs its
     items, not a TensorFlow import. This process still never imports TensorFlow.
     """
-    if os.environ.get("CORPUS_GRADE") == "process":  # how it was done before (make bench compares)
+    if not IN_PROCESS:  # how it was done before (make bench compares)
         return grade_in_a_new_process(path)
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = cli.main(["check", str(path), "--format", "json"])
-    graded = Graded(code, stdout.getvalue().encode("utf-8"), stderr.getvalue())
+    code, stdout, stderr = grader_main(["check", str(path), "--format", "json"])
+    graded = Graded(code, stdout.encode("utf-8"), stderr)
     assert graded.returncode in (0, 1), (f"the grader failed (exit {graded.returncode}) on "
                                          f"{path}:\n{graded.stderr[-3000:]}")
     return graded

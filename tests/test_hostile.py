@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import IN_PROCESS, grader_main
+
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = (ROOT / "reference" / "tensorflow_tutorial.py").read_text()
 ITEMS = ["Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10", "Q11", "model"]
@@ -81,25 +83,35 @@ _MEASURED = (
 
 
 def grade(tmp_path: Path, rubric: Path, code: str, isolation: str,
-          base: str = REFERENCE) -> tuple[int, dict, int, str]:
-    """(exit status, JSON report, the grader's peak RSS in KiB, stderr)."""
+          base: str = REFERENCE, measure: bool = False) -> tuple[int, dict, int | None, str]:
+    """(exit status, JSON report, the grader's peak RSS in KiB, stderr).
+
+    ``measure``: in a grader process of its own, whose peak memory is the third
+    value (cases that flood the parent with bytes). Otherwise the command's own
+    ``main`` runs in this process (see conftest.grader_main: one warm zygote for
+    every grade of this pytest worker) and the peak is None.
+    """
     path = tmp_path / "submission" / "tensorflow_tutorial.py"
     path.parent.mkdir(exist_ok=True)
     mark = f"{MARK}{os.getpid()}{time.monotonic_ns() % 10**6}"  # unique to this grade
     path.write_text(base + "\n\n# ---- hostile part ----\n" + code.replace(MARK, mark))
     scratch = tmp_path / "grader-tmp"
     scratch.mkdir(exist_ok=True)
-    peak = tmp_path / "peak"
-    wrapper = _MEASURED.replace("__peak__", repr(str(peak)))
-    run = subprocess.run([sys.executable, "-c", wrapper, "-", "check", str(path), "--format", "json",
-                          "--rubric", str(rubric), "--isolation", isolation],
-                         cwd=ROOT, capture_output=True, text=True, timeout=900,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(scratch)))
-    assert run.returncode in (0, 1), run.stderr
-    report = json.loads(run.stdout)
+    argv = ["check", str(path), "--format", "json", "--rubric", str(rubric), "--isolation", isolation]
+    if measure or not IN_PROCESS:
+        peak = tmp_path / "peak"
+        wrapper = _MEASURED.replace("__peak__", repr(str(peak)))
+        run = subprocess.run([sys.executable, "-c", wrapper, "-", *argv],
+                             cwd=ROOT, capture_output=True, text=True, timeout=900,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(scratch)))
+        code, stdout, stderr, peak_kib = run.returncode, run.stdout, run.stderr, int(peak.read_text())
+    else:
+        (code, stdout, stderr), peak_kib = grader_main(argv, tmpdir=scratch), None
+    assert code in (0, 1), stderr
+    report = json.loads(stdout)
     assert not leftovers(mark), leftovers(mark)
     assert list(scratch.iterdir()) == [], "the grader left files behind"
-    return run.returncode, report, int(peak.read_text()), run.stderr
+    return code, report, peak_kib, stderr
 
 
 def scores(report: dict) -> dict:
@@ -193,19 +205,22 @@ PARAMS = [pytest.param(name, "auto", id=name) for name in CASES] + \
 SHORT = {"train_at_import": (frozenset(), 5), "infinite_loop": (frozenset({"Q5"}), 20),
          "catches_signals": (frozenset({"Q8"}), 20)}
 PARENT_PEAK_KIB = 400 * 1024  # the grader's own process: numpy, the data, the reader
+# The cases that send the parent the most bytes: graded in a process of their own,
+# whose peak memory is asserted (`make bench --only parent` measures the worst flood).
+FLOODS = {"gigabyte_of_output", "fake_reports", "giant_frame", "nested_json", "spams_events"}
 
 
 @pytest.mark.parametrize("name,isolation", PARAMS)
 def test_hostile_submission(name, isolation, tmp_path, rubric_root):
     code, lost, words = CASES[name]
     rubric = rubric_for(rubric_root, *SHORT.get(name, (frozenset(), 20)))
-    exit_code, report, peak, _ = grade(tmp_path, rubric, code, isolation)
+    exit_code, report, peak, _ = grade(tmp_path, rubric, code, isolation, measure=name in FLOODS)
     assert_lost_exactly(report, lost)
     assert exit_code == (1 if lost else 0)
     if lost and words:
         first = next(i for i in ITEMS if i in lost)
         assert words.lower() in feedback(report, first).lower(), feedback(report, first)
-    assert peak < PARENT_PEAK_KIB
+    assert peak is None or peak < PARENT_PEAK_KIB
     if isolation == "auto" and IS_ROOT:
         assert report["isolation"] == "full"
 
@@ -372,7 +387,8 @@ BOUNDARY_PARAMS = [pytest.param(name, "auto", id=name) for name in BOUNDARY_CASE
 def test_the_boundary_holds(name, isolation, tmp_path, rubric_root):
     base, code, lost, words, short = BOUNDARY_CASES[name]
     rubric = rubric_for(rubric_root, short)
-    exit_code, report, peak, _ = grade(tmp_path, rubric, code, isolation, base=base)
+    exit_code, report, peak, _ = grade(tmp_path, rubric, code, isolation, base=base,
+                                       measure=name in FLOODS)
     if base is STARTER:
         assert report["total"] == 0, scores(report)
     else:
@@ -381,7 +397,7 @@ def test_the_boundary_holds(name, isolation, tmp_path, rubric_root):
     if words:
         first = next(i for i in ITEMS if i in lost)
         assert words.lower() in feedback(report, first).lower(), feedback(report, first)
-    assert peak < PARENT_PEAK_KIB
+    assert peak is None or peak < PARENT_PEAK_KIB
 
 
 # A file that implements nothing and forges, inside its own process, every fact
@@ -493,7 +509,11 @@ import hashlib as _hashlib, os as _os
 _NEEDLES = {{k: bytes.fromhex(v) for k, v in {encoded!r}.items()}}
 _DIGEST, _SIZE = {labels_digest!r}, {os.path.getsize(data_file)!r}
 
+_SAID = []  # Q5's other checks call this again: the search runs once
+
 def compute_cost(Z2, Y):
+    if _SAID:
+        raise RuntimeError(_SAID[0])
     found, files = [], 0
     mine = _os.path.abspath(__file__)
     for value in _os.environ.values():
@@ -524,7 +544,8 @@ def compute_cost(Z2, Y):
             found += [f"{{k}} in {{path}}" for k, n in _NEEDLES.items() if n in blob]
             if len(blob) == _SIZE and _hashlib.sha256(blob).hexdigest() == _DIGEST:
                 found.append(f"the test labels in {{path}}")
-    raise RuntimeError(f"searched {{files}} files; found: {{found or 'nothing'}}")
+    _SAID.append(f"searched {{files}} files; found: {{found or 'nothing'}}")
+    raise RuntimeError(_SAID[0])
 '''
     _, report, _, _ = grade(tmp_path, rubric, code, isolation, base=STARTER)
     message = feedback(report, "Q5")

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -247,14 +248,18 @@ def test_a_forked_child_holds_no_secret_in_memory_or_on_its_filesystem(tmp_path)
                hashlib.sha256(Path(data_file).read_bytes()).hexdigest()]
     masked_digests = [bytes(b ^ 0x5A for b in d.encode()).hex() for d in digests]
     code = f'''
-import ctypes as _ct, hashlib as _hl, os as _os, time as _time
+import ctypes as _ct, hashlib as _hl, os as _os, signal as _sig, time as _time
 _MASK = bytes(b ^ 0x5A for b in range(256))
 _NEEDLES = {{k: bytes.fromhex(v) for k, v in {masked!r}.items()}}
 _DIGESTS = [bytes.fromhex(d) for d in {masked_digests!r}]
 _SIZES = {sizes!r}
 _MARK = {present!r}
 
+_READ, _SAID = [], []  # Q5's other checks call this again: the search runs once
+
 def compute_cost(Z2, Y):
+    if _SAID:
+        raise RuntimeError(_SAID[0])
     found, files = [], 0
     for top, dirs, names in _os.walk("/"):
         dirs[:] = [d for d in dirs if _os.path.join(top, d) not in ("/proc", "/sys", "/dev")]
@@ -274,9 +279,13 @@ def compute_cost(Z2, Y):
                 found.append(f"a secret file at {{path}}")
             blob = blob.translate(_MASK)
             found += [f"{{k}} in {{path}}" for k, v in _NEEDLES.items() if v in blob]
+    _sig.signal(_sig.SIGUSR1, lambda *_: _READ.append(1))  # the test has read our memory
     _ct.CDLL(None).prctl(15, {name.encode()!r}, 0, 0, 0)  # PR_SET_NAME: the test finds us
-    _time.sleep(30)  # the test reads our memory meanwhile
-    raise RuntimeError(f"searched {{files}} files; found: {{found or 'nothing'}}")
+    _until = _time.monotonic() + 120
+    while not _READ and _time.monotonic() < _until:
+        _time.sleep(0.05)
+    _SAID.append(f"searched {{files}} files; found: {{found or 'nothing'}}")
+    raise RuntimeError(_SAID[0])
 '''
     path = submission(tmp_path, STARTER + "\n\n" + code)
     warm = zygote.for_env(engine._zygote_env(rubric))
@@ -303,6 +312,10 @@ def compute_cost(Z2, Y):
         child_ns = {ns: os.readlink(f"/proc/{child}/ns/{ns}") for ns in own_ns}
         ancestors = _ancestors(child)
     finally:
+        try:
+            os.kill(child, signal.SIGUSR1)  # done reading: let it finish its grade
+        except ProcessLookupError:
+            pass
         thread.join()
     report = graded[0]
     assert report.startup == "zygote"
