@@ -16,8 +16,8 @@ whenever the zygote fails, the grader starts a fresh process as before.
 
 Under ``batch --ray`` the grading processes of one node share one zygote:
 a :class:`zygote_relay.Relay` owns it and serves it on a UNIX socket, and
-each Ray worker :func:`attach`\ es a :class:`RemoteZygote` that speaks to
-it (``grader/zygote_relay.py`` says how, and why a token).
+each Ray worker speaks to it through a :class:`RemoteZygote`, registered by
+:func:`attach` (``grader/zygote_relay.py`` says how, and why a token).
 """
 
 from __future__ import annotations
