@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -199,6 +200,49 @@ def killer(stop_at: dict[str, int]):
     return sweep, killed
 
 
+def _cmdline(pid) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def watching_zygotes(cluster: RayCluster, *args) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run ``grader *args`` in the cluster's network; meanwhile note each zygote of that
+    network (a zygote_server.py process whose parent is not one): {pid: its parent's pid
+    and command line, its own folder and its relay's}."""
+    args = (*args, "--rubric", rubric())
+    batch = subprocess.Popen([*cluster.enter, sys.executable, "-m", "grader", *map(str, args)],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    network = os.readlink(f"/proc/{cluster.proc.pid}/ns/net")
+    zygotes: dict[int, dict] = {}
+    output: list = []
+    reader = threading.Thread(target=lambda: output.append(batch.communicate()))
+    reader.start()
+    while reader.is_alive():
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            if pid in zygotes or "zygote_server.py" not in _cmdline(pid):
+                continue
+            try:
+                if os.readlink(f"/proc/{pid}/ns/net") != network:
+                    continue
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                home = os.readlink(f"/proc/{pid}/cwd")
+                sockets = Path(f"/proc/{ppid}/net/unix").read_text()
+            except (OSError, ValueError, IndexError):
+                continue
+            parent = _cmdline(ppid)
+            if "zygote_server.py" in parent:
+                continue            # a job forked from a zygote
+            relays = {os.path.dirname(p) for p in re.findall(r"\S*/grader-relay-[^/\s]+/\S+",
+                                                              sockets)}
+            zygotes[pid] = {"ppid": ppid, "parent": parent, "folders": [home, *sorted(relays)]}
+        time.sleep(0.1)
+    reader.join()
+    stdout, stderr = output[0]
+    return subprocess.CompletedProcess(batch.args, batch.returncode, stdout, stderr), zygotes
+
+
 # ---------------------------------------------------------------- the tests
 
 @needs_ray
@@ -208,9 +252,19 @@ def test_a_class_on_a_three_node_cluster_scores_as_local_batch(cluster, tmp_path
     local, remote = tmp_path / "local", tmp_path / "ray"
     proc = grader("batch", src, "--out", local, "--jobs", 2)
     assert proc.returncode == 0, proc.stderr
-    proc = grader("batch", src, "--out", remote, "--ray", cluster.address, prefix=cluster.enter)
+    proc, zygotes = watching_zygotes(cluster, "batch", src, "--out", remote, "--ray",
+                                     cluster.address)
     assert proc.returncode == 0, proc.stderr
     assert "3 nodes, 2 CPUs" in proc.stderr
+    # one zygote per worker node, kept by that node's keeper: none in a Ray worker or the
+    # driver; and none left, nor its folders, once the batch has ended
+    assert len(zygotes) == 2, zygotes
+    assert all(z["parent"].startswith("ray::_ZygoteKeeper") for z in zygotes.values()), zygotes
+    assert len({z["ppid"] for z in zygotes.values()}) == 2, zygotes
+    for pid, z in zygotes.items():
+        assert not os.path.exists(f"/proc/{pid}"), z
+        assert any("grader-relay-" in f for f in z["folders"]), z
+        assert not any(os.path.exists(f) for f in z["folders"]), z
 
     rows = gradebook(remote)
     assert rows == gradebook(local)            # row for row, every column
