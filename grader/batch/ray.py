@@ -73,17 +73,23 @@ _HOST_PORT = re.compile(r"^(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]
 
 @dataclass
 class Connection:
-    """A Ray session of this process: the module, the CPUs to fill, what it is."""
+    """A Ray session of this process: the module, the CPUs to fill, what it is;
+    the token of this run's zygote relays, and this machine's relay if it has
+    one (a local instance's)."""
 
     ray: ModuleType
     cpus: int
     description: str
+    token: str = ""
+    relay: Relay | None = None
 
     def close(self) -> None:
         try:
             self.ray.shutdown()
         except Exception:   # shutting down is best effort: DIR is already written
             pass
+        if self.relay is not None:
+            self.relay.close()
 
 
 def check_address(address: str) -> str:
@@ -108,14 +114,31 @@ def _reachable(address: str) -> None:
                          "is `ray start --head` running, and is the port open?") from None
 
 
-def connect(address: str, cpus: int | None) -> Connection:
-    """Start a local Ray instance (``local``, with ``cpus`` CPUs) or join a cluster."""
+def connect(address: str, cpus: int | None, rubric: Rubric | None = None) -> Connection:
+    """Start a local Ray instance (``local``, with ``cpus`` CPUs) or join a cluster.
+
+    With ``rubric``, a local instance's only node, this machine, gets its
+    zygote first: TensorFlow imports while Ray starts (see :func:`grade_all`).
+    """
     try:
         import ray
     except ImportError:
         raise UsageError("--ray needs Ray, which is not installed here: "
                          f"{sys.executable} -m pip install -r requirements-ray.txt") from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")   # no reports sent anywhere
+    token = secrets.token_hex(32)
+    relay = _relay(rubric, token) if rubric is not None and address == LOCAL else None
+    try:
+        conn = _start(ray, address, cpus)
+    except BaseException:
+        if relay is not None:
+            relay.close()
+        raise
+    conn.token, conn.relay = token, relay
+    return conn
+
+
+def _start(ray: ModuleType, address: str, cpus: int | None) -> Connection:
     try:
         with tempfile.TemporaryDirectory(prefix="grader-ray-code-") as scratch:
             # the job's code, uploaded by ray.init: nodes need none of the project's files
@@ -153,20 +176,25 @@ def _fits(resources: dict) -> bool:
 
 # ------------------------------------------------------------- on a node
 
+def _relay(rubric: Rubric, token: str) -> Relay | None:
+    """The zygote of this machine's grading processes, served to those that
+    send ``token``; None where they would not fork from a zygote, or it
+    cannot start. The children's environment is computed here, as the tasks
+    do; the zygote gets the rubric's startup budget to import TensorFlow."""
+    if zygote.requested_mode() == "fresh" or not zygote.possible():
+        return None
+    try:
+        return Relay(engine._zygote_env(rubric), token, float(rubric.limits["startup_seconds"]))
+    except OSError:
+        return None
+
+
 class _ZygoteKeeper:
     """A Ray actor on one node: the zygote that the node's grading tasks
-    share, served by a ``zygote_relay.Relay`` to those that send ``token``.
-
-    It computes the children's environment here, as the tasks do, and gives
-    the zygote the rubric's startup budget to import TensorFlow. Where this
-    node would not fork children from a zygote, it starts none.
-    """
+    share (:func:`_relay`)."""
 
     def __init__(self, rubric: Rubric, token: str) -> None:
-        self._relay = None
-        if zygote.requested_mode() != "fresh" and zygote.possible():
-            self._relay = Relay(engine._zygote_env(rubric), token,
-                                float(rubric.limits["startup_seconds"]))
+        self._relay = _relay(rubric, token)
 
     def path(self) -> str:
         """The relay's socket, or "" for none."""
@@ -237,15 +265,21 @@ def grade_all(conn: Connection, todo: list, output, rubric: Rubric,
               retries: int = DEFAULT_RETRIES) -> bool:
     """Grade ``todo`` (as ``run.grade_all``) on Ray; returns True when interrupted."""
     ray = conn.ray
-    token = secrets.token_hex(32)
-    keepers = _start_keepers(ray, rubric, token)   # their zygotes import while we prepare
+    token = conn.token or secrets.token_hex(32)
+    here = {}       # this machine's relay, started with the local instance
+    if conn.relay is not None:
+        try:
+            here = {ray.get_runtime_context().get_node_id(): conn.relay.path}
+        except Exception:
+            pass
+    keepers = _start_keepers(ray, rubric, token, here)   # their zygotes import while we prepare
     try:
         tasks = engine.plan(rubric, visibilities)
         with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
             os.chmod(tmp, 0o711)
             expected = engine.expected_outputs(rubric, tasks, Path(tmp))   # cached by _prepare
         zygote.shutdown()   # if computing them started one here: this process grades nothing
-        relays = _relay_paths(ray, keepers)
+        relays = {**_relay_paths(ray, keepers), **here}
         # one object: tasks keep their items
         shared = ray.put((rubric, tasks, expected, relays, token))
         remote = ray.remote(num_cpus=1, memory=MEMORY_PER_WORKER, max_calls=WORKER_GRADES,
@@ -257,10 +291,10 @@ def grade_all(conn: Connection, todo: list, output, rubric: Rubric,
         _stop_keepers(ray, keepers)
 
 
-def _start_keepers(ray, rubric: Rubric, token: str) -> dict:
-    """A :class:`_ZygoteKeeper` on each node that can grade: {node id: actor}.
-    Best effort, as everything about them: without one, a node's workers
-    start zygotes of their own."""
+def _start_keepers(ray, rubric: Rubric, token: str, served: dict) -> dict:
+    """A :class:`_ZygoteKeeper` on each node that can grade and is not in
+    ``served``: {node id: actor}. Best effort, as everything about them:
+    without one, a node's workers start zygotes of their own."""
     if zygote.requested_mode() == "fresh":
         return {}
     keepers = {}
@@ -268,7 +302,8 @@ def _start_keepers(ray, rubric: Rubric, token: str) -> dict:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         keeper = ray.remote(num_cpus=0, max_restarts=0)(_ZygoteKeeper)
         for node in ray.nodes():
-            if node.get("Alive") and _fits(node.get("Resources", {})):
+            if node.get("Alive") and _fits(node.get("Resources", {})) \
+                    and node["NodeID"] not in served:
                 where = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
                 keepers[node["NodeID"]] = keeper.options(scheduling_strategy=where).remote(
                     rubric, token)

@@ -189,7 +189,7 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
     cluster = None
     if todo and getattr(args, "ray", None) is not None:
         from . import ray   # joins or starts Ray first: a bad address fails in seconds
-        cluster = ray.connect(args.ray, jobs if args.ray == ray.LOCAL else None)
+        cluster = ray.connect(args.ray, jobs if args.ray == ray.LOCAL else None, rubric)
     try:
         if todo:
             interrupted, elapsed_grading, jobs = _grade_todo(args, rubric, visibilities, jobs,
