@@ -25,6 +25,9 @@ resume keys, the gradebook, reports, summary, progress and Ctrl-C.  Here:
   this run; where a keeper did not start, did not answer, or its zygote
   fails, the worker starts a zygote of its own (or fresh children), as
   locally. The driver stops the keepers when grading ends, however it ends.
+  A local instance's only node is the driver's machine: there the driver
+  serves the zygote itself, started before Ray is, so that TensorFlow
+  imports while Ray starts.
 * **Faults.**  A task whose worker or node dies is retried by Ray up to
   ``--retries`` times; one that fails every attempt gets ``ungradable`` with
   the reason.  Each task's result is recorded once, when ``ray.wait``
