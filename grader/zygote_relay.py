@@ -46,6 +46,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 
 from .zygote import MAX_FDS, MAX_MESSAGE, Zygote, _peer_uid
 
@@ -80,11 +81,11 @@ class Relay:
             os.chmod(self._home, 0o700)
             self._listener.bind(self.path)
             self._listener.listen(MAX_CONNECTIONS)
+            self._zygote = Zygote(env)
         except OSError:
             self._listener.close()
             shutil.rmtree(self._home, ignore_errors=True)
             raise
-        self._zygote = Zygote(env)
         self._started = threading.Event()
         self._spawn(self._wait_for_zygote, startup_seconds)
         self._spawn(self._accept)
@@ -111,7 +112,10 @@ class Relay:
             try:
                 conn, _ = self._listener.accept()
             except OSError:
-                return          # closed
+                if self._closed:
+                    return
+                time.sleep(0.1)     # out of descriptors, say: try again
+                continue
             with self._lock:
                 admitted = not self._closed and len(self._connections) < MAX_CONNECTIONS
                 if admitted:
