@@ -97,9 +97,9 @@ class Relay:
     def _spawn(self, target, *args) -> None:
         thread = threading.Thread(target=target, args=args, name="grader-zygote-relay",
                                   daemon=True)
+        thread.start()
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
 
     def _wait_for_zygote(self, startup_seconds: float) -> None:
         try:
