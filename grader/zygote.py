@@ -13,6 +13,11 @@ enters the sandbox of the isolation level granted (full: namespaces, root,
 uid; basic: limits, Landlock, a session of its own). Anywhere else, and
 whenever the zygote fails, the grader starts a fresh process as before.
 ``GRADER_STARTUP`` chooses: ``auto`` (the default), ``zygote`` or ``fresh``.
+
+Under ``batch --ray`` the grading processes of one node share one zygote:
+a :class:`zygote_relay.Relay` owns it and serves it on a UNIX socket, and
+each Ray worker speaks to it through a :class:`RemoteZygote`, registered by
+:func:`attach` (``grader/zygote_relay.py`` says how, and why a token).
 """
 
 from __future__ import annotations
@@ -31,12 +36,16 @@ from pathlib import Path
 
 from . import sandbox
 
-__all__ = ["MODES", "Zygote", "for_env", "possible", "requested_mode", "shutdown"]
+__all__ = ["MODES", "RemoteZygote", "Zygote", "attach", "for_env", "possible", "requested_mode",
+           "shutdown"]
 
 SERVER = Path(__file__).resolve().parent / "zygote_server.py"
 MODES = ("auto", "zygote", "fresh")
 MODE_VARIABLE = "GRADER_STARTUP"
 _STOP_SECONDS = 5.0
+MAX_MESSAGE = 1 << 20               # a job's configuration, as zygote_server.py reads it
+MAX_FDS = 16
+_CONNECT_SECONDS = 10.0
 
 
 def requested_mode() -> str:
@@ -135,19 +144,118 @@ class Zygote:
         shutil.rmtree(self._home, ignore_errors=True)
 
 
-_zygotes: dict[tuple, Zygote] = {}
+class RemoteZygote:
+    """A zygote that another process of this machine serves (a
+    :class:`zygote_relay.Relay`): the same interface as :class:`Zygote`.
+
+    It connects at once and sends ``token`` (the relay closes a connection
+    that does not); the relay answers ``ready PID`` or ``failed WHY`` once
+    its zygote has imported TensorFlow, and then forwards each job sent
+    here to it, descriptors included. ``pid`` is the zygote's, as the relay
+    said (None before).
+    """
+
+    def __init__(self, path: str, token: str) -> None:
+        self._lock = threading.Lock()
+        self._state = "starting"
+        self.reason = ""
+        self.pid: int | None = None
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._socket.settimeout(_CONNECT_SECONDS)
+            self._socket.connect(path)
+            # whoever listens there gets the token: only a process of our own user
+            if _peer_uid(self._socket) != os.getuid():
+                raise OSError("it is another user's socket")
+            self._socket.send(token.encode())
+            self._socket.settimeout(None)
+        except OSError as exc:
+            self._fail(f"cannot reach this node's zygote: {exc.strerror or exc}")
+
+    def ready(self, timeout: float) -> bool:
+        """As :meth:`Zygote.ready`: the relay's answer, within ``timeout`` seconds."""
+        with self._lock:
+            if self._state == "starting":
+                answer = ""
+                if select.select([self._socket], [], [], max(0.0, timeout))[0]:
+                    try:
+                        answer = self._socket.recv(4096).decode(errors="replace")
+                    except OSError:
+                        pass
+                else:
+                    answer = f"failed it did not import TensorFlow in {timeout:g} s"
+                word, _, rest = answer.partition(" ")
+                if word == "ready" and rest.isdigit():
+                    self._state, self.pid = "ready", int(rest)
+                else:
+                    self._fail(rest if word == "failed" else "the node's zygote hung up")
+            return self._state == "ready"
+
+    def request(self, config: dict, fds: list[int]) -> None:
+        """Hand one job to the zygote through the relay (as :meth:`Zygote.request`)."""
+        message = json.dumps(config).encode()
+        with self._lock:
+            if self._state != "ready":
+                raise OSError(f"the zygote is not ready: {self.reason}")
+            if len(message) > MAX_MESSAGE or len(fds) > MAX_FDS:
+                raise OSError("the job is larger than the zygote reads")
+            socket.send_fds(self._socket, [message], fds)
+
+    def broken(self, why: str) -> None:
+        with self._lock:
+            self._fail(why)
+
+    @property
+    def alive(self) -> bool:
+        return self._state in ("starting", "ready")
+
+    def _fail(self, why: str) -> None:
+        if self._state in ("starting", "ready"):
+            self._state, self.reason = "failed", why
+            self._socket.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._state != "closed":
+                self._state = "closed"
+                self._socket.close()
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a UNIX socket (SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    return int.from_bytes(creds[4:8], sys.byteorder)
+
+
+_zygotes: dict[tuple, Zygote | RemoteZygote] = {}
 _registry_lock = threading.Lock()
 
 
-def for_env(env: dict[str, str]) -> Zygote:
+def _key(env: dict[str, str]) -> tuple:
+    return tuple(sorted(env.items()))
+
+
+def for_env(env: dict[str, str]) -> Zygote | RemoteZygote:
     """The zygote for children with environment ``env`` (without HOME and
-    TMPDIR, which each child gets its own of), started now if need be."""
-    key = tuple(sorted(env.items()))
+    TMPDIR, which each child gets its own of), started now if need be: the
+    one :func:`attach` gave while it works, else one of this process."""
+    key = _key(env)
     with _registry_lock:
         zygote = _zygotes.get(key)
         if zygote is None or not zygote.alive:
             zygote = _zygotes[key] = Zygote(env)
         return zygote
+
+
+def attach(env: dict[str, str], path: str, token: str) -> None:
+    """Let children with environment ``env`` fork from the zygote that the
+    relay at ``path`` serves, unless a working zygote is there already.
+    When it fails, :func:`for_env` starts one of this process instead."""
+    key = _key(env)
+    with _registry_lock:
+        current = _zygotes.get(key)
+        if current is None or not current.alive:
+            _zygotes[key] = RemoteZygote(path, token)
 
 
 def shutdown() -> None:

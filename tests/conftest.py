@@ -67,7 +67,7 @@ def tutorial_env(tmp_path: Path) -> dict[str, str]:
 # The `tf` tier starts sandboxed children that import TensorFlow, or sandboxes
 # that spend seconds of CPU on purpose.
 TF_MODULES = {"test_hostile", "test_corpus", "test_distribute", "test_reference", "test_starter",
-              "test_cli", "test_sandbox", "test_zygote", "test_ray"}
+              "test_cli", "test_sandbox", "test_zygote", "test_zygote_relay", "test_ray"}
 TF_TESTS = {
     "test_engine": {"test_a_failing_reference_is_ungradable_not_a_zero",
                     "test_no_value_a_declaration_admits_makes_a_check_raise"},

@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -199,6 +200,55 @@ def killer(stop_at: dict[str, int]):
     return sweep, killed
 
 
+def _cmdline(pid) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def watching_zygotes(prefix: tuple, *args, network: str = "") -> tuple[
+        subprocess.CompletedProcess, dict]:
+    """Run ``grader *args`` after ``prefix`` (which enters a network namespace: ``network``,
+    or the batch's own); meanwhile note each zygote of that network (a zygote_server.py
+    process whose parent is not one): {pid: its parent's pid and command line, its own
+    folder and its relay's}."""
+    args = (*args, "--rubric", rubric())
+    batch = subprocess.Popen([*prefix, sys.executable, "-m", "grader", *map(str, args)],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    zygotes: dict[int, dict] = {}
+    output: list = []
+    reader = threading.Thread(target=lambda: output.append(batch.communicate()))
+    reader.start()
+    while reader.is_alive():
+        if not network:     # once the batch runs, it is in the namespace it made
+            if _cmdline(batch.pid).split()[1:3] == ["-m", "grader"]:
+                network = os.readlink(f"/proc/{batch.pid}/ns/net")
+            time.sleep(0.01)
+            continue
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            if pid in zygotes or "zygote_server.py" not in _cmdline(pid):
+                continue
+            try:
+                if os.readlink(f"/proc/{pid}/ns/net") != network:
+                    continue
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                home = os.readlink(f"/proc/{pid}/cwd")
+                sockets = Path(f"/proc/{ppid}/net/unix").read_text()
+            except (OSError, ValueError, IndexError):
+                continue
+            parent = _cmdline(ppid)
+            if "zygote_server.py" in parent:
+                continue            # a job forked from a zygote
+            relays = {os.path.dirname(p) for p in re.findall(r"\S*/grader-relay-[^/\s]+/\S+",
+                                                              sockets)}
+            zygotes[pid] = {"ppid": ppid, "parent": parent, "folders": [home, *sorted(relays)]}
+        time.sleep(0.1)
+    reader.join()
+    stdout, stderr = output[0]
+    return subprocess.CompletedProcess(batch.args, batch.returncode, stdout, stderr), zygotes
+
+
 # ---------------------------------------------------------------- the tests
 
 @needs_ray
@@ -208,9 +258,20 @@ def test_a_class_on_a_three_node_cluster_scores_as_local_batch(cluster, tmp_path
     local, remote = tmp_path / "local", tmp_path / "ray"
     proc = grader("batch", src, "--out", local, "--jobs", 2)
     assert proc.returncode == 0, proc.stderr
-    proc = grader("batch", src, "--out", remote, "--ray", cluster.address, prefix=cluster.enter)
+    proc, zygotes = watching_zygotes(cluster.enter, "batch", src, "--out", remote, "--ray",
+                                     cluster.address,
+                                     network=os.readlink(f"/proc/{cluster.proc.pid}/ns/net"))
     assert proc.returncode == 0, proc.stderr
     assert "3 nodes, 2 CPUs" in proc.stderr
+    # one zygote per worker node, kept by that node's keeper: none in a Ray worker or the
+    # driver; and none left, nor its folders, once the batch has ended
+    assert len(zygotes) == 2, zygotes
+    assert all(z["parent"].startswith("ray::_ZygoteKeeper") for z in zygotes.values()), zygotes
+    assert len({z["ppid"] for z in zygotes.values()}) == 2, zygotes
+    for pid, z in zygotes.items():
+        assert not os.path.exists(f"/proc/{pid}"), z
+        assert any("grader-relay-" in f for f in z["folders"]), z
+        assert not any(os.path.exists(f) for f in z["folders"]), z
 
     rows = gradebook(remote)
     assert rows == gradebook(local)            # row for row, every column
@@ -296,8 +357,13 @@ def test_an_interrupted_run_on_a_local_ray_instance_resumes(tmp_path):
     assert 1 <= len(done) < 3, stderr
     assert all(s["status"] == "pending" for n, s in first.items() if n not in done)
 
-    proc = grader("batch", src, "--out", out, "--ray", "--jobs", "1", prefix=private_network())
+    proc, zygotes = watching_zygotes(private_network(), "batch", src, "--out", out, "--ray",
+                                     "--jobs", "1")
     assert proc.returncode == 0, proc.stderr
+    # a local instance's only node is this machine: its one zygote is the driver's own
+    assert [z["parent"].split()[1:4] for z in zygotes.values()] == [["-m", "grader", "batch"]], \
+        zygotes
+    assert not any(os.path.exists(f) for z in zygotes.values() for f in z["folders"]), zygotes
     assert f"{3 - len(done)} to grade, {len(done)} unchanged" in proc.stderr, proc.stderr
     assert sorted(progress_lines(proc.stderr)) == sorted(set(first) - set(done))
     final = state(out)

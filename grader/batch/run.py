@@ -189,7 +189,7 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
     cluster = None
     if todo and getattr(args, "ray", None) is not None:
         from . import ray   # joins or starts Ray first: a bad address fails in seconds
-        cluster = ray.connect(args.ray, jobs if args.ray == ray.LOCAL else None)
+        cluster = ray.connect(args.ray, jobs if args.ray == ray.LOCAL else None, rubric)
     try:
         if todo:
             interrupted, elapsed_grading, jobs = _grade_todo(args, rubric, visibilities, jobs,
@@ -220,7 +220,7 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
 def _grade_todo(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, output: Output,
                 todo: list, cluster) -> tuple[bool, float, int]:
     """Grade what changed, locally or on Ray: (interrupted, seconds, grades at once)."""
-    level = _prepare(rubric, visibilities, args.isolation)
+    level = _prepare(rubric, visibilities, args.isolation, warm=cluster is None)
     if cluster is not None:
         jobs = min(args.jobs or cluster.cpus, len(todo))
         print(f"batch: on {cluster.description}; {jobs} grade(s) at once, isolation decided "
@@ -246,14 +246,16 @@ def _grade_todo(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, ou
     return interrupted, time.monotonic() - grading_started, jobs
 
 
-def _prepare(rubric: Rubric, visibilities, isolation: str) -> str:
+def _prepare(rubric: Rubric, visibilities, isolation: str, warm: bool = True) -> str:
     """Checks that concern every submission, before any is graded (exit 2 if one fails).
 
     It also warms what engine.grade shares between threads: the MNIST loader
-    module, the reference's expected values and the zygote, one for the
-    whole worker pool (TensorFlow imports there meanwhile).
+    module, the reference's expected values and, with ``warm`` (local
+    workers; on Ray each node has its own), the zygote, one for the whole
+    worker pool (TensorFlow imports there meanwhile).
     """
-    engine.prestart(rubric)
+    if warm:
+        engine.prestart(rubric)
     try:
         level, _ = sandbox.detect_isolation(isolation)
     except sandbox.SandboxError as exc:
