@@ -122,7 +122,20 @@ class _concurrency:
             _running -= 1
 
 
+_core_limit: int | None = None
+
+
+def limit_cores(cores: int | None) -> None:
+    """The cores this process's grades may count on, when fewer than the
+    machine's: a Ray task's share (the CPUs Ray assigned it), since the
+    node's other tasks grade beside it. None: the machine's."""
+    global _core_limit
+    _core_limit = None if cores is None else max(1, int(cores))
+
+
 def _cores() -> int:
+    if _core_limit is not None:
+        return _core_limit
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

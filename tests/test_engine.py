@@ -221,3 +221,18 @@ def test_no_value_a_declaration_admits_makes_a_check_raise(tmp_path):
                     engine.score_item(task.item, mine, got, expected, RUBRIC)  # raises on a fault
                 scored += 1
     assert scored > 200
+
+
+def test_a_ray_tasks_share_of_the_cores_is_what_a_grade_counts_on(monkeypatch):
+    """A Ray task is granted one CPU of its node: its grade must not plan on the
+    machine's cores (the model item in a child of its own beside the others)."""
+    from grader import supervise
+    monkeypatch.setattr(supervise, "_core_limit", None)
+    machine = supervise._cores()
+    assert machine == len(os.sched_getaffinity(0))
+    supervise.limit_cores(1)
+    assert supervise._cores() == 1
+    supervise.limit_cores(0)      # a fraction of a CPU (Ray allows 0.5): still one
+    assert supervise._cores() == 1
+    supervise.limit_cores(None)
+    assert supervise._cores() == machine

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from .. import engine, zygote
+from .. import engine, supervise, zygote
 from ..errors import GraderError, UsageError
 from ..files import copy_grader
 from ..report import clean_line
@@ -220,14 +220,16 @@ def _grade_on_node(shared: tuple, student: str, graded: bytes, suffix: str,
     import ray
 
     rubric, tasks, expected, relays, token = shared
-    relay = relays.get(ray.get_runtime_context().get_node_id())
+    context = ray.get_runtime_context()
+    # this task's share of the node: its other tasks grade beside it (no model child on the side)
+    supervise.limit_cores(int(context.get_assigned_resources().get("CPU", 1)))
+    relay = relays.get(context.get_node_id())
     if relay and zygote.requested_mode() != "fresh" and zygote.possible():
         zygote.attach(engine._zygote_env(rubric), relay, token)   # unless attached already
     with tempfile.TemporaryDirectory(prefix="grader-ray-") as tmp:
         path = Path(tmp) / f"{student}{suffix}"
         path.write_bytes(graded)
         outcome = grade_one(path, rubric, visibilities, isolation, prepared=(tasks, expected))
-    context = ray.get_runtime_context()
     node = f"{ray.util.get_node_ip_address()} ({context.get_node_id()[:8]})"
     return outcome, node
 
