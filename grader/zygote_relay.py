@@ -176,7 +176,7 @@ class Relay:
                 return
             self._closed = True
             connections = list(self._connections)
-            threads = list(self._threads)
+            threads = [t for t in self._threads if t is not threading.current_thread()]
         _shut(self._listener)
         for conn in connections:
             _shut(conn)
@@ -189,9 +189,16 @@ class Relay:
                 pass
         self._started.wait(_JOIN_SECONDS)
         self._zygote.close()
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(_JOIN_SECONDS)
+        # The accept thread may have admitted a connection just before we closed, and
+        # start its thread after the list above was taken: join until none is left
+        # (once the accept thread has ended, no thread starts any more).
+        deadline = time.monotonic() + _JOIN_SECONDS
+        while threads and time.monotonic() < deadline:
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                threads = [t for t in self._threads
+                           if t.is_alive() and t is not threading.current_thread()]
         self._listener.close()
         shutil.rmtree(self._home, ignore_errors=True)
 
