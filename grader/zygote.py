@@ -60,7 +60,52 @@ def possible() -> bool:
         and hasattr(socket, "send_fds")
 
 
-class Zygote:
+class _Handle:
+    """What both kinds of zygote share: a socket the jobs go down, and a state
+    (starting, ready, failed or closed) kept under a lock. A failure is for
+    good: :meth:`_stop` ends what the handle holds."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._socket = sock
+        self._lock = threading.Lock()
+        self._state = "starting"
+        self.reason = ""
+
+    def request(self, config: dict, fds: list[int]) -> None:
+        """Hand one job to the zygote (see :func:`sandbox.start_forked`)."""
+        message = json.dumps(config).encode()
+        with self._lock:
+            if self._state != "ready":
+                raise OSError(f"the zygote is not ready: {self.reason}")
+            if len(message) > MAX_MESSAGE or len(fds) > MAX_FDS:
+                raise OSError("the job is larger than the zygote reads")
+            socket.send_fds(self._socket, [message], fds)
+
+    def broken(self, why: str) -> None:
+        """It failed to fork a job: stop using it."""
+        with self._lock:
+            self._fail(why)
+
+    @property
+    def alive(self) -> bool:
+        return self._state in ("starting", "ready")
+
+    def _fail(self, why: str) -> None:
+        if self._state in ("starting", "ready"):
+            self._state, self.reason = "failed", why
+            self._stop()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._state != "closed":
+                self._state = "closed"
+                self._stop()
+
+    def _stop(self) -> None:
+        self._socket.close()
+
+
+class Zygote(_Handle):
     """One zygote process, started at once; ask :meth:`ready` before use."""
 
     def __init__(self, env: dict[str, str]) -> None:
@@ -69,10 +114,8 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         child_env = dict(env, HOME=self._home, TMPDIR=self._home)
         child_env["GRADER_ZYGOTE_FD"] = str(theirs.fileno())
-        self._socket = ours
-        self._lock = threading.Lock()
-        self._state = "starting"
-        self.reason = ""
+        super().__init__(ours)
+        self._proc: subprocess.Popen | None = None
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-s", "-B", str(SERVER)], cwd=self._home, env=child_env,
@@ -80,7 +123,6 @@ class Zygote:
                 pass_fds=(theirs.fileno(),))
         except OSError as exc:
             self._fail(f"cannot start: {exc}")
-            self._proc = None
         finally:
             theirs.close()
         if self._proc is not None:
@@ -105,33 +147,6 @@ class Zygote:
                     self._fail(f"it did not import TensorFlow in {timeout:g} s")
             return self._state == "ready"
 
-    def request(self, config: dict, fds: list[int]) -> None:
-        """Hand one job to the zygote (see :func:`sandbox.start_forked`)."""
-        with self._lock:
-            if self._state != "ready":
-                raise OSError(f"the zygote is not ready: {self.reason}")
-            socket.send_fds(self._socket, [json.dumps(config).encode()], fds)
-
-    def broken(self, why: str) -> None:
-        """It failed to fork a job: stop using it."""
-        with self._lock:
-            self._fail(why)
-
-    @property
-    def alive(self) -> bool:
-        return self._state in ("starting", "ready")
-
-    def _fail(self, why: str) -> None:
-        if self._state in ("starting", "ready"):
-            self._state, self.reason = "failed", why
-            self._stop()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._state != "closed":
-                self._state = "closed"
-                self._stop()
-
     def _stop(self) -> None:
         self._socket.close()  # it exits when it sees the socket close
         if self._proc is not None:
@@ -144,7 +159,7 @@ class Zygote:
         shutil.rmtree(self._home, ignore_errors=True)
 
 
-class RemoteZygote:
+class RemoteZygote(_Handle):
     """A zygote that another process of this machine serves (a
     :class:`zygote_relay.Relay`): the same interface as :class:`Zygote`.
 
@@ -156,11 +171,8 @@ class RemoteZygote:
     """
 
     def __init__(self, path: str, token: str) -> None:
-        self._lock = threading.Lock()
-        self._state = "starting"
-        self.reason = ""
+        super().__init__(socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET))
         self.pid: int | None = None
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._socket.settimeout(_CONNECT_SECONDS)
             self._socket.connect(path)
@@ -190,35 +202,6 @@ class RemoteZygote:
                 else:
                     self._fail(rest if word == "failed" else "the node's zygote hung up")
             return self._state == "ready"
-
-    def request(self, config: dict, fds: list[int]) -> None:
-        """Hand one job to the zygote through the relay (as :meth:`Zygote.request`)."""
-        message = json.dumps(config).encode()
-        with self._lock:
-            if self._state != "ready":
-                raise OSError(f"the zygote is not ready: {self.reason}")
-            if len(message) > MAX_MESSAGE or len(fds) > MAX_FDS:
-                raise OSError("the job is larger than the zygote reads")
-            socket.send_fds(self._socket, [message], fds)
-
-    def broken(self, why: str) -> None:
-        with self._lock:
-            self._fail(why)
-
-    @property
-    def alive(self) -> bool:
-        return self._state in ("starting", "ready")
-
-    def _fail(self, why: str) -> None:
-        if self._state in ("starting", "ready"):
-            self._state, self.reason = "failed", why
-            self._socket.close()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._state != "closed":
-                self._state = "closed"
-                self._socket.close()
 
 
 def _peer_uid(sock: socket.socket) -> int:

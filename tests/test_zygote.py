@@ -331,3 +331,17 @@ def compute_cost(Z2, Y):
     message = " ".join(c.message for c in q5.checks)
     assert "found: nothing" in message, message
     assert int(re.search(r"searched (\d+) files", message).group(1)) > 1000, message
+
+
+def test_a_zygote_that_cannot_start_says_why_and_is_not_used(monkeypatch):
+    """Popen fails (no memory, no such interpreter): the zygote is failed, with the
+    reason, and leaves no folder; the grade then starts its children fresh."""
+    import subprocess as sp
+
+    def refuse(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+    monkeypatch.setattr(sp, "Popen", refuse)
+    made = zygote.Zygote({"PATH": "/usr/bin:/bin"})
+    assert not made.alive and not made.ready(0)
+    assert made.reason.startswith("cannot start:") and "Cannot allocate memory" in made.reason
+    assert made.pid is None and not os.path.exists(made._home)

@@ -110,7 +110,7 @@ def test_the_relay_serves_only_a_client_that_sends_the_token_first(relay, monkey
     assert answer(relay.path, TOKEN.encode() + b"0") == b""
     started = time.monotonic()
     assert answer(relay.path, None) == b""                  # silence: closed after 1 s
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 25  # closed by the relay, not by this client giving up (30 s)
     # a job before the token: refused, and the relay keeps no copy of what it carried
     read_end, write_end = os.pipe()
     job = json.dumps({"mode": "basic", "pass_fds": []}).encode()
@@ -240,7 +240,7 @@ def test_closing_a_relay_leaves_no_process_and_no_directory(rubric):
             assert remote.ready(300)
         started = time.monotonic()
         served.close()
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < 25  # its waits are bounded (5 s each): no hang
         assert not os.path.exists(home) and not os.path.exists(zygote_home)
         assert not alive(pid)
         assert not any(t.is_alive() for t in served._threads)
