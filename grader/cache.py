@@ -17,15 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from . import config, protocol
-from .child import output_from_result
+from .child import child_sources, output_from_result
 from .errors import UngradableError
 from .outcome import ProbeOutput
 from .plan import Task, planned_seed
 from .rubric import Rubric
 from .supervise import run_probes
-
-# What the child runs besides the submission: its results depend on it.
-CHILD_CODE = ("child_runner.py", "child_harness.py", "child_probes.py")
 
 
 def read_result_file(path: Path, task_id: str, max_bytes: int = protocol.MAX_RESULT_BYTES
@@ -53,7 +50,8 @@ def read_result_file(path: Path, task_id: str, max_bytes: int = protocol.MAX_RES
 def _digest(rubric: Rubric, tasks: list[Task], reference: Path) -> str:
     h = hashlib.sha256()
     cfg = config.CONFIG
-    for path in (reference, cfg.loader, *(cfg.package_dir / own for own in CHILD_CODE),
+    # What the child runs besides the submission (grader/inside/): its results depend on it.
+    for path in (reference, cfg.loader, *child_sources(),
                  cfg.project_root / "requirements.txt"):
         if path.is_file():
             h.update(path.read_bytes())

@@ -1,7 +1,7 @@
 """One sandboxed child: its work directory, its environment, and the parent's clock.
 
 The parent writes each task's inputs into a fresh work directory, starts
-``child_runner.py`` there in the sandbox (fresh, or forked from the zygote),
+the child's side (``grader/inside/``) there in the sandbox (fresh, or forked from the zygote),
 reads what it sends over the channel (``protocol.py``) and decides, by its own
 clock alone, how each phase ended.
 """
@@ -24,15 +24,16 @@ import numpy as np
 from . import config, protocol, sandbox, zygote
 from .data import load_loader
 from .errors import UngradableError
+from .inside import zygote_server as inside_zygote
 from .outcome import ChildEnd, ProbeOutput, ProbeStatus
 from .plan import Task
 from .probes import UNREADABLE
 from .rubric import Rubric
 
-# The child's side of the grader, as the work directory names it (child_runner.py
-# imports the others by these names; the zygote loads them from the package).
-CHILD_FILES = {"child_runner.py": "grader_child.py", "child_harness.py": "grader_harness.py",
-               "child_probes.py": "grader_probes.py", "protocol.py": "grader_protocol.py"}
+# The child's side of the grader, the package grader/inside/, as the work directory
+# names it (the zygote loads it from the grader's package under the same name).
+CHILD_PACKAGE = inside_zygote.PACKAGE
+CHILD_DIR = Path(inside_zygote.__file__).resolve().parent
 _EXIT_GRACE_SECONDS = 5.0
 _CANCEL_POLL_SECONDS = 0.2
 OWN_BYTES = 2**20  # what each child may send besides the grade's shared byte budget
@@ -50,6 +51,11 @@ def output_from_result(meta: dict, arrays: dict) -> ProbeOutput:
     return ProbeOutput.failure(ERROR, error.get("message", "error")[:500] or "error",
                                error.get("traceback", "")[:4000],
                                unanswered=error.get("unanswered") is True)
+
+
+def child_sources() -> list[Path]:
+    """The files of the child's side (``grader/inside/``), in a stable order."""
+    return sorted(CHILD_DIR.glob("*.py"))
 
 
 def _limits(rubric: Rubric) -> sandbox.Limits:
@@ -94,8 +100,9 @@ def _prepare_workdir(root: Path, source: Path, rubric: Rubric, tasks: list[Task]
     shutil.copyfile(source, workdir / rubric.submission_name)
     cfg = config.CONFIG
     shutil.copyfile(cfg.loader, workdir / "mnist_loader.py")
-    for own, name in CHILD_FILES.items():
-        shutil.copyfile(cfg.package_dir / own, workdir / name)
+    (workdir / CHILD_PACKAGE).mkdir()
+    for path in child_sources():
+        shutil.copyfile(path, workdir / CHILD_PACKAGE / path.name)
     (workdir / "inputs").mkdir()
     job_tasks = []
     for task in tasks:
@@ -169,7 +176,7 @@ def _start_child(workdir: Path, rubric: Rubric, env: dict, write_fd: int, isolat
                                         pass_fds=(write_fd,), hidden=hidden), "zygote"
         except sandbox.ForkUnavailable as exc:  # nothing ran: start it fresh
             warm.broken(str(exc))
-    return sandbox.start([sys.executable, "-s", "-B", "grader_child.py"], workdir, _limits(rubric),
+    return sandbox.start([sys.executable, "-s", "-B", "-m", f"{CHILD_PACKAGE}.runner"], workdir, _limits(rubric),
                          env, isolation=isolation, pass_fds=(write_fd,), hidden=hidden), "fresh"
 
 

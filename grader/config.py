@@ -17,7 +17,7 @@ GRADER_VERSION = "1.0.0"
 @dataclass(frozen=True)
 class Config:
     project_root: Path
-    package_dir: Path           # grader/: child_runner.py and protocol.py are copied from it
+    package_dir: Path           # grader/ (its child's side, inside/, is copied into each sandbox)
     reference: Path             # the reference solution (absent in a student bundle)
     loader: Path                # starter/mnist_loader.py, shared with students and the child
     expected_dir: Path          # precomputed public outputs (student bundle)

@@ -1,6 +1,6 @@
 """What each probe is, declared: its parameters, its inputs, the targets it returns.
 
-A probe runs in the sandboxed child (``child_runner.py``, which is copied there
+A probe runs in the sandboxed child (``inside/runner.py``, which is copied there
 alone and must not import this package); this module is its parent-side half.
 Each :class:`Probe` says
 
@@ -42,7 +42,7 @@ def _shape(value) -> bool:
         v is None or isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 
-# The keys child_runner.describe() may give for a returned object, and what each may be.
+# The keys inside/harness.describe() may give for a returned object, and what each may be.
 _TENSOR_KEYS = {"type": str, "is_tensor": bool, "is_variable": bool, "dtype": str, "op": str,
                 "trainable": bool, "feed_error": str, "describe_error": str}
 
@@ -119,7 +119,7 @@ def _grading_data(item, seed: int, params: dict) -> tuple[dict, dict]:
 
 @dataclass(frozen=True)
 class Probe:
-    name: str                      # the probe's name in child_runner.PROBES and rubric.yaml
+    name: str                      # the probe's name in inside/probes.PROBES and rubric.yaml
     targets: tuple[Target, ...]
     params: dict = field(default_factory=dict)     # name -> type(s), required
     optional: dict = field(default_factory=dict)   # name -> type(s), may be left out

@@ -104,7 +104,7 @@ def _one_line(text: str, limit: int = 110) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# How the child words a failed import (child_runner.py): the report shows it once.
+# How the child words a failed import (inside/runner.py): the report shows it once.
 def _import_error(got: dict, problem: str) -> str:
     """The reason importing the file failed, when it failed for every item alike."""
     if problem:

@@ -1,4 +1,4 @@
-"""A warm TensorFlow: the grader's side of the zygote (``zygote_server.py``).
+"""A warm TensorFlow: the grader's side of the zygote (``inside/zygote_server.py``).
 
 Importing TensorFlow takes most of a grade. A zygote is a process that has
 imported it (and the child's side of the grader, nothing else) and forks a
@@ -35,15 +35,18 @@ import threading
 from pathlib import Path
 
 from . import sandbox
+from .inside import zygote_server as inside_zygote
 
 __all__ = ["MODES", "RemoteZygote", "Zygote", "attach", "for_env", "possible", "requested_mode",
            "shutdown"]
 
-SERVER = Path(__file__).resolve().parent / "zygote_server.py"
+SERVER = Path(inside_zygote.__file__).resolve()
+# The child's side of the sandbox package, which the zygote loads to enter a sandbox.
+SANDBOX_DIR = Path(sandbox.__file__).resolve().parent
 MODES = ("auto", "zygote", "fresh")
 MODE_VARIABLE = "GRADER_STARTUP"
 _STOP_SECONDS = 5.0
-MAX_MESSAGE = 1 << 20               # a job's configuration, as zygote_server.py reads it
+MAX_MESSAGE = 1 << 20               # a job's configuration, as inside/zygote_server.py reads it
 MAX_FDS = 16
 _CONNECT_SECONDS = 10.0
 
@@ -113,12 +116,12 @@ class Zygote(_Handle):
         os.chmod(self._home, 0o700)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         child_env = dict(env, HOME=self._home, TMPDIR=self._home)
-        child_env["GRADER_ZYGOTE_FD"] = str(theirs.fileno())
+        child_env[inside_zygote.FD_VARIABLE] = str(theirs.fileno())
         super().__init__(ours)
         self._proc: subprocess.Popen | None = None
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-s", "-B", str(SERVER)], cwd=self._home, env=child_env,
+                [sys.executable, "-s", "-B", str(SERVER), str(SANDBOX_DIR)], cwd=self._home, env=child_env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),))
         except OSError as exc:

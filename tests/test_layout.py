@@ -125,3 +125,58 @@ def test_no_grader_file_is_longer_than_500_lines_unless_the_readme_says_why():
                            + ", ".join(offenders))
     stale = sorted(name for name in allowed if lengths.get(name, 0) <= MAX_LINES)
     assert not stale, "README.md explains the length of files that are not long: " + ", ".join(stale)
+
+
+# ------------------------------------------------------------ the trust boundary
+
+INSIDE = "grader.inside"
+#: What the sandbox's side may import besides its own package.
+INSIDE_ALLOWED = {"numpy", "tensorflow", "mnist_loader"}
+
+
+def foreign_imports(path: Path, package: str) -> set[str]:
+    """The top-level names a file of ``package`` imports from outside it (relative imports
+    that climb out of the package count as ``grader``), standard library excluded."""
+    import sys
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if node.level > 1:  # from .. import x: outside this package
+                    found.add("grader")
+                continue
+            names = [node.module or ""]
+        else:
+            continue
+        found.update(name.split(".")[0] for name in names
+                     if name.split(".")[0] not in sys.stdlib_module_names)
+    return found
+
+
+def test_the_boundary_finder_sees_what_crosses_it(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("import os, json\nfrom . import sibling\nimport numpy as np\n"
+                    "def f():\n    from .. import engine\n    import grader.plan\n    import yaml\n")
+    assert foreign_imports(path, INSIDE) == {"numpy", "grader", "yaml"}
+
+
+def test_the_sandboxs_side_imports_nothing_else_of_the_grader():
+    """grader/inside/ runs beside the submission: the standard library, numpy and
+    TensorFlow only, and its own modules. The parent may import it, never the reverse."""
+    files = [path for name, path in modules().items()
+             if name == INSIDE or name.startswith(INSIDE + ".")]
+    assert {p.name for p in files} >= {"__init__.py", "runner.py", "harness.py", "probes.py",
+                                       "protocol.py", "zygote_server.py"}
+    crossing = {p.name: sorted(foreign_imports(p, INSIDE) - INSIDE_ALLOWED) for p in files}
+    assert not any(crossing.values()), crossing
+    graph = import_graph()
+    outside = {name: sorted(t for t in graph[name] if not t.startswith(INSIDE))
+               for name in graph if name.startswith(INSIDE)}
+    assert not any(outside.values()), outside
+
+
+def test_the_parent_reads_the_wire_format_from_the_sandboxs_side():
+    graph = import_graph()
+    assert "grader.inside.protocol" in graph["grader.protocol"]

@@ -163,7 +163,7 @@ def test_params_are_those_the_probe_declares(raw):
 
 
 def test_every_probe_is_declared_and_run_by_the_child():
-    from grader.child_runner import PROBES as RUN
+    from grader.inside.runner import PROBES as RUN
     from grader.probes import PROBES
     assert set(PROBES) == set(RUN)
     assert [p for p in PROBES.values() if p.whole] == [PROBES["model"]]

@@ -1,8 +1,10 @@
 """The sandboxed side of the grader: imports a submission and probes it.
 
-This file is copied into an empty work directory beside the submission (with
-``protocol.py`` as ``grader_protocol.py``) and run there, inside the sandbox,
-as a fresh Python process.  It is the only grader code that ever executes
+This package (``grader/inside/``) is copied into an empty work directory
+beside the submission, as the package ``grader_inside``, and this module is
+run there, inside the sandbox, as a fresh Python process
+(``python -m grader_inside.runner``), or called by a child forked from the
+zygote (``zygote_server.py``).  It is the only grader code that ever executes
 student code, and nothing it produces is trusted: it sends plain numeric
 arrays and JSON as frames on the inherited channel (file descriptor
 ``$GRADER_CHANNEL_FD``, see ``protocol.py``), which the parent validates,
@@ -18,7 +20,7 @@ and sends ``ready`` once TensorFlow is imported, then one result per task, in
 the job's order, beginning with ``import`` (importing the submission).  The
 parent keeps the clock: a result can only end an item's budget early.
 
-Standard library, numpy and TensorFlow only; nothing from the grader package.
+Standard library, numpy and TensorFlow only; nothing from the grader outside this package.
 """
 
 from __future__ import annotations
@@ -30,28 +32,9 @@ import os
 import random
 import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _own(name: str, filename: str):
-    """One of the child's own modules: the work directory's copy (a fresh child), else
-    the file beside this one (the zygote loads this file from the grader's package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, filename))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-_harness = _own("grader_harness", "child_harness.py")
-PROBES = _own("grader_probes", "child_probes.py").PROBES
-Harness, StudentError, _short = _harness.Harness, _harness.StudentError, _harness._short
-_CappedText, _student_traceback = _harness._CappedText, _harness._student_traceback
+from . import protocol
+from .harness import Harness, StudentError, _CappedText, _short, _student_traceback
+from .probes import PROBES
 
 # --------------------------------------------------------------------------
 # the job
@@ -89,12 +72,10 @@ def main() -> int:
     with open("job.json", encoding="utf-8") as f:
         job = json.load(f)
     sys.path.insert(0, os.getcwd())
-    import grader_protocol
-
-    channel = grader_protocol.Writer(int(os.environ[grader_protocol.FD_VARIABLE]))
+    channel = protocol.Writer(int(os.environ[protocol.FD_VARIABLE]))
     np, tf = start_tensorflow()
     seed = int(job["seed"])
-    channel.event(grader_protocol.READY)
+    channel.event(protocol.READY)
 
     _seed_everything(tf, np, seed)
     spec = importlib.util.spec_from_file_location("tensorflow_tutorial", job["submission"])

@@ -2,13 +2,13 @@
 grader's inputs and returning a dict of plain values (``value_<name>`` for
 arrays).  What each returns is declared, for the parent, in ``grader/probes.py``.
 
-Copied into the sandbox's work directory as ``grader_probes.py``; standard
-library, numpy (through the harness) and TensorFlow only.
+Runs in the sandbox, like the rest of ``grader/inside/``; standard library,
+numpy (through the harness) and TensorFlow only.
 """
 
 from __future__ import annotations
 
-from grader_harness import MAX_LIST, GraderLimit, Harness, StudentError, _float_list, _short, describe
+from .harness import MAX_LIST, GraderLimit, Harness, StudentError, _float_list, _short, describe
 
 # probes: one per contract function; each returns a dict of plain values
 

@@ -1,11 +1,12 @@
 """The zygote: a process that has imported TensorFlow and forks one child per job.
 
-Started by ``zygote.py`` as ``python -s -B zygote_server.py`` with the
-environment a grading child gets (threads limited, TensorFlow quiet) and one
-end of a SOCK_SEQPACKET socket pair at ``$GRADER_ZYGOTE_FD``. It imports the
-child's side of the grader (``child_runner.py`` as ``grader_child``,
-``protocol.py`` as ``grader_protocol``, and the child's side of the
-``sandbox`` package as ``grader_sandbox``, to enter the sandbox) and
+Started by ``zygote.py`` as ``python -s -B zygote_server.py SANDBOX_DIR``
+with the environment a grading child gets (threads limited, TensorFlow
+quiet) and one end of a SOCK_SEQPACKET socket pair at ``$GRADER_ZYGOTE_FD``.
+It imports the child's side of the grader (this package, ``grader/inside/``,
+as ``grader_inside``, the name a fresh child's work directory gives it; and
+the child's side of the ``sandbox`` package found in SANDBOX_DIR, as
+``grader_sandbox``, to enter the sandbox) and
 TensorFlow, runs no TensorFlow op and creates no session, checks that a
 forked copy of itself can run one, and says ``ready`` (or ``unsafe WHY`` and
 exits).
@@ -16,15 +17,15 @@ descriptors the child needs (a status socket, the result channel, stdout and
 stderr). The zygote forks, and the fork enters the sandbox
 (``sandbox.enter_forked``: new namespaces, the minimal root, its own uid, no
 new privileges, the limits) before it reads a byte of the job; only then does
-it run ``child_runner.main()`` in the job's work directory, exactly as a fresh
-``python grader_child.py`` would. The zygote never reads a job's files, holds
+it run ``runner.main()`` in the job's work directory, exactly as a fresh
+``python -m grader_inside.runner`` would. The zygote never reads a job's files, holds
 no rubric, seed, reference output or label, and runs no submission code:
 every child inherits its memory. It exits when the grader closes the socket.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import signal
@@ -34,25 +35,19 @@ import time
 import traceback
 
 FD_VARIABLE = "GRADER_ZYGOTE_FD"
+#: The name of this package in a child: a fresh child's work directory holds a copy under it.
+PACKAGE = "grader_inside"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SELF_TEST_SECONDS = 60.0
 _MAX_FDS = 16
 
 
-def _load(name: str, filename: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, filename))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _load_child_side(name: str, directory: str):
-    """The package in ``directory`` as ``name``, without running its
-    ``__init__.py`` (the sandbox's, the grader's side): its modules import
-    their siblings only (``forked.py`` those of the child's side)."""
+def _load_package(name: str, directory: str):
+    """The package in ``directory`` as ``name``, without running its ``__init__.py``
+    (the sandbox's is the grader's side): its modules import their siblings only."""
     package = type(sys)(name)
-    package.__path__ = [os.path.join(_HERE, directory)]
+    package.__path__ = [directory]
+    package.__package__ = name
     sys.modules[name] = package
     return package
 
@@ -90,8 +85,8 @@ def _self_test(runner) -> str:
 
 
 def _run_job(runner, config: dict) -> None:
-    """In the forked child, in the sandbox and unprivileged: be ``python
-    grader_child.py`` in the work directory (the current directory), then exit."""
+    """In the forked child, in the sandbox and unprivileged: be ``python -m
+    grader_inside.runner`` in the work directory (the current directory), then exit."""
     code = 1
     try:
         os.environ.clear()
@@ -99,10 +94,11 @@ def _run_job(runner, config: dict) -> None:
         import tempfile
         tempfile.tempdir = None  # TMPDIR is the job's now
         workdir = os.getcwd()
-        sys.argv = ["grader_child.py"]
-        sys.path.insert(0, workdir)  # a script's own directory comes first
+        script = os.path.join(workdir, PACKAGE, "runner.py")
+        sys.argv = [script]
+        sys.path.insert(0, workdir)  # ``python -m`` puts the current directory first
         runner.__name__ = "__main__"
-        runner.__file__ = os.path.join(workdir, "grader_child.py")
+        runner.__file__ = script
         sys.modules["__main__"] = runner
         code = runner.main()
     except SystemExit as exc:
@@ -127,10 +123,10 @@ def main() -> int:
     # The grader's package directory is not the child's business.
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != os.path.realpath(_HERE)]
     try:
-        _load_child_side("grader_sandbox", "sandbox")
+        _load_package("grader_sandbox", os.path.abspath(sys.argv[1]))
         sandbox = importlib.import_module("grader_sandbox.forked")
-        _load("grader_protocol", "protocol.py")
-        runner = _load("grader_child", "child_runner.py")
+        _load_package(PACKAGE, _HERE)
+        runner = importlib.import_module(f"{PACKAGE}.runner")
         runner.start_tensorflow()
     except BaseException as exc:
         control.send(f"unsafe importing TensorFlow failed: {type(exc).__name__}: {exc}"[:2000].encode())

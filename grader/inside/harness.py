@@ -1,9 +1,8 @@
 """The child's plumbing: what every probe gets (the :class:`Harness`), the
 errors that end a task, and plain descriptions of what the submission returned.
 
-Copied into the sandbox's work directory as ``grader_harness.py`` beside
-``grader_child.py`` (``child_runner.py``); standard library only, like it:
-nothing from the grader package.
+Runs in the sandbox, like the rest of ``grader/inside/``; standard library
+only: nothing from the grader outside this package.
 """
 
 from __future__ import annotations
