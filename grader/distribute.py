@@ -5,10 +5,11 @@ loader, the grader, the students' Makefile (the instructor blocks removed),
 the students' part of the README, ``docs/assignment.md``, the public part of
 the rubric, and the
 reference's outputs on the public inputs (``grader/expected/``).  No
-reference code, no hidden check, no hidden seed.
+reference code, no hidden check, no hidden seed, no grading key.
 
 ``gradescope_bundle``: ``setup.sh``, ``run_autograder`` and what they need;
-the whole rubric and the reference's outputs on every input.  The reference
+the whole rubric, its grading key (``keys.py``: the hidden inputs are derived
+from it) and the reference's outputs on every input.  The reference
 itself ships only as ``selftest/``: ``setup.sh`` grades it once when
 Gradescope builds the image, fails loudly unless it gets full marks, and
 deletes it.  ``run_gradescope`` is what ``run_autograder`` calls;
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from . import engine
+from . import engine, keys
 from .checks import CHECKS
 from .outcome import ProbeOutput
 from .errors import UngradableError, UsageError
@@ -214,6 +215,9 @@ def gradescope_bundle(out: Path, rubric_path: Path) -> Path:
         tree.mkdir()
         data = yaml.safe_load(rubric_path.read_text())
         _copy_common(tree, data, rubric_path, ("public", "hidden"))
+        key = keys.key_path(rubric_path)
+        if key.is_file():  # made by planning the hidden checks, if the rubric has any
+            shutil.copyfile(key, tree / keys.KEY_NAME)
         for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
             (tree / name).write_text(text)
             os.chmod(tree / name, 0o755)

@@ -2,9 +2,9 @@
 
 Every function here is pure numpy: the same (seed, item, params) always gives
 the same arrays, so the reference and the submission are probed on identical
-inputs and a grade can be reproduced.  Hidden inputs come from the rubric's
-``seed`` (which an instructor may keep secret), public ones from
-``public_seed``.
+inputs and a grade can be reproduced.  Public inputs come from the rubric's
+``public_seed``; hidden ones from a 256-bit seed that ``plan.py`` derives
+from the grading key and the rubric's ``seed`` (``keys.py``).
 """
 
 from __future__ import annotations

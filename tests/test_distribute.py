@@ -120,12 +120,17 @@ def test_the_student_bundle_holds_nothing_of_the_reference(student):
         assert all(c.get("visibility", "public") == "public" for c in item["checks"])
         assert "hidden" not in (item.get("params") or {})
     secret = str(full["seed"])
+    from grader import keys
+    key = keys.load_or_create(ROOT / "rubric.yaml").hex()  # the instructor's, wherever it is
+    assert not any(Path(name).name == keys.KEY_NAME for name in files)
     answers = answer_lines()
     assert len(answers) > 20
     for name, path in files.items():
         data = path.read_bytes()
         text = data.decode("utf-8", "replace")
         assert secret not in text, f"{name} holds the hidden seed"
+        assert key not in text.lower() and bytes.fromhex(key) not in data, \
+            f"{name} holds the grading key"
         leaked = [a for a in answers if a in text]
         assert not leaked, f"{name} holds reference lines: {leaked[:3]}"
 
@@ -180,6 +185,7 @@ def run_autograder(zip_path: Path, root: Path, submission: dict[str, str]) -> tu
     for name, text in submission.items():
         (root / "submission" / name).write_text(text)
     env = dict(ENV, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable)
+    env.pop("GRADER_KEY_FILE", None)  # the zip's own grading key, beside its rubric
     run = subprocess.run([str(source / "run_autograder")], cwd=source, capture_output=True,
                          text=True, timeout=300, env=env)
     results = json.loads((root / "results" / "results.json").read_text())
@@ -198,6 +204,9 @@ def assert_gradescope_schema(results: dict) -> None:
 def test_the_autograder_zip_has_gradescopes_layout(autograder):
     names = set(zipfile.ZipFile(autograder).namelist())
     assert {"setup.sh", "run_autograder", "rubric.yaml", "grader/__main__.py"} <= names
+    from grader import keys  # the instructor's key: the zip's hidden inputs are derived from it
+    assert zipfile.ZipFile(autograder).read(keys.KEY_NAME).decode().strip() == \
+        keys.key_path(ROOT / "rubric.yaml").read_text().strip()
     assert not any(n.startswith(("reference/", "tests/")) for n in names)
     modes = {i.filename: i.external_attr >> 16 for i in zipfile.ZipFile(autograder).infolist()}
     assert modes["run_autograder"] & 0o111 and modes["setup.sh"] & 0o111

@@ -486,7 +486,7 @@ def _needles() -> dict[str, bytes]:
 @pytest.mark.parametrize("isolation", ["auto", "basic"])
 def test_no_secret_is_reachable_from_the_sandbox(isolation, tmp_path, rubric_root):
     """Every file the sandbox can read, and its environment, searched for the hidden seed, the
-    reference's source and the file holding the test labels."""
+    grading key, the reference's source and the file holding the test labels."""
     import hashlib
     import random
     from grader import engine
@@ -501,7 +501,10 @@ def test_no_secret_is_reachable_from_the_sandbox(isolation, tmp_path, rubric_roo
             item["budget_seconds"] = 600
     rubric = tmp_path / "rubric.yaml"
     rubric.write_text(yaml.safe_dump(data, sort_keys=False))
-    needles = {"hidden seed": str(seed).encode(), **_needles()}
+    from grader import keys
+    key = keys.load_or_create(rubric)
+    needles = {"hidden seed": str(seed).encode(), "grading key": key,
+               "grading key in hex": key.hex().encode(), **_needles()}
     encoded = {name: value.hex() for name, value in needles.items()}
     labels_digest = hashlib.sha256(Path(data_file).read_bytes()).hexdigest()
     code = f'''
