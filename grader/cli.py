@@ -20,6 +20,7 @@ import numpy as np
 from . import engine
 from .defaults import DEFAULT_RUBRIC, default_checks
 from .errors import GraderError, UsageError
+from .probes import model_predictions
 from .report import to_gradescope, to_json, to_text
 from .rubric import load_rubric
 
@@ -134,7 +135,10 @@ def run_calibrate(args) -> int:
         out = results[t.id]
         if not out.ok:
             raise GraderError(f"the reference failed on seed {seed_of[t.id]}: {out.message}")
-        accuracies.append(float(np.mean(out.array("predictions") == labels)))
+        predictions, why = model_predictions(out.arrays, task.secret["test_images"])
+        if predictions is None:
+            raise GraderError(f"the reference failed on seed {seed_of[t.id]}: {why}")
+        accuracies.append(float(np.mean(predictions == labels)))
     acc = np.array(accuracies)
     margin = max(0.02, 3 * float(acc.std()))
     suggested = float(np.floor((acc.min() - margin) * 100) / 100)

@@ -19,7 +19,7 @@ from dataclasses import replace
 import tempfile
 from pathlib import Path
 
-from . import config, sandbox, zygote
+from . import config, integrity, sandbox, zygote
 from .cache import expected_outputs, read_result_file, save_outputs
 from .child import UNREADABLE, _warm, _zygote_env, hidden_paths, output_from_result, prestart
 from .data import grading_data, load_loader
@@ -101,6 +101,7 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
             expected = expected_outputs(rubric, tasks, workroot)
         source, problem, extracted = _as_script(submission.resolve(), workroot / "notebook",
                                                 rubric)
+        scanned = [] if problem else integrity.scan_file(source)  # flags, never a score
         if problem:  # a broken notebook is the student's, like a syntax error
             got = {t.id: ProbeOutput.failure(ERROR, problem) for t in tasks}
             level, confinement = sandbox.detect_isolation(isolation)[0], ""
@@ -120,6 +121,7 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
         questions = tuple(_as_cells(q, extracted, rubric.submission_name) for q in questions)
         import_error = relocate(import_error, extracted, rubric.submission_name)
         notes = tuple(skipped(extracted))
+    flags = tuple(scanned + integrity.behaviour_flags(got))
     complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
     checks_run = "all" if complete else "public"
     return Report(submission=str(submission), total=round(sum(q.score for q in questions), 6),
@@ -127,4 +129,4 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
                   isolation=level, checks_run=checks_run, full_total=rubric.full_total,
                   grader_version=GRADER_VERSION, rubric_digest=rubric.digest[:16],
                   confinement=confinement, import_error=import_error, notes=notes,
-                  startup=started)
+                  startup=started, flags=flags)

@@ -164,9 +164,10 @@ def evaluate_values(inputs: Inputs, count: int | None = None) -> tuple[float, fl
 
 
 def model_inputs(source: str | None) -> tuple[Inputs, Inputs]:
-    """The model item's arrays: (what the child trains and predicts on, the test labels
-    the parent keeps)."""
+    """The model item's arrays: (the training split the child trains on, the test split
+    the parent keeps: the child never sees a test image, it sends its trained parameters
+    and the parent computes the predictions)."""
     from .data import grading_data
     x_train, y_train, x_test, y_test, _ = grading_data(source)
-    return ({"train_images": x_train, "train_labels": y_train, "test_images": x_test},
-            {"test_labels": np.asarray(y_test, dtype=np.int64)})
+    return ({"train_images": x_train, "train_labels": y_train},
+            {"test_images": x_test, "test_labels": np.asarray(y_test, dtype=np.int64)})

@@ -13,7 +13,8 @@ from enum import StrEnum
 
 import numpy as np
 
-__all__ = ["ChildEnd", "ItemStatus", "ProbeOutput", "ProbeStatus", "RowStatus", "SKIPPED_PREFIX"]
+__all__ = ["ChildEnd", "Flag", "FlagKind", "ItemStatus", "ProbeOutput", "ProbeStatus", "RowStatus",
+           "SKIPPED_PREFIX"]
 
 
 class ProbeStatus(StrEnum):
@@ -102,3 +103,28 @@ class ProbeOutput:
                 unanswered: bool = False) -> "ProbeOutput":
         return cls(status=ProbeStatus(status), message=message, traceback=traceback,
                    unanswered=unanswered)
+
+
+class FlagKind(StrEnum):
+    """What an integrity flag says a submission does: for a human to review, never a score
+    (``integrity.py`` reads the source; the child reports grader objects it finds changed)."""
+
+    GRADER = "grader"                # names the grader's modules, probes or harness
+    INTROSPECTION = "introspection"  # sys.modules, frames, gc, inspect
+    NATIVE = "native-code"           # ctypes and the like
+    PROC = "proc"                    # reads /proc
+    SIGNALS = "signals"              # the signal module, os.kill
+    PROCESSES = "processes"          # fork, subprocess, multiprocessing, exec
+    TAMPERING = "tampering"          # the child found the grader's probes replaced
+    UNSCANNED = "unscanned"          # the source was too large or unreadable to scan
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One integrity flag: its kind, and what was seen where (``sys._getframe (line 12)``)."""
+
+    kind: FlagKind
+    detail: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", FlagKind(self.kind))

@@ -113,8 +113,42 @@ def _generated(item, seed: int, params: dict) -> tuple[dict, dict]:
 
 
 def _grading_data(item, seed: int, params: dict) -> tuple[dict, dict]:
-    """The model item's data (``data:`` in the rubric); its test labels stay here."""
+    """The model item's data (``data:`` in the rubric); its test split stays here."""
     return model_inputs(item.data)
+
+
+_PREDICT_CHUNK = 1000
+MAX_HIDDEN = 2048  # the widest hidden layer the parent evaluates (its time and memory)
+
+
+def model_predictions(arrays: dict, images: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """The digits that the contract's network, LINEAR -> RELU -> LINEAR -> SOFTMAX, says for
+    ``images`` with the trained parameters a child sent (``W1``, ``b1``, ``W2``, ``b2``),
+    computed here in numpy; or (None, why) when the parameters do not fit that network.
+
+    The child never sees a test image, so nothing it carries or looks up can answer for
+    one: only parameters that classify digits earn the model's points.
+    """
+    W1, b1, W2, b2 = (arrays.get(k) for k in PARAMETERS)
+    if any(a is None for a in (W1, b1, W2, b2)):
+        return None, "the trained parameters W1, b1, W2 and b2 did not all come back"
+    n = W1.shape[1] if W1.ndim == 2 else -1
+    if W1.shape != (784, n) or W2.shape != (n, 10) or b1.size != n or b2.size != 10 \
+            or not 0 < n <= MAX_HIDDEN:
+        return None, (f"the trained parameters have shapes W1 {W1.shape}, b1 {b1.shape}, "
+                      f"W2 {W2.shape}, b2 {b2.shape}; the network needs W1 (784, n), b1 (n,), "
+                      f"W2 (n, 10), b2 (10,) with n at most {MAX_HIDDEN}")
+    W1, b1, W2, b2 = (np.asarray(a, dtype=np.float64) for a in (W1, b1.reshape(-1), W2,
+                                                                 b2.reshape(-1)))
+    if not all(np.isfinite(a).all() for a in (W1, b1, W2, b2)):
+        return None, "the trained parameters hold NaN or infinite values"
+    flat = np.asarray(images).reshape(len(images), -1)
+    digits = []
+    for start in range(0, len(flat), _PREDICT_CHUNK):  # scaled as the child scales its images
+        x = flat[start:start + _PREDICT_CHUNK].astype(np.float32).astype(np.float64) / 255
+        logits = np.maximum(x @ W1 + b1, 0.0) @ W2 + b2
+        digits.append(np.argmax(logits, axis=1))
+    return np.concatenate(digits).astype(np.int64) if digits else np.zeros(0, np.int64), ""
 
 
 @dataclass(frozen=True)
@@ -188,7 +222,8 @@ PROBES: dict[str, Probe] = {p.name: p for p in (
     Probe("evaluate", meta("returned", kind="returned") + arrays("returned", ndim=(1,)),
           params={"n": int}),
     Probe("improvements", meta("text_type", "text", kind="str", required=True)),
-    Probe("model", arrays("predictions", kind="int", ndim=(1,), required=True)
+    Probe("model", arrays("W1", "W2", ndim=(2,), required=True)
+          + arrays("b1", "b2", ndim=(1, 2), required=True)
           + arrays("costs", ndim=(1,)) + meta("learning_rate", kind="number"),
           params={"steps": int, "batch_size": int, "learning_rate": NUMBER, "n_hidden": int},
           optional={"sgd_learning_rate": NUMBER}, inputs=_grading_data, whole=True),

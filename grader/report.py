@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from .outcome import ItemStatus
+from .outcome import Flag, ItemStatus
 
 PASSED, FAILED, ERROR, PENDING = ItemStatus.PASSED, ItemStatus.FAILED, ItemStatus.ERROR, ItemStatus.PENDING
 
@@ -113,6 +113,7 @@ class Report:
     import_error: str = ""       # importing the file failed: every item lost, for this reason
     notes: tuple[str, ...] = field(default_factory=tuple)   # e.g. notebook lines not run
     startup: str = ""            # how the grading processes started: "zygote" or "fresh"
+    flags: tuple[Flag, ...] = ()  # integrity flags for a human to review (never a score)
 
     @property
     def full_marks(self) -> bool:
@@ -209,6 +210,9 @@ def to_text(report: Report) -> str:
         lines += ["", "Details"]
         for q in lost:
             lines += _text_details(q)
+    if report.flags:  # one line, for the instructor's review: the score does not use it
+        lines += ["", "Noted for review (no effect on the score): " + clean_line(
+            "; ".join(f"{f.kind}: {f.detail}" for f in report.flags))]
     lines += ["", f"Total: {_num(report.total)}/{_num(report.max_total)}"
                   f"    (isolation: {_isolation(report)})"]
     return "\n".join(lines) + "\n"
@@ -242,6 +246,7 @@ def to_dict(report: Report) -> dict:
         "startup": report.startup,
         "import_error": clean(report.import_error),
         "notes": [clean(n) for n in report.notes],
+        "flags": [{"kind": f.kind, "detail": clean(f.detail)} for f in report.flags],
         "submission": clean(report.submission),
         "grader_version": report.grader_version,
         "rubric_digest": report.rubric_digest,

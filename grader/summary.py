@@ -49,16 +49,23 @@ def _text_cell(text: object) -> str:
     return "'" + text if text.startswith(_FORMULA) else text
 
 
+def _flags(entry: dict) -> list[str]:
+    """A row's integrity flags (``kind: detail``), for a human to review; never a score."""
+    flags = entry.get("flags")
+    return [str(f) for f in flags] if isinstance(flags, list) else []
+
+
 def gradebook_csv(item_ids: list[str], students: dict[str, dict]) -> str:
-    """``student,user_id,late,source,<item ids>,total,status``: one row per student.
+    """``student,user_id,late,source,<item ids>,total,status,flags``: one row per student.
 
     ``user_id``: the Canvas user id, or Gradescope's submitter id (else email);
     empty for plain files.  ``late``: true/false from the export.  ``source``: the
-    file graded, relative to SRC.
+    file graded, relative to SRC.  ``flags``: the integrity flags, ``; ``-separated.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student", "user_id", "late", "source", *item_ids, "total", "status"])
+    writer.writerow(["student", "user_id", "late", "source", *item_ids, "total", "status",
+                     "flags"])
     for name in sorted(students):
         entry = students[name]
         info = entry.get("info") or {}
@@ -68,7 +75,8 @@ def gradebook_csv(item_ids: list[str], students: dict[str, dict]) -> str:
                          "true" if info.get("late") else "false",
                          _text_cell(entry.get("source", "")),
                          *(fmt(scores.get(i)) if scored else "" for i in item_ids),
-                         fmt(entry.get("total")) if scored else "", entry.get("status", "")])
+                         fmt(entry.get("total")) if scored else "", entry.get("status", ""),
+                         _text_cell("; ".join(_flags(entry)))])
     return buffer.getvalue()
 
 
@@ -277,7 +285,7 @@ def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
             parts.append("</table>")
     parts.append("<h2>Gradebook</h2><table><tr><th>student</th>"
                  + "".join(f"<th>{e(i)}</th>" for i in ids)
-                 + "<th>total</th><th>status</th><th>feedback</th></tr>")
+                 + "<th>total</th><th>status</th><th>feedback</th><th>flags</th></tr>")
     for name in sorted(students):
         s = students[name]
         scored = _scored(s)
@@ -288,7 +296,7 @@ def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
                      + f"<td class='n'>{fmt(s.get('total')) if scored else ''}</td>"
                      f"<td>{e(s['status'])}</td><td><a href='reports/{_href(name)}.txt'>text</a>"
                      + (f" <a href='reports/{_href(name)}.json'>json</a>" if scored else "")
-                     + "</td></tr>")
+                     + f"</td><td>{e('; '.join(_flags(s)))}</td></tr>")
     parts.append("</table>")
     if report.get("import_errors"):
         parts += _table("<h2>Files that do not import</h2><p>Every item scores 0.</p>",

@@ -33,7 +33,7 @@ REFERENCE = ROOT / "reference" / "tensorflow_tutorial.py"
 STARTER = ROOT / "starter" / "tensorflow_tutorial.py"
 RUBRIC = load_rubric(ROOT / "rubric.yaml")
 ITEMS = ["Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10", "Q11", "model"]
-HEADER = ["student", "user_id", "late", "source", *ITEMS, "total", "status"]
+HEADER = ["student", "user_id", "late", "source", *ITEMS, "total", "status", "flags"]
 COST_MEAN = "return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=Y, logits=Z2))"
 HANGS = "import time\ntime.sleep(3600)\n"
 HOSTILE = """import os, sys
@@ -356,10 +356,12 @@ def test_gradebook_rows_and_number_format():
                 "a": {"status": "ungradable", "scores": {}, "total": None, "reason": "x"}}
     students["b"]["info"] = {"user_id": "101", "late": True}
     students["b"]["source"] = "b_LATE_101_9_tensorflow_tutorial.py"
+    students["b"]["flags"] = ["processes: import subprocess (line 3)", "proc: '/proc' (line 9)"]
     text = summary.gradebook_csv(["Q2", "Q3"], students)
-    assert text == ("student,user_id,late,source,Q2,Q3,total,status\n"
-                    "a,,false,,,,,ungradable\n"
-                    "b,101,true,b_LATE_101_9_tensorflow_tutorial.py,5,6.666667,11.666667,graded\n")
+    assert text == ("student,user_id,late,source,Q2,Q3,total,status,flags\n"
+                    "a,,false,,,,,ungradable,\n"
+                    "b,101,true,b_LATE_101_9_tensorflow_tutorial.py,5,6.666667,11.666667,graded,"
+                    "processes: import subprocess (line 3); proc: '/proc' (line 9)\n")
 
 
 def test_the_resume_key_changes_with_the_rubric(tmp_path):
@@ -426,7 +428,7 @@ def test_a_grader_fault_on_one_submission_is_ungradable_not_zero(tmp_path, monke
 
 def read_gradebook_with(out: Path, ids: list[str]) -> list[dict]:
     rows = list(csv.reader(io.StringIO((out / "gradebook.csv").read_text())))
-    assert rows[0] == ["student", "user_id", "late", "source", *ids, "total", "status"]
+    assert rows[0] == ["student", "user_id", "late", "source", *ids, "total", "status", "flags"]
     return [dict(zip(rows[0], r)) for r in rows[1:]]
 
 

@@ -85,12 +85,16 @@ def test_hidden_failures_never_show_expected_values():
     assert any("2.34" in c.message for c in result.checks if c.visibility == "public")
 
 
-def test_the_model_test_labels_stay_in_the_parent():
+def test_the_model_test_split_stays_in_the_parent():
+    """The child trains and sends its parameters; no test image or label enters it."""
     tasks = engine.plan(RUBRIC, ("public",))
     model = next(t for t in tasks if t.item.probe == "model")
-    assert "test_labels" in model.secret
-    assert set(model.inputs) == {"train_images", "train_labels", "test_images"}
-    assert len(model.secret["test_labels"]) == len(model.inputs["test_images"]) == 1000
+    assert set(model.secret) == {"test_images", "test_labels"}
+    assert set(model.inputs) == {"train_images", "train_labels"}
+    assert len(model.secret["test_labels"]) == len(model.secret["test_images"]) == 1000
+    test = {np.ascontiguousarray(image).tobytes() for image in model.secret["test_images"]}
+    assert not any(np.ascontiguousarray(image).tobytes() in test
+                   for image in model.inputs["train_images"][:2000])
 
 
 def test_inputs_are_reproducible_and_differ_between_public_and_hidden():

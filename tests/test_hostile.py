@@ -458,18 +458,90 @@ _runner.PROBES.update({
     "train": _train,
     "evaluate": lambda h, i, p: {"returned": {"type": "tuple", "element_types": ["float", "float"]},
                                  "value_returned": _np.zeros(2)},
-    "model": lambda h, i, p: {"value_predictions": _np.zeros(len(i["test_images"]), _np.int64),
-                              "value_costs": _np.linspace(2, 0.1, 100), "learning_rate": 0.001},
+    "model": _model,
 })
 '''
 FORGED_LIMIT = 20  # the README's security model states this number
 
+# What the forger sends for the model: parameters of the right shapes that it did not train
+# (the grader predicts from them, on test images that never enter the sandbox).
+FORGED_MODEL = '''
+def _model(h, inputs, params):
+    n = int(params["n_hidden"])
+    rng = _np.random.default_rng(0)
+    return {"value_W1": rng.normal(0, 0.05, (784, n)), "value_b1": _np.zeros(n),
+            "value_W2": rng.normal(0, 0.05, (n, 10)), "value_b2": _np.zeros(10),
+            "value_costs": _np.linspace(2, 0.1, 100), "learning_rate": 0.001}
+'''
+
+# The same forger, also computing in numpy, from its inputs and the shipped source, every
+# value the parent compares that does not need the question answered: the sums Q2 feeds
+# through the placeholders, Q8's random variable, Q9's replay of the grader's DataSet with
+# the stand-in cost, Q10's cost and accuracy. It still implements nothing.
+COMPUTING = '''
+import mnist_loader as _loader
+
+def _linear(i, images, labels):
+    flat = _np.asarray(images, _np.float64).reshape(len(images), -1)
+    return float(_np.mean((flat @ i["u"].astype(_np.float64))
+                          * (_np.asarray(labels, _np.float64) @ i["v"].astype(_np.float64))))
+
+def _placeholders(h, i, p):
+    return {"X": _t([None, 28, 28]), "Y": _t([None, 10]),
+            "value_fed_X": _np.float64((i["X"].astype(_np.float64) * i["KX"]).sum()),
+            "value_fed_Y": _np.float64((i["Y"].astype(_np.float64) * i["KY"]).sum())}
+
+def _session_values(h, i, p):
+    tf = h.tf
+    with tf.Graph().as_default():
+        tf.set_random_seed(int(h.job["seed"]))
+        a = tf.random_uniform(i["A"].shape, seed=int(h.job["seed"]) % (2**31 - 1)) + i["A"]
+        with tf.Session() as sess:
+            value = sess.run(a)
+    return {**_session(h, i, p), "value_a": _np.asarray(value, _np.float64)}
+
+def _train_values(h, i, p):
+    steps, batch = int(p["num_steps"]), int(p["batch_size"])
+    every = int(p["print_every"])
+    data = _loader.DataSet(i["images"], i["labels"], seed=int(h.job["seed"]))
+    costs = [_linear(i, *data.next_batch(batch)) for _ in range(steps)]
+    printed = "".join(f"step {k} cost {costs[k]:.6f}\\n" for k in range(0, steps, every))
+    return {"printed": printed, "batch_sizes": [batch] * steps, "steps_run": steps,
+            "value_fed_total": _np.float64(sum(costs)),
+            "returned": {"type": "list", "element_types": ["float"]},
+            "value_returned": _np.asarray(costs)}
+
+def _evaluate_values(h, i, p):
+    flat = i["images"].reshape(len(i["images"]), -1).astype(_np.float64)
+    accuracy = _np.mean(_np.argmax(flat @ i["R"], 1) == _np.argmax(i["labels"], 1))
+    return {"returned": {"type": "tuple", "element_types": ["float", "float"]},
+            "value_returned": _np.asarray([_linear(i, i["images"], i["labels"]), accuracy])}
+
+_runner.PROBES.update({"create_placeholders": _placeholders, "initialize_session": _session_values,
+                       "train": _train_values, "evaluate": _evaluate_values})
+'''
+COMPUTING_LIMIT = 53  # the README's security model states this number (measured: 52.3)
+
 
 def test_a_forger_that_implements_nothing_earns_little(tmp_path, rubric_root):
-    _, report, _, _ = grade(tmp_path, rubric_for(rubric_root), FORGER, "auto", base=STARTER)
+    _, report, _, _ = grade(tmp_path, rubric_for(rubric_root), FORGED_MODEL + FORGER, "auto",
+                            base=STARTER)
     got = {item: score for item, (score, _) in scores(report).items()}
     assert got["model"] == 0
     assert report["total"] <= FORGED_LIMIT, json.dumps(got)
+
+
+def test_a_forger_that_computes_what_the_parent_compares_earns_at_most_the_stated_figure(
+        tmp_path, rubric_root):
+    """It implements nothing, but replays in numpy what the probes would have measured."""
+    _, report, _, _ = grade(tmp_path, rubric_for(rubric_root), FORGED_MODEL + FORGER + COMPUTING,
+                            "auto", base=STARTER)
+    got = {item: score for item, (score, _) in scores(report).items()}
+    assert got["model"] == 0
+    assert report["total"] <= COMPUTING_LIMIT, json.dumps(got)
+    # never a score, but an instructor sees what it did: from its source and its behaviour
+    kinds = {flag["kind"] for flag in report["flags"]}
+    assert {"grader", "introspection", "tampering"} <= kinds, report["flags"]
 
 
 def _needles() -> dict[str, bytes]:

@@ -91,7 +91,7 @@ def test_csv_html_and_progress_lines_are_clean(tmp_path):
     students = {"eve": {"status": "import-error", "source": "=HYPERLINK(\x1b[31m\r\nx).py",
                         "scores": {"Q2": 0.0}, "total": 0.0, "reason": EVIL,
                         "info": {"user_id": "7\x1b[0m", "name": EVIL},
-                        "mistakes": {"Q2": [EVIL]}}}
+                        "mistakes": {"Q2": [EVIL]}, "flags": [EVIL]}}
     text = summary.gradebook_csv(["Q2"], students)
     assert not CONTROL.search(text.replace("\n", ""))
     rows = list(csv.reader(io.StringIO(text)))

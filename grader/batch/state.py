@@ -154,7 +154,8 @@ class Output:
         entry.update(scores={q.id: q.score for q in report.questions}, total=report.total,
                      max_total=report.max_total, isolation=report.isolation,
                      mistakes={q.id: [clean_line(m)[:300] for m in q.mistakes]
-                               for q in report.questions if q.mistakes})
+                               for q in report.questions if q.mistakes},
+                     flags=[f"{f.kind}: {clean_line(f.detail)[:300]}" for f in report.flags])
         self.students[sub.student] = entry
         return entry
 

@@ -82,6 +82,7 @@ def main() -> int:
     module = importlib.util.module_from_spec(spec)
     sys.modules["tensorflow_tutorial"] = module
     sink = _CappedText(int(job.get("output_chars", 20000)))
+    probes = dict(PROBES)  # the grader's own, to tell whether the submission replaced any
     try:
         with contextlib.redirect_stdout(sink):
             spec.loader.exec_module(module)
@@ -98,23 +99,39 @@ def main() -> int:
 
     harness = Harness(module, tf, np, job)
     for task in job["tasks"]:
-        inputs = {}
-        if task.get("inputs"):
-            with np.load(task["inputs"], allow_pickle=False) as data:
-                inputs = {k: data[k] for k in data.files}
-        try:
-            with tf.Graph().as_default():
-                harness.job["seed"] = int(task.get("seed", seed))
-                _seed_everything(tf, np, harness.job["seed"])
-                outputs = PROBES[task["probe"]](harness, inputs, task.get("params", {}))
-        except StudentError as exc:
-            outputs = {"error": {"message": str(exc), "traceback": exc.tb,
-                                 **({"unanswered": True} if exc.unanswered else {})}}
-        except Exception as exc:  # the submission broke the grader's own objects
-            outputs = {"error": {"message": f"{type(exc).__name__}: {_short(exc)}",
-                                 "traceback": _student_traceback(exc, job["submission"])}}
+        outputs = _run_task(harness, task, tf, np, seed, job["submission"])
+        changed = _changed_probes(probes)
+        if changed and isinstance(outputs, dict) and "error" not in outputs:
+            outputs["tampered"] = changed  # a flag for a human to review, never a score
         _send_result(channel, task["id"], outputs)
     return 0
+
+
+def _changed_probes(before: dict) -> list:
+    """The probes that are no longer the grader's own (replaced, added or removed)."""
+    now = globals().get("PROBES")
+    now = now if isinstance(now, dict) else {}
+    return sorted(str(k)[:64] for k in set(before) | set(now) if now.get(k) is not before.get(k))[:20]
+
+
+def _run_task(harness, task: dict, tf, np, seed: int, submission: str) -> dict:
+    """One task: its probe on its inputs, in a graph of its own; the outputs to send."""
+    inputs = {}
+    if task.get("inputs"):
+        with np.load(task["inputs"], allow_pickle=False) as data:
+            inputs = {k: data[k] for k in data.files}
+    try:
+        with tf.Graph().as_default():
+            harness.job["seed"] = int(task.get("seed", seed))
+            _seed_everything(tf, np, harness.job["seed"])
+            outputs = PROBES[task["probe"]](harness, inputs, task.get("params", {}))
+    except StudentError as exc:
+        outputs = {"error": {"message": str(exc), "traceback": exc.tb,
+                             **({"unanswered": True} if exc.unanswered else {})}}
+    except Exception as exc:  # the submission broke the grader's own objects
+        outputs = {"error": {"message": f"{type(exc).__name__}: {_short(exc)}",
+                             "traceback": _student_traceback(exc, submission)}}
+    return outputs
 
 
 if __name__ == "__main__":

@@ -1,0 +1,146 @@
+"""Integrity flags: what in a submission a human should look at, never a score.
+
+A bounded static scan of the source, in the parent: the source is read up to
+:data:`MAX_SOURCE_BYTES` and split into tokens (``tokenize``: one pass, no
+parse tree, no recursion) up to :data:`MAX_TOKENS`; it never runs or
+compiles anything. It flags a file that reaches into the grader (its
+modules, probes or harness), into the interpreter (``sys.modules``, frames,
+``gc``, ``inspect``), into native code (``ctypes``), ``/proc``, signals or
+other processes (``fork``, ``subprocess``, ``multiprocessing``, ``exec``).
+What the child reports it found changed (a probe replaced) is added by
+:func:`behaviour_flags`. A correct solution may do some of these things for
+reasons of its own: a flag is a question for the instructor, not an answer.
+"""
+
+from __future__ import annotations
+
+import io
+import token
+import tokenize
+from pathlib import Path
+
+from .outcome import Flag, FlagKind, ProbeOutput
+
+__all__ = ["MAX_SOURCE_BYTES", "MAX_TOKENS", "behaviour_flags", "scan", "scan_file"]
+
+MAX_SOURCE_BYTES = 2 * 2**20
+MAX_TOKENS = 400_000
+_MAX_PLACES = 3         # places listed per flag
+_MAX_TAMPERED = 20      # names a child may report
+
+# Modules whose import is flagged, by their top-level name.
+_MODULES = {
+    "grader": FlagKind.GRADER, "grader_inside": FlagKind.GRADER,
+    "gc": FlagKind.INTROSPECTION, "inspect": FlagKind.INTROSPECTION,
+    "ctypes": FlagKind.NATIVE, "_ctypes": FlagKind.NATIVE, "cffi": FlagKind.NATIVE,
+    "signal": FlagKind.SIGNALS,
+    "subprocess": FlagKind.PROCESSES, "multiprocessing": FlagKind.PROCESSES,
+    "pty": FlagKind.PROCESSES, "_posixsubprocess": FlagKind.PROCESSES,
+}
+# Attributes (``x.name``) that are flagged wherever they appear.
+_ATTRIBUTES = {
+    "_getframe": FlagKind.INTROSPECTION, "f_back": FlagKind.INTROSPECTION,
+    "f_globals": FlagKind.INTROSPECTION, "f_locals": FlagKind.INTROSPECTION,
+    "f_builtins": FlagKind.INTROSPECTION, "tb_frame": FlagKind.INTROSPECTION,
+    "gi_frame": FlagKind.INTROSPECTION, "cr_frame": FlagKind.INTROSPECTION,
+    "get_referrers": FlagKind.INTROSPECTION, "get_objects": FlagKind.INTROSPECTION,
+    "fork": FlagKind.PROCESSES, "forkpty": FlagKind.PROCESSES, "system": FlagKind.PROCESSES,
+    "popen": FlagKind.PROCESSES, "posix_spawn": FlagKind.PROCESSES,
+    "posix_spawnp": FlagKind.PROCESSES, "execv": FlagKind.PROCESSES,
+    "execve": FlagKind.PROCESSES, "execvp": FlagKind.PROCESSES, "execl": FlagKind.PROCESSES,
+    "execlp": FlagKind.PROCESSES, "spawnv": FlagKind.PROCESSES, "spawnl": FlagKind.PROCESSES,
+    "kill": FlagKind.SIGNALS, "killpg": FlagKind.SIGNALS, "pidfd_send_signal": FlagKind.SIGNALS,
+}
+# Names flagged wherever they appear: the grader's own objects in the child.
+_NAMES = {"PROBES": FlagKind.GRADER, "Harness": FlagKind.GRADER, "GraderLimit": FlagKind.GRADER,
+          "grader_inside": FlagKind.GRADER}
+# Text flagged inside string literals.
+_STRINGS = {"/proc": FlagKind.PROC, "grader_inside": FlagKind.GRADER}
+
+
+class _Found:
+    def __init__(self) -> None:
+        self.places: dict[FlagKind, list[str]] = {}
+
+    def add(self, kind: FlagKind, what: str, line: int) -> None:
+        places = self.places.setdefault(kind, [])
+        place = f"{what} (line {line})"
+        if len(places) < _MAX_PLACES and place not in places:
+            places.append(place)
+
+    def flags(self) -> list[Flag]:
+        return [Flag(kind, ", ".join(places)) for kind, places in
+                sorted(self.places.items(), key=lambda kv: list(FlagKind).index(kv[0]))]
+
+
+def scan(source: str | bytes) -> list[Flag]:
+    """The flags of one source file (bounded: see the module's docstring)."""
+    data = source.encode("utf-8", "replace") if isinstance(source, str) else source
+    if len(data) > MAX_SOURCE_BYTES:
+        return [Flag(FlagKind.UNSCANNED, f"the file is larger than {MAX_SOURCE_BYTES // 2**20} MiB")]
+    found = _Found()
+    previous: list[tokenize.TokenInfo] = []   # the last two significant tokens
+    importing = False
+    try:
+        for count, tok in enumerate(tokenize.tokenize(io.BytesIO(data).readline)):
+            if count >= MAX_TOKENS:
+                found.add(FlagKind.UNSCANNED, f"scanned the first {MAX_TOKENS} tokens only",
+                          tok.start[0])
+                break
+            if tok.type in (token.NL, token.COMMENT, token.INDENT, token.DEDENT, token.ENCODING):
+                continue
+            line = tok.start[0]
+            if tok.type == token.NEWLINE:
+                importing = False
+            elif tok.type == token.NAME:
+                after_dot = bool(previous) and previous[-1].string == "."
+                if tok.string in ("import", "from") and not after_dot:
+                    importing = True
+                elif importing and not after_dot and tok.string in _MODULES:
+                    found.add(_MODULES[tok.string], f"import {tok.string}", line)
+                elif importing and not after_dot and tok.string in _ATTRIBUTES:
+                    found.add(_ATTRIBUTES[tok.string], f"import {tok.string}", line)
+                owner = previous[-2].string if len(previous) > 1 and \
+                    previous[-2].type == token.NAME else ""
+                if after_dot and tok.string in _ATTRIBUTES:
+                    found.add(_ATTRIBUTES[tok.string], f"{owner}.{tok.string}", line)
+                if after_dot and tok.string == "modules":  # sys.modules, under any alias
+                    found.add(FlagKind.INTROSPECTION, f"{owner}.modules", line)
+                if tok.string in _NAMES and not (importing and tok.string in _MODULES):
+                    found.add(_NAMES[tok.string], tok.string, line)
+            elif tok.type == token.STRING or tok.type == getattr(token, "FSTRING_MIDDLE", -1):
+                for text, kind in _STRINGS.items():
+                    if text in tok.string:
+                        found.add(kind, repr(text), line)
+            previous = (previous + [tok])[-2:]
+    except (tokenize.TokenError, SyntaxError, UnicodeDecodeError, ValueError):
+        pass  # what was read so far counts; the import reports the syntax error itself
+    return found.flags()
+
+
+def scan_file(path: Path) -> list[Flag]:
+    """:func:`scan` of a file, read no further than the cap."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)
+    except OSError as exc:
+        return [Flag(FlagKind.UNSCANNED, f"the file could not be read: {exc.strerror}")]
+    return scan(data)
+
+
+def behaviour_flags(got: dict[str, ProbeOutput]) -> list[Flag]:
+    """What the children reported finding changed among the grader's objects (the
+    ``tampered`` list of a result: the probes replaced while that task ran)."""
+    seen: dict[str, str] = {}
+    for task_id, out in got.items():
+        names = out.meta.get("tampered") if out.ok else None
+        if not isinstance(names, list):
+            continue
+        for name in names[:_MAX_TAMPERED]:
+            if isinstance(name, str) and name.isidentifier() and len(name) <= 64:
+                seen.setdefault(name, task_id)
+    if not seen:
+        return []
+    detail = ", ".join(f"probe {name} (by {task})" for name, task in list(seen.items())[:_MAX_PLACES])
+    more = f" and {len(seen) - _MAX_PLACES} more" if len(seen) > _MAX_PLACES else ""
+    return [Flag(FlagKind.TAMPERING, f"the grader's probes were replaced: {detail}{more}")]
