@@ -118,3 +118,14 @@ def test_the_key_is_not_in_what_a_child_is_given(rubric):
 def test_making_the_key_leaves_no_temporary_file(rubric):
     keys.load_or_create(rubric.path)
     assert sorted(os.listdir(rubric.path.parent)) == sorted(["rubric.yaml", keys.KEY_NAME])
+
+
+def test_a_new_key_means_a_batch_grades_again(rubric):
+    """The hidden inputs changed: no row graded under the old key is reused."""
+    from grader.batch.state import context_digest
+    vis = ("public", "hidden")
+    first = context_digest(rubric, vis, "full")
+    assert context_digest(rubric, vis, "full") == first
+    assert context_digest(rubric, ("public",), "full") == context_digest(rubric, ("public",), "full")
+    (rubric.path.parent / keys.KEY_NAME).unlink()
+    assert context_digest(rubric, vis, "full") != first

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import engine, summary
+from .. import engine, keys, summary
 from ..files import PACKAGE_DIR, grader_sources, write_atomic
 from ..notebook import NotebookError, extract
 from ..outcome import ItemStatus, ProbeStatus, RowStatus
@@ -40,6 +40,8 @@ def context_digest(rubric: Rubric, visibilities: tuple[str, ...], isolation: str
     """Everything besides the submission that can change a score."""
     h = hashlib.sha256()
     h.update(json.dumps([engine.GRADER_VERSION, rubric.digest, list(visibilities), isolation]).encode())
+    if "hidden" in visibilities:  # the hidden inputs are derived from the grading key
+        h.update(hashlib.sha256(b"grading key:" + keys.load_or_create(rubric.path)).digest())
     files = [p for p in grader_sources() if not _score_neutral(p)]
     names = [p.relative_to(PACKAGE_DIR).as_posix() for p in files]
     files += [engine.REFERENCE_PATH, engine.LOADER_PATH, engine.PROJECT_ROOT / "requirements.txt",
