@@ -35,6 +35,17 @@ def _is_within(path: str, tree: str) -> bool:
     return path == tree or path.startswith(tree.rstrip("/") + "/")
 
 
+def _join_cgroup(procs_files: list[str] | tuple[str, ...]) -> None:
+    """Move this process into a cgroup: ``0`` written to each of its
+    ``cgroup.procs`` files (one per v1 hierarchy, one for v2)."""
+    for path in procs_files:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+
+
 def _set_rlimits(rlimits: list[tuple[int, int, int]], *, best_effort: bool = False) -> None:
     """Set each (resource, soft, hard) of ``rlimits`` on this process; with
     ``best_effort``, skip those the system refuses."""

@@ -18,7 +18,7 @@ from typing import Callable
 from .basic import _basic_config, _start_basic
 from .common import _is_within
 from .core import _SETUP_TIMEOUT_SECONDS, TOKEN_VARIABLE, ForkUnavailable, Limits, SandboxError, _find_program
-from .full import _FULL_CONFINEMENT, _full_config, _start_full
+from .full import _full_confinement, _full_config, _start_full
 from .isolation import detect_isolation
 from .processes import track
 from .running import SandboxedProcess, _await_ready, _ForkedMonitor
@@ -144,7 +144,7 @@ def start_forked(
     lease: _UidLease | None = None
     if isolation == "full":
         config, lease = _full_config(workdir, limits, dict(env), fds, hidden_paths)
-        confinement = _FULL_CONFINEMENT
+        confinement = _full_confinement()
     else:
         config, confinement = _basic_config(workdir, limits, dict(env), fds, hidden_paths)
     config["status_fd"] = next(fd for fd in range(3, 3 + len(fds) + 1) if fd not in fds)

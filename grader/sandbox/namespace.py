@@ -20,7 +20,9 @@ import os
 import select
 from typing import Callable
 
-from .common import _PR_SET_NO_NEW_PRIVS, _libc_call, _report_end, _run_forked, _set_rlimits, _start_time
+from .common import (
+    _PR_SET_NO_NEW_PRIVS, _join_cgroup, _libc_call, _report_end, _run_forked, _set_rlimits, _start_time,
+)  # fmt: skip
 from .rootfs import _build_root
 
 _PR_SET_PDEATHSIG = 1
@@ -32,7 +34,15 @@ def _namespace_monitor(config: dict, run: Callable[[dict], None] | None = None) 
     for the init process and exits as it did. The kernel has emptied the PID
     namespace by then. If the monitor dies first, the kernel sends the init
     process SIGKILL; if the grader (``config["grader"]``) dies first, the
-    monitor does. ``run``: see :func:`_namespace_init`."""
+    monitor does. ``run``: see :func:`_namespace_init`.
+
+    First of all the monitor joins the sandbox's cgroup (``config["cgroup_procs"]``),
+    so that every process of the sandbox is in it from its first instruction."""
+    try:
+        _join_cgroup(config.get("cgroup_procs", ()))
+    except OSError as exc:
+        os.write(config["status_fd"], f"error cannot join the sandbox's cgroup: {exc}\n".encode())
+        os._exit(125)
     lifeline_r, lifeline_w = os.pipe()
     init = os.fork()
     if init == 0:

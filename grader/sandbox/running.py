@@ -77,6 +77,8 @@ class SandboxedProcess:
         self._stderr = _CappedReader(popen.stderr, limits.output_bytes, "stderr")
         self._lock = threading.Lock()
         self._killed_by_us = False
+        self._out_of_memory = False
+        self._cleanup_error: SandboxError | None = None
         self._ended: float | None = None
         self._status_text = ""
         self._done = threading.Event()
@@ -112,6 +114,8 @@ class SandboxedProcess:
             raise SandboxError(f"sandbox {self.pid} survived SIGKILL for {_CLEANUP_TIMEOUT_SECONDS:g} s")
         if self.isolation == "basic":
             _kill_strays(self._token)
+        if self._cleanup_error is not None:
+            raise self._cleanup_error
 
     def result(self) -> RunResult:
         """The outcome; only after the command has ended (wait() or kill())."""
@@ -128,6 +132,7 @@ class SandboxedProcess:
             stderr_truncated=self._stderr.truncated,
             wall_seconds=self._ended - self._started,
             killed_by_us=self._killed_by_us,
+            out_of_memory=self._out_of_memory,
         )
 
     # -- internals ---------------------------------------------------------
@@ -200,8 +205,13 @@ class SandboxedProcess:
         # PID namespace before its init is reaped, so nothing should run as
         # the sandbox's uid any more; make sure before handing the uid out again.
         if self._uid_lease is not None:
-            _kill_uid(self._uid_lease.uid)
-            self._uid_lease.release()
+            box = self._uid_lease.box
+            self._out_of_memory = box is not None and box.out_of_memory()
+            try:
+                _kill_uid(self._uid_lease.uid)
+                self._uid_lease.release()  # removes the cgroup, killing what is left in it
+            except SandboxError as exc:
+                self._cleanup_error = exc
             self._uid_lease = None
 
     def _returncode(self) -> int:
