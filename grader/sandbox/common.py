@@ -46,6 +46,47 @@ def _join_cgroup(procs_files: list[str] | tuple[str, ...]) -> None:
             os.close(fd)
 
 
+_CLONE_NEWUSER = 0x10000000
+
+
+def _enter_user_namespace() -> None:
+    """Move this process (single-threaded) into a new user namespace in
+    which its uid and gid map to themselves: from Linux 5.14 the kernel
+    counts RLIMIT_NPROC per user namespace, so the tasks of one sandbox are
+    counted apart from the user's others (which still count, all together,
+    against the limit of the process that made the namespace)."""
+    uid, gid = os.getuid(), os.getgid()
+    _libc_call("unshare", _CLONE_NEWUSER)
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        fd = os.open(f"/proc/self/{name}", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid``: None when it is gone, -1 when this system has none."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    except (AttributeError, OSError):
+        return -1
+
+
+def _watch_grader(grader: list[int] | None) -> int | None:
+    """A pidfd of the grader (``grader``: its pid and start time), -1 when
+    this system has none or no grader is given, None when it is gone already."""
+    if not grader:
+        return -1
+    watched = _pidfd(grader[0])
+    if watched is not None and watched >= 0 and _start_time(grader[0]) != grader[1]:
+        os.close(watched)
+        return None
+    return watched
+
+
 def _set_rlimits(rlimits: list[tuple[int, int, int]], *, best_effort: bool = False) -> None:
     """Set each (resource, soft, hard) of ``rlimits`` on this process; with
     ``best_effort``, skip those the system refuses."""

@@ -110,7 +110,7 @@ def _start_full(
     init_pid = int(_await_ready(popen, status_r, lease))
     return SandboxedProcess(
         popen, "full", limits, started, confinement=_full_confinement(), status_fd=status_r,
-        init_pid=init_pid, uid_lease=lease,
+        init_pid=init_pid, uid_lease=lease, resources=cgroups().description,
     )
 
 

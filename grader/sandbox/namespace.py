@@ -21,7 +21,8 @@ import select
 from typing import Callable
 
 from .common import (
-    _PR_SET_NO_NEW_PRIVS, _join_cgroup, _libc_call, _report_end, _run_forked, _set_rlimits, _start_time,
+    _PR_SET_NO_NEW_PRIVS, _join_cgroup, _libc_call, _pidfd, _report_end, _run_forked, _set_rlimits,
+    _start_time,
 )  # fmt: skip
 from .rootfs import _build_root
 
@@ -84,16 +85,6 @@ def _wait_for_init(init: int, grader: list[int] | None) -> int:
             os.kill(init, _signal.SIGKILL)
     _, wait_status = os.waitpid(init, 0)
     return wait_status
-
-
-def _pidfd(pid: int) -> int | None:
-    """A pidfd of ``pid``: None when it is gone, -1 when this system has none."""
-    try:
-        return os.pidfd_open(pid)
-    except ProcessLookupError:
-        return None
-    except (AttributeError, OSError):
-        return -1
 
 
 def _namespace_init(config: dict, run: Callable[[dict], None] | None = None) -> None:  # type: ignore[type-arg]

@@ -21,12 +21,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .common import _read_stat
 from .core import _CLEANUP_TIMEOUT_SECONDS, _SETUP_TIMEOUT_SECONDS, Limits, RunResult, SandboxError
 from .processes import _kill_strays, untrack
 from .uids import _UidLease, _kill_uid
+
+if TYPE_CHECKING:
+    from .basic import _BasicBox
 
 _READ_CHUNK = 1 << 20
 _PIPE_SIZE = 1 << 20
@@ -35,9 +38,15 @@ _PIPE_SIZE = 1 << 20
 class SandboxedProcess:
     """A running sandboxed command. Create it with :func:`start`.
 
-    ``pid`` is the grader's direct child: the command itself in ``basic``
-    mode, the monitor (``unshare`` exec'd into ``__main__.py``) in ``full`` mode.
+    ``pid`` is the grader's direct child: the monitor, ``__main__.py
+    --basic-monitor`` (``monitor.py``) in ``basic`` mode, ``unshare`` exec'd
+    into ``__main__.py --namespace-init`` in ``full`` mode.
     Use it as a context manager to have the whole tree killed on exit.
+
+    ``resources`` says what holds the sandbox's resources together, for
+    reports: its cgroup (``"cgroup v1 (memory, pids)"``) or why it has
+    none, and in basic mode whether it counts its tasks in a user namespace
+    of its own (see ``basic.py``).
 
     ``isolation`` is ``"full"`` or ``"basic"``; ``confinement`` says what
     confines the command beyond the resource limits, for reports: in basic
@@ -60,6 +69,8 @@ class SandboxedProcess:
         init_pid: int | None = None,
         uid_lease: _UidLease | None = None,
         group: int | None = None,
+        box: _BasicBox | None = None,
+        resources: str = "",
     ) -> None:
         self.pid = popen.pid
         self.isolation = isolation
@@ -67,7 +78,9 @@ class SandboxedProcess:
         self._popen = popen
         self._started = started
         self._token = token
-        self._group = group  # a forked basic command's process group (the monitor's is not it)
+        self._group = group  # a basic command's process group (the monitor's is not it)
+        self._box = box  # a basic sandbox's cgroup
+        self.resources = resources
         self._reports_status = status_fd is not None
         self._status_fd = status_fd
         self._init_pidfd = _open_pidfd(init_pid, popen.pid) if init_pid else None
@@ -189,6 +202,12 @@ class SandboxedProcess:
                     self._status_text = _read_available(self._status_fd)
                     self._close_full_handles()
                 _kill_strays(self._token)
+                if self._box is not None:
+                    self._out_of_memory = self._box.box.out_of_memory()
+                    try:
+                        self._box.remove()
+                    except SandboxError as exc:
+                        self._cleanup_error = exc
             else:
                 self._status_text = _read_available(self._status_fd)
                 self._close_full_handles()
