@@ -34,7 +34,7 @@ import threading
 from dataclasses import dataclass
 
 from .core import SandboxError
-from .remove import remove_cgroup
+from .remove import _write_control, remove_cgroup
 
 _CONTROLLERS = ("memory", "pids")
 _MOUNTINFO = "/proc/self/mountinfo"
@@ -59,14 +59,6 @@ class Cgroups:
 def _read(path: str) -> str:
     with open(path) as file:
         return file.read(1 << 20)
-
-
-def _write(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
 
 
 def _mounts(mountinfo: str) -> tuple[list[str], dict[str, str]]:
@@ -147,21 +139,21 @@ def _prepare_v2(own: str, pid: int) -> str:
         return own
     request = " ".join(f"+{name}" for name in _CONTROLLERS)
     try:
-        _write(os.path.join(own, "cgroup.subtree_control"), request)
+        _write_control(os.path.join(own, "cgroup.subtree_control"), request)
         return own
     except OSError as exc:
         if exc.errno != errno.EBUSY:
             raise
     leaf = os.path.join(own, f"grader-{pid}")
     os.makedirs(leaf, exist_ok=True)
-    _write(os.path.join(leaf, "cgroup.procs"), str(pid))
+    _write_control(os.path.join(leaf, "cgroup.procs"), str(pid))
     try:
-        _write(os.path.join(own, "cgroup.subtree_control"), request)
+        _write_control(os.path.join(own, "cgroup.subtree_control"), request)
     except OSError as exc:
         if exc.errno != errno.EBUSY:
             raise
         others = _read(os.path.join(own, "cgroup.procs")).split()
-        _write(os.path.join(own, "cgroup.procs"), str(pid))  # back where it was
+        _write_control(os.path.join(own, "cgroup.procs"), str(pid))  # back where it was
         os.rmdir(leaf)
         raise SandboxError(
             f"cgroup v2 at {own}: {len(others)} other process(es) share the grader's cgroup, so it "
@@ -202,15 +194,15 @@ class Box:
                 os.mkdir(directory, 0o755)
             if self.version == 2:
                 box = self.dirs[""]
-                _write(os.path.join(box, "memory.max"), limit)
+                _write_control(os.path.join(box, "memory.max"), limit)
                 _write_if_present(os.path.join(box, "memory.swap.max"), "0")
                 _write_if_present(os.path.join(box, "memory.oom.group"), "1")
-                _write(os.path.join(box, "pids.max"), str(pids))
+                _write_control(os.path.join(box, "pids.max"), str(pids))
             else:
                 memory = self.dirs["memory"]
-                _write(os.path.join(memory, "memory.limit_in_bytes"), limit)
+                _write_control(os.path.join(memory, "memory.limit_in_bytes"), limit)
                 _write_if_present(os.path.join(memory, "memory.memsw.limit_in_bytes"), limit)
-                _write(os.path.join(self.dirs["pids"], "pids.max"), str(pids))
+                _write_control(os.path.join(self.dirs["pids"], "pids.max"), str(pids))
         except OSError as exc:
             remove_cgroup(self)
             raise SandboxError(f"cannot set up the sandbox's cgroup {name}: {exc.strerror} ({exc.filename})") from None
@@ -248,4 +240,4 @@ class Box:
 
 def _write_if_present(path: str, value: str) -> None:
     if os.path.exists(path):
-        _write(path, value)
+        _write_control(path, value)

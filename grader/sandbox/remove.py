@@ -156,6 +156,15 @@ def _make_own(dir_fd: int, name: str) -> None:
         os.close(handle)
 
 
+def _write_control(path: str, value: str) -> None:
+    """Write ``value`` to the cgroup interface file ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
 def remove_cgroup(box: object) -> None:
     """Kill every process left in a sandbox's cgroup (``box``, a
     :class:`cgroups.Box`) and remove its directories; missing ones are
@@ -169,8 +178,7 @@ def remove_cgroup(box: object) -> None:
         kill = os.path.join(directory, "cgroup.kill")
         if os.path.exists(kill):
             try:
-                with open(kill, "w") as file:
-                    file.write("1")
+                _write_control(kill, "1")
             except OSError:
                 pass
     while True:
