@@ -519,3 +519,58 @@ def test_whatever_signal_ends_the_grader_nothing_of_the_sandbox_is_left_running(
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            data = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue
+        children.setdefault(int(data[data.rindex(b")") + 2 :].split()[1]), []).append(int(pid))
+    found, pending = set(), [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.add(child)
+            pending.append(child)
+    return found
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=lambda s: s.name)
+@pytest.mark.parametrize("mode", ["basic", "full"])
+def test_a_grader_ended_by_a_signal_while_grading_a_loop_leaves_nothing_running(mode, signum, tmp_path):
+    """``python -m grader check`` grading a file that loops at import, ended
+    by the terminal closing (SIGHUP) or ``kill`` (SIGTERM): nothing it
+    started runs afterwards (the sandbox, its monitor, the zygote). SIGINT
+    too, at the sandbox's level above."""
+    if mode == "full":
+        level, reason = sandbox.detect_isolation("auto")
+        if level != "full":
+            pytest.skip(f"full isolation unavailable: {reason}")
+    name = f"graded{os.getpid() % 10000}.{int(signum)}{mode[0]}"[:15]
+    submission = tmp_path / "tensorflow_tutorial.py"
+    submission.write_text(f"import ctypes\nctypes.CDLL(None).prctl(15, {name.encode()!r}, 0, 0, 0)\n"
+                          "while True:\n    pass\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
+    grader = subprocess.Popen([sys.executable, "-m", "grader", "check", str(submission), "--isolation", mode],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240  # TensorFlow's import on a loaded machine: a hang guard
+        while not _named(name) and grader.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _named(name), "the submission never ran"
+        started = _descendants(grader.pid)
+        grader.send_signal(signum)
+        grader.wait(60)
+    finally:
+        grader.kill()
+        grader.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and [pid for pid in started if _running(pid)]:
+        time.sleep(0.1)
+    left = [pid for pid in started if _running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [] and _named(name) == []
