@@ -263,7 +263,7 @@ def _start(isolation: str, workdir: Path, source: str, limits: Limits) -> tuple[
 
 
 def _box_dirs(proc: sandbox.SandboxedProcess) -> list[str]:
-    box = proc._uid_lease.box if proc.isolation == "full" else proc._box.box  # type: ignore[union-attr]
+    box = proc._uid_lease.box if proc.isolation == "full" else proc._box  # type: ignore[union-attr]
     return list(box.dirs.values())
 
 
@@ -343,7 +343,7 @@ def test_the_sandbox_and_all_its_processes_are_in_its_cgroup_with_its_limits(iso
         with os.fdopen(read_fd, "rb") as channel:
             assert channel.readline().strip()
         found = cg.cgroups()
-        box = proc._uid_lease.box if proc.isolation == "full" else proc._box.box  # type: ignore[union-attr]
+        box = proc._uid_lease.box if proc.isolation == "full" else proc._box  # type: ignore[union-attr]
         if found.version == 2:
             assert Path(dirs[0], "memory.max").read_text().strip() == str(1500 * MIB)
             assert Path(dirs[0], "memory.swap.max").read_text().strip() == "0"

@@ -2,9 +2,6 @@
 
 The grader runs it by path, never imports it, before a command starts:
 
-``python -I -S -B .../grader/sandbox/__main__.py --landlock-exec STATUS_FD ABI [ACCESS PATH]... -- ARGV...``
-    basic mode's launcher (``landlock.py``), through prlimit: it confines
-    itself with Landlock and execs ARGV.
 ``python -I -S -B .../grader/sandbox/__main__.py --basic-monitor CONFIG_FD``
     basic mode's monitor (``monitor.py``): it reads its marshalled
     configuration from CONFIG_FD, forks the command and watches it.
@@ -27,11 +24,7 @@ def main(args: list[str]) -> None:
     package = type(sys)("grader_sandbox")
     package.__path__ = [os.path.dirname(os.path.abspath(__file__))]
     sys.modules["grader_sandbox"] = package
-    if args[:1] == ["--landlock-exec"]:
-        from grader_sandbox.landlock import _landlock_exec
-
-        _landlock_exec(args[1:])
-    elif args[:1] == ["--basic-monitor"] and len(args) == 2:
+    if args[:1] == ["--basic-monitor"] and len(args) == 2:
         import marshal
 
         from grader_sandbox.monitor import _exec_monitor
@@ -49,7 +42,7 @@ def main(args: list[str]) -> None:
         from grader_sandbox.namespace import _namespace_monitor
 
         _namespace_monitor(marshal.loads(bytes.fromhex(args[1])))
-    sys.exit(f"usage: {sys.argv[0]} --landlock-exec ... | --basic-monitor CONFIG_FD | --namespace-init CONFIG")
+    sys.exit(f"usage: {sys.argv[0]} --basic-monitor CONFIG_FD | --namespace-init CONFIG")
 
 
 if __name__ == "__main__":

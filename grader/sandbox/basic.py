@@ -37,7 +37,6 @@ from .landlock import (
     _LANDLOCK_ABI_KNOWN, _LANDLOCK_CREATE_RULESET_VERSION, _LANDLOCK_SYSCALLS, _landlock_handled,
 )  # fmt: skip
 from .processes import _become_subreaper, _count_tasks_of_uid, _popen_tracked, untrack
-from .remove import remove_cgroup
 from .running import SandboxedProcess, _first_status_line, _self_test
 
 
@@ -95,8 +94,7 @@ def _start_basic(
             box.remove()
         last = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no reason given"]
         why = value if kind == "error" else last[0]
-        launcher = "the Landlock launcher" if landlock.abi else "the sandbox"
-        raise SandboxError(f"{launcher} could not start {argv[0]}: {why}")
+        raise SandboxError(f"the sandbox could not start {argv[0]}: {why}")
     os.set_blocking(status_r, False)
     return SandboxedProcess(
         popen, "basic", limits, started, confinement=confinement, token=env[TOKEN_VARIABLE], status_fd=status_r,
@@ -112,7 +110,7 @@ def _basic_config(
     hidden: list[str] | tuple[str, ...],
     landlock: _Landlock | None = None,
     program: str | None = None,
-) -> tuple[dict, str, _BasicBox | None]:  # type: ignore[type-arg]
+) -> tuple[dict, str, Box | None]:  # type: ignore[type-arg]
     """What basic mode's monitor (``monitor.py``) needs, for an exec'd or a
     forked command: its environment with the run's token, its rlimits, its
     Landlock rules, its cgroup and whether it counts its tasks in a user
@@ -162,28 +160,17 @@ _box_lock = threading.Lock()
 _box_serial = 0
 
 
-class _BasicBox:
-    """A basic sandbox's cgroup (:class:`cgroups.Box`), named after the
-    grader's pid and a serial."""
-
-    def __init__(self, limits: Limits) -> None:
-        global _box_serial
-        with _box_lock:
-            _box_serial += 1
-            name = f"sandbox-{os.getpid()}-{_box_serial}"
-        self.box = Box(cgroups(), name, limits.memory_mib, limits.processes)
-        self.procs_files = self.box.procs_files
-
-    def remove(self) -> None:
-        remove_cgroup(self.box)
-
-
-def _basic_box(limits: Limits) -> _BasicBox | None:
-    """A cgroup for a basic sandbox where this process may make one (as
-    root, or under a delegated cgroup v2: see ``cgroups.py``), else None."""
+def _basic_box(limits: Limits) -> Box | None:
+    """A cgroup for a basic sandbox, named after the grader's pid and a
+    serial, where this process may make one (as root, or under a delegated
+    cgroup v2: see ``cgroups.py``), else None."""
+    global _box_serial
     if sys.platform != "linux" or not cgroups().version:
         return None
-    return _BasicBox(limits)
+    with _box_lock:
+        _box_serial += 1
+        name = f"sandbox-{os.getpid()}-{_box_serial}"
+    return Box(cgroups(), name, limits.memory_mib, limits.processes)
 
 
 _task_count_lock = threading.Lock()

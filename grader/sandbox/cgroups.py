@@ -222,6 +222,10 @@ class Box:
                 continue
         return found
 
+    def remove(self) -> None:
+        """Kill what is left in the box and remove it (:func:`remove.remove_cgroup`)."""
+        remove_cgroup(self)
+
     def out_of_memory(self) -> bool:
         """Whether the kernel's OOM killer killed a process of the box."""
         if self.version == 2:

@@ -20,9 +20,9 @@ _SETUP_TIMEOUT_SECONDS = 30.0
 _CLEANUP_TIMEOUT_SECONDS = 10.0
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-#: The child-side programs' entry script (the Landlock launcher and the
-#: namespace init): run by path as ``python -I -S -B _SCRIPT --landlock-exec
-#: ...`` or ``... --namespace-init CONFIG``.
+#: The child-side programs' entry script (basic mode's monitor and full
+#: mode's namespace init): run by path as ``python -I -S -B _SCRIPT
+#: --basic-monitor CONFIG_FD`` or ``... --namespace-init CONFIG``.
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
 
 

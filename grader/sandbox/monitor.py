@@ -78,10 +78,7 @@ def _command_setup(config: dict, failure: int) -> None:  # type: ignore[type-arg
     _set_rlimits(config["rlimits"], best_effort=True)
     os.chdir(config["workdir"])
     if config["landlock_abi"]:
-        try:
-            _landlock_restrict_self(config["landlock_abi"], [tuple(rule) for rule in config["landlock_rules"]])
-        except OSError as exc:
-            raise OSError(exc.errno, f"Landlock: {exc}") from None
+        _landlock_restrict_self(config["landlock_abi"], [tuple(rule) for rule in config["landlock_rules"]])
 
 
 def _exec_monitor(config: dict) -> None:  # type: ignore[type-arg]
@@ -96,7 +93,8 @@ def _exec_monitor(config: dict) -> None:  # type: ignore[type-arg]
                 _signal.signal(signum, _signal.SIG_DFL)
             os.execvpe(config["argv"][0], config["argv"], config["env"])
         except BaseException as exc:
-            os.write(failure, f"{exc}".encode(errors="replace")[:2000] or b"failed")
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            os.write(failure, why.encode(errors="replace")[:2000] or b"failed")
 
     _basic_monitor(config, start)
 

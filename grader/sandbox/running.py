@@ -21,15 +21,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
+from .cgroups import Box
 from .common import _read_stat
 from .core import _CLEANUP_TIMEOUT_SECONDS, _SETUP_TIMEOUT_SECONDS, Limits, RunResult, SandboxError
 from .processes import _kill_strays, untrack
 from .uids import _UidLease, _kill_uid
-
-if TYPE_CHECKING:
-    from .basic import _BasicBox
 
 _READ_CHUNK = 1 << 20
 _PIPE_SIZE = 1 << 20
@@ -69,7 +67,7 @@ class SandboxedProcess:
         init_pid: int | None = None,
         uid_lease: _UidLease | None = None,
         group: int | None = None,
-        box: _BasicBox | None = None,
+        box: Box | None = None,
         resources: str = "",
     ) -> None:
         self.pid = popen.pid
@@ -203,7 +201,7 @@ class SandboxedProcess:
                     self._close_full_handles()
                 _kill_strays(self._token)
                 if self._box is not None:
-                    self._out_of_memory = self._box.box.out_of_memory()
+                    self._out_of_memory = self._box.out_of_memory()
                     try:
                         self._box.remove()
                     except SandboxError as exc:

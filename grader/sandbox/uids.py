@@ -23,7 +23,6 @@ from pathlib import Path
 from .cgroups import Box
 from .common import _pids
 from .core import _CLEANUP_TIMEOUT_SECONDS, SandboxError
-from .remove import remove_cgroup
 
 # Unprivileged uids/gids handed to full sandboxes, one per live sandbox.
 _UID_FIRST = 61000
@@ -64,7 +63,7 @@ class _UidLease:
         free the uid."""
         try:
             if self.box is not None:
-                remove_cgroup(self.box)
+                self.box.remove()
                 self.box = None
         finally:
             self._release_uid()
