@@ -574,3 +574,45 @@ def test_a_grader_ended_by_a_signal_while_grading_a_loop_leaves_nothing_running(
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert left == [] and _named(name) == []
+
+
+@pytest.mark.tf
+def test_a_submission_spreading_memory_over_processes_is_reported_out_of_memory(tmp_path):
+    """Full isolation, as the grader runs it: compute_cost starts three
+    processes that take 700 MiB each (each well within its own address
+    space limit) beside TensorFlow, in a sandbox of 1536 MiB. The whole
+    sandbox ends (cgroup v2's memory.oom.group; on v1 the monitor, told by
+    the kernel's OOM notification), and Q5 is a crash that says out of
+    memory, with the limit."""
+    level, reason = sandbox.detect_isolation("auto")
+    if level != "full":
+        pytest.skip(f"full isolation unavailable: {reason}")
+    _cgroups_or_skip()
+    import yaml
+
+    data = yaml.safe_load((REPO / "rubric.yaml").read_text())
+    data["limits"]["memory_mib"] = 1536
+    data["questions"] = [item for item in data["questions"] if item["id"] == "Q5"]
+    rubric = tmp_path / "rubric.yaml"
+    rubric.write_text(yaml.safe_dump(data, sort_keys=False))
+    submission = tmp_path / "tensorflow_tutorial.py"
+    submission.write_text((REPO / "reference" / "tensorflow_tutorial.py").read_text() + textwrap.dedent("""
+
+        def compute_cost(Z2, Y):
+            import subprocess, sys, time
+            hog = ("block = bytearray(700 << 20)\\n"
+                   "for i in range(0, len(block), 4096):\\n    block[i] = 1\\n"
+                   "import time; time.sleep(60)\\n")
+            for _ in range(3):
+                subprocess.Popen([sys.executable, "-c", hog])
+            time.sleep(60)
+    """))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
+    run = subprocess.run([sys.executable, "-m", "grader", "check", str(submission), "--rubric", str(rubric),
+                          "--format", "json", "--isolation", "full"], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    report = json.loads(run.stdout)
+    q5 = next(q for q in report["questions"] if q["id"] == "Q5")
+    text = q5["feedback"] + " " + " ".join(c["message"] for c in q5["checks"])
+    assert q5["score"] == 0
+    assert "out of memory (the sandbox's limit is 1536 MiB) in compute_cost" in text, text

@@ -1,11 +1,12 @@
 """The grader's side of basic mode: a command in a session of its own, as the
 grader's user, with the resource limits and, where the kernel has it,
-Landlock.
+Landlock, under a monitor that watches the grader (``monitor.py``).
 
-:func:`_start_basic` starts an exec'd command (through prlimit and, with
-Landlock, the launcher ``__main__.py --landlock-exec`` of ``landlock.py``);
-:func:`_basic_config` is what a command forked from the zygote needs to do
-the same itself (``forked.py``). Landlock's availability is probed once,
+:func:`_start_basic` starts an exec'd command (through the monitor,
+``__main__.py --basic-monitor``); :func:`_basic_config` is what the monitor
+needs, exec'd or forked from the zygote (``forked.py``): limits, Landlock
+rules, the sandbox's cgroup where there is one, and whether it counts its
+tasks in a user namespace of its own (:func:`_task_count`). Landlock's availability is probed once,
 with a self-test (:func:`_landlock`), and :func:`_landlock_rules` writes
 what a command may touch, with the hidden paths carved out.
 
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cgroups import Box, cgroups
+from .cgroups import Box, box_name, cgroups
 from .common import _is_within, _libc_call, _start_time
 from .core import (
     _CLEANUP_TIMEOUT_SECONDS, _RLIMITS, _SCRIPT, _SETUP_TIMEOUT_SECONDS, _SYSTEM_PATH, TOKEN_VARIABLE, Limits,
@@ -151,26 +152,18 @@ def _basic_config(
         "grader": [os.getpid(), _start_time(os.getpid())],  # the monitor watches it
         "user_namespace": own_count,
         "cgroup_procs": box.procs_files if box else [],
+        "oom_watch": box.oom_watch if box else None,
         "resources": "; ".join(resources),
     }
     return config, confinement, box
 
 
-_box_lock = threading.Lock()
-_box_serial = 0
-
-
 def _basic_box(limits: Limits) -> Box | None:
-    """A cgroup for a basic sandbox, named after the grader's pid and a
-    serial, where this process may make one (as root, or under a delegated
-    cgroup v2: see ``cgroups.py``), else None."""
-    global _box_serial
+    """A cgroup for a basic sandbox where this process may make one (as
+    root, or under a delegated cgroup v2: see ``cgroups.py``), else None."""
     if sys.platform != "linux" or not cgroups().version:
         return None
-    with _box_lock:
-        _box_serial += 1
-        name = f"sandbox-{os.getpid()}-{_box_serial}"
-    return Box(cgroups(), name, limits.memory_mib, limits.processes)
+    return Box(cgroups(), box_name(), limits.memory_mib, limits.processes)
 
 
 _task_count_lock = threading.Lock()
@@ -276,7 +269,7 @@ def _landlock_rules(
     workdir: Path, program: str | None, hidden: list[str] | tuple[str, ...] = ()
 ) -> list[tuple[int, str]]:
     """(access, path) pairs: what a basic-mode command may touch, none of
-    them reaching into ``hidden`` (resolved paths). The launcher skips
+    them reaching into ``hidden`` (resolved paths). The command's fork skips
     missing paths and keeps the rights its ABI knows (only file rights on a
     rule for a file)."""
     read = _FS_READ_FILE | _FS_READ_DIR

@@ -166,7 +166,9 @@ _found: Cgroups | None = None
 
 
 def cgroups() -> Cgroups:
-    """This machine's :class:`Cgroups`, found once (see :func:`detect`)."""
+    """This machine's :class:`Cgroups`, found once (see :func:`detect`);
+    the cgroups that graders no longer running left there are removed then
+    (:func:`sweep`)."""
     global _found
     with _found_lock:
         if _found is None:
@@ -174,7 +176,49 @@ def cgroups() -> Cgroups:
                 _found = detect(_read(_MOUNTINFO), _read(_SELF_CGROUP))
             except OSError as exc:
                 _found = Cgroups(0, {}, f"cannot read the cgroup setup: {exc.strerror}")
+            sweep(_found)
         return _found
+
+
+_serial_lock = threading.Lock()
+_serial = 0
+
+
+def box_name() -> str:
+    """A new sandbox cgroup's name: ``sandbox-PID-N``, after the grader that
+    owns it (so that :func:`sweep` can tell when it is gone)."""
+    global _serial
+    with _serial_lock:
+        _serial += 1
+        return f"sandbox-{os.getpid()}-{_serial}"
+
+
+class _Stale:
+    def __init__(self, dirs: dict[str, str]) -> None:
+        self.dirs = dirs
+
+
+def sweep(where: Cgroups) -> list[str]:
+    """Remove the sandbox cgroups under ``where`` whose grader is no longer
+    running (a grader that was killed cannot remove its own), killing what
+    is left in them; returns their names. One that cannot be removed stays."""
+    names: set[str] = set()
+    for parent in where.parents.values():
+        try:
+            names |= {name for name in os.listdir(parent) if name.startswith("sandbox-")}
+        except OSError:
+            continue
+    removed = []
+    for name in sorted(names):
+        owner = name.split("-")[1]
+        if not owner.isdigit() or int(owner) == os.getpid() or os.path.exists(f"/proc/{owner}"):
+            continue
+        try:
+            remove_cgroup(_Stale({key: os.path.join(parent, name) for key, parent in where.parents.items()}))
+            removed.append(name)
+        except SandboxError:
+            continue
+    return removed
 
 
 class Box:
@@ -187,7 +231,7 @@ class Box:
         self.version = where.version
         self.memory_mib = memory_mib
         self.dirs = {key: os.path.join(parent, name) for key, parent in where.parents.items()}
-        remove_cgroup(self)  # a stale one, left by a grader that was killed
+        remove_cgroup(self)  # one left by a killed grader whose pid this one has now
         limit = str(memory_mib << 20)
         try:
             for directory in self.dirs.values():
@@ -206,6 +250,12 @@ class Box:
         except OSError as exc:
             remove_cgroup(self)
             raise SandboxError(f"cannot set up the sandbox's cgroup {name}: {exc.strerror} ({exc.filename})") from None
+
+    @property
+    def oom_watch(self) -> str | None:
+        """cgroup v1: the memory cgroup whose OOM notification a monitor
+        watches to end the whole sandbox (v2 does so itself, ``memory.oom.group``)."""
+        return self.dirs["memory"] if self.version == 1 else None
 
     @property
     def procs_files(self) -> list[str]:

@@ -46,6 +46,26 @@ def _join_cgroup(procs_files: list[str] | tuple[str, ...]) -> None:
             os.close(fd)
 
 
+def _oom_events(memory: str | None) -> int | None:
+    """An eventfd that becomes readable when the cgroup v1 memory cgroup
+    ``memory`` runs out of memory (its OOM notification), or None (no such
+    cgroup, or the kernel refuses). Made after the sandbox's first fork, so
+    that no process of the sandbox holds it."""
+    if not memory:
+        return None
+    try:
+        events = os.eventfd(0, os.EFD_CLOEXEC)
+        control = os.open(os.path.join(memory, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+        register = os.open(os.path.join(memory, "cgroup.event_control"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(register, f"{events} {control}".encode())
+        finally:
+            os.close(register)
+        return events
+    except (AttributeError, OSError):
+        return None
+
+
 _CLONE_NEWUSER = 0x10000000
 
 

@@ -5,9 +5,9 @@ package's child side without the grader's) forks one process per job, and
 that fork calls :func:`enter_forked` before it reads a byte of the job. It
 arranges the job's descriptors, reports its pidfd to the grader, and becomes
 the job's monitor: in full mode it unshares the namespaces and goes on as
-``namespace.py``'s monitor; in basic mode it is a child subreaper that runs
-the command under the limits and Landlock (``landlock.py``) in a session of
-its own, and kills whatever the command leaves.
+``namespace.py``'s monitor; in basic mode it goes on as ``monitor.py``'s
+monitor, a child subreaper that runs the command under the limits and
+Landlock in a session of its own, and kills whatever the command leaves.
 
 Standard library only.
 """

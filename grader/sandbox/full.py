@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .cgroups import Box, cgroups
+from .cgroups import Box, box_name, cgroups
 from .common import _start_time
 from .core import _RLIMITS, _SCRIPT, _SYSTEM_PATH, Limits, SandboxError, _find_tool, _rlimits
 from .processes import _popen_tracked
@@ -125,8 +125,8 @@ def _full_config(
     _check_full_workdir(workdir, binds + [str(state), "/proc", "/dev", "/etc"])
     lease = _UidLease(state / "uids")
     if cgroups().version:
-        try:  # the uid is this sandbox's alone while leased, and so is the name
-            lease.box = Box(cgroups(), f"sandbox-{lease.uid}", limits.memory_mib, limits.processes)
+        try:
+            lease.box = Box(cgroups(), box_name(), limits.memory_mib, limits.processes)
         except BaseException:
             lease.release()
             raise
@@ -144,5 +144,6 @@ def _full_config(
         "env": env,
         # The monitor joins it before it forks anything (namespace.py).
         "cgroup_procs": lease.box.procs_files if lease.box else [],
+        "oom_watch": lease.box.oom_watch if lease.box else None,
     }
     return config, lease

@@ -25,8 +25,8 @@ import select
 from typing import Callable
 
 from .common import (
-    _PR_SET_CHILD_SUBREAPER, _enter_user_namespace, _join_cgroup, _libc_call, _pids, _read_stat,
-    _report_end, _set_rlimits, _watch_grader,
+    _PR_SET_CHILD_SUBREAPER, _enter_user_namespace, _join_cgroup, _libc_call, _oom_events, _pids,
+    _read_stat, _report_end, _set_rlimits, _watch_grader,
 )  # fmt: skip
 from .landlock import _landlock_restrict_self
 
@@ -63,7 +63,8 @@ def _basic_monitor(config: dict, start: Callable[[int], None]) -> None:  # type:
         os.waitpid(command, 0)
         os._exit(125)
     os.write(status, f"ready {command}\n".encode())
-    _await_command(command, grader)
+    if _await_command(command, grader, _oom_events(config.get("oom_watch"))):
+        os.write(status, b"oom\n")
     _report_end(status, command)
     _kill_children_until_none()
     os._exit(0)
@@ -107,22 +108,28 @@ def _read_all(fd: int) -> str:
     return b"".join(chunks).decode(errors="replace").replace("\n", " ")
 
 
-def _await_command(command: int, grader: int | None) -> None:
-    """Return once ``command`` has ended; should the grader end first, kill
-    the command's session first (its monitor then reaps it)."""
+def _await_command(command: int, grader: int | None, oom: int | None = None) -> bool:
+    """Return once ``command`` has ended; should the grader end first, or
+    the sandbox's cgroup v1 run out of memory (``oom``, an eventfd: the
+    whole sandbox ends, as with cgroup v2's ``memory.oom.group``), kill the
+    command's session first (its monitor then reaps it). True when the
+    sandbox ran out of memory."""
     if grader == -1:
-        return  # no pidfds here: the grader's own clean-up is all there is
+        return False  # no pidfds here: the grader's own clean-up is all there is
+    out_of_memory = False
     if grader is not None:
         command_fd = os.pidfd_open(command)  # our child: its pid is not reused before the wait
-        ended = select.select([grader, command_fd], [], [])[0]
+        ended = select.select([grader, command_fd, *([oom] if oom is not None else [])], [], [])[0]
         os.close(command_fd)
-        if grader not in ended:
-            return
+        out_of_memory = oom is not None and oom in ended
+        if grader not in ended and not out_of_memory:
+            return False
     for kill in (os.killpg, os.kill):
         try:
             kill(command, _signal.SIGKILL)
         except OSError:
             pass
+    return out_of_memory
 
 
 def _kill_children_until_none() -> None:

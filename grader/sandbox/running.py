@@ -198,16 +198,18 @@ class SandboxedProcess:
             if self.isolation == "basic":
                 if self._reports_status:
                     self._status_text = _read_available(self._status_fd)
+                    self._out_of_memory = "oom" in self._status_text.splitlines()
                     self._close_full_handles()
                 _kill_strays(self._token)
                 if self._box is not None:
-                    self._out_of_memory = self._box.out_of_memory()
+                    self._out_of_memory = self._out_of_memory or self._box.out_of_memory()
                     try:
                         self._box.remove()
                     except SandboxError as exc:
                         self._cleanup_error = exc
             else:
                 self._status_text = _read_available(self._status_fd)
+                self._out_of_memory = "oom" in self._status_text.splitlines()  # the monitor saw it
                 self._close_full_handles()
         finally:
             self._done.set()
@@ -223,7 +225,7 @@ class SandboxedProcess:
         # the sandbox's uid any more; make sure before handing the uid out again.
         if self._uid_lease is not None:
             box = self._uid_lease.box
-            self._out_of_memory = box is not None and box.out_of_memory()
+            self._out_of_memory = self._out_of_memory or (box is not None and box.out_of_memory())
             try:
                 _kill_uid(self._uid_lease.uid)
                 self._uid_lease.release()  # removes the cgroup, killing what is left in it
