@@ -150,13 +150,20 @@ def _running(pid: int) -> bool:
 
 
 def test_v2_enables_the_controllers_in_the_graders_own_cgroup_once_it_has_left_it(fake_v2):
-    fake_v2.write(str(fake_v2.own / "cgroup.procs"), str(os.getpid()))
-    found = cg.detect(fake_v2.mountinfo, fake_v2.self_cgroup)
+    """The grader and its children (the zygote, started first) move into a leaf."""
+    zygote = subprocess.Popen(["sleep", "60"])
+    try:
+        for pid in (os.getpid(), zygote.pid):
+            fake_v2.write(str(fake_v2.own / "cgroup.procs"), str(pid))
+        found = cg.detect(fake_v2.mountinfo, fake_v2.self_cgroup)
+    finally:
+        zygote.kill()
+        zygote.wait()
     assert (found.version, found.parents) == (2, {"": str(fake_v2.own)})
     assert found.description == "cgroup v2 (memory, pids)"
     assert (fake_v2.own / "cgroup.subtree_control").read_text() == "memory pids"
     leaf = fake_v2.own / f"grader-{os.getpid()}"
-    assert fake_v2.procs(leaf) == [os.getpid()] and fake_v2.procs(fake_v2.own) == []
+    assert fake_v2.procs(leaf) == [os.getpid(), zygote.pid] and fake_v2.procs(fake_v2.own) == []
 
 
 def test_v2_gives_up_and_says_why_when_other_processes_share_the_graders_cgroup(fake_v2):

@@ -127,10 +127,26 @@ def _enabled(directory: str) -> set[str]:
     return set(_read(os.path.join(directory, "cgroup.subtree_control")).split())
 
 
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether ``pid`` is ``ancestor`` or one of its descendants."""
+    for _ in range(4096):
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+        try:
+            data = _read(f"/proc/{pid}/stat")
+        except OSError:
+            return False
+        pid = int(data[data.rindex(")") + 2 :].split()[1])
+    return False
+
+
 def _prepare_v2(own: str, pid: int) -> str:
     """The directory under which sandbox cgroups go: ``own`` with memory and
-    pids enabled for its children, after moving ``pid`` into a leaf of its
-    own when ``own`` holds it (a cgroup with processes cannot enable them)."""
+    pids enabled for its children, after moving ``pid`` and its descendants
+    (the zygote, say) into a leaf of their own when ``own`` holds them (a
+    cgroup with processes cannot enable controllers for its children)."""
     offered = set(_read(os.path.join(own, "cgroup.controllers")).split())
     missing = [name for name in _CONTROLLERS if name not in offered]
     if missing:
@@ -146,14 +162,24 @@ def _prepare_v2(own: str, pid: int) -> str:
             raise
     leaf = os.path.join(own, f"grader-{pid}")
     os.makedirs(leaf, exist_ok=True)
-    _write_control(os.path.join(leaf, "cgroup.procs"), str(pid))
+    moved = [pid] + [int(p) for p in _read(os.path.join(own, "cgroup.procs")).split()
+                     if int(p) != pid and _descends_from(int(p), pid)]
+    for each in moved:
+        try:
+            _write_control(os.path.join(leaf, "cgroup.procs"), str(each))
+        except ProcessLookupError:
+            continue  # gone meanwhile
     try:
         _write_control(os.path.join(own, "cgroup.subtree_control"), request)
     except OSError as exc:
         if exc.errno != errno.EBUSY:
             raise
         others = _read(os.path.join(own, "cgroup.procs")).split()
-        _write_control(os.path.join(own, "cgroup.procs"), str(pid))  # back where it was
+        for each in moved:  # back where they were
+            try:
+                _write_control(os.path.join(own, "cgroup.procs"), str(each))
+            except ProcessLookupError:
+                continue
         os.rmdir(leaf)
         raise SandboxError(
             f"cgroup v2 at {own}: {len(others)} other process(es) share the grader's cgroup, so it "
