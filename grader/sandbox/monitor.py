@@ -94,7 +94,9 @@ def _exec_monitor(config: dict) -> None:  # type: ignore[type-arg]
                 _signal.signal(signum, _signal.SIG_DFL)
             os.execvpe(config["argv"][0], config["argv"], config["env"])
         except BaseException as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            why = str(exc)
+            if isinstance(exc, OSError) and exc.strerror:
+                why = exc.strerror + (f": {exc.filename}" if exc.filename else "")
             os.write(failure, why.encode(errors="replace")[:2000] or b"failed")
 
     _basic_monitor(config, start)
