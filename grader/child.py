@@ -62,6 +62,7 @@ def _limits(rubric: Rubric) -> sandbox.Limits:
     lim = rubric.limits
     return sandbox.Limits(cpu_seconds=int(lim["cpu_seconds"]),
                           address_space_mib=int(lim["memory_mib"]),
+                          memory_mib=int(lim["memory_mib"]),
                           processes=int(lim["processes"]),
                           file_size_mib=int(lim["file_size_mib"]),
                           output_bytes=int(lim["output_kib"]) * 1024,
@@ -131,6 +132,7 @@ class _ChildRun:
     level: str = ""
     confinement: str = ""
     startup: str = "fresh"      # "zygote" when the child was forked warm
+    memory_mib: int = 0         # the sandbox's memory limit, for an out-of-memory end
 
 
 def _zygote_env(rubric: Rubric) -> dict:
@@ -212,7 +214,8 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
         raise UngradableError(f"the sandbox cannot start: {exc}") from None
     reader = protocol.Reader(read_fd, max_result, OWN_BYTES, shared=byte_budget)
     out = _ChildRun({}, "startup", ChildEnd.FINISHED, level=proc.isolation,
-                    confinement=getattr(proc, "confinement", ""), startup=startup)
+                    confinement=getattr(proc, "confinement", ""), startup=startup,
+                    memory_mib=int(rubric.limits["memory_mib"]))
     index, phase_start = 0, time.monotonic()
     try:
         while index < len(phases):
@@ -260,6 +263,8 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
             _remove(workdir)
             raise UngradableError(f"the sandbox could not be stopped: {exc}") from None
         out.run = proc.result()
+        if out.ended == ChildEnd.DIED and out.run.out_of_memory:
+            out.ended = ChildEnd.OUT_OF_MEMORY
         reader.join(_EXIT_GRACE_SECONDS)
         out.received = reader.received
         _remove(workdir)
@@ -280,6 +285,8 @@ def _death(child: _ChildRun, where: str) -> tuple[str, str]:
         return "timeout", f"timed out after {child.budget:g} s {where}"
     if child.ended == ChildEnd.VIOLATION:
         return ERROR, f"the grader could not read what your code returned {where}: {child.detail}"
+    if child.ended == ChildEnd.OUT_OF_MEMORY:
+        return "crashed", f"out of memory (the sandbox's limit is {child.memory_mib} MiB) {where}"
     run = child.run
     if run is not None and run.signal:
         try:

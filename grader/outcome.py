@@ -33,6 +33,7 @@ class ChildEnd(StrEnum):
     TIMEOUT = "timeout"      # a phase's own budget ran out
     DEADLINE = "deadline"    # the grade's hard total ran out
     DIED = "died"            # it exited, or closed the channel, early
+    OUT_OF_MEMORY = "out-of-memory"  # it died early after its sandbox reached the memory limit
     VIOLATION = "violation"  # it sent something out of turn or malformed
     CANCELLED = "cancelled"  # the grade stopped it (the model's group, when the rest failed)
 

@@ -30,13 +30,15 @@ VISIBILITIES = ("public", "hidden")
 GRADESCOPE_VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible", "withheld")
 MAX_EXPECTS_CHARS = 200
 LIMIT_KEYS = {"startup_seconds": (int, float), "import_seconds": (int, float),
-              "cpu_seconds": int, "memory_mib": int, "processes": int, "file_size_mib": int,
-              "output_kib": int, "threads": int}
-# Optional limits and their defaults: what one result of the child may weigh
-# (a whole grade: four times that), and the size and file count of a full
-# sandbox's work directory (a tmpfs).
-OPTIONAL_LIMITS = {"result_mib": 8, "workdir_mib": 256, "workdir_files": 4096}
+              "cpu_seconds": int, "file_size_mib": int, "output_kib": int, "threads": int}
+# Optional limits and their defaults: the memory of one sandbox, all its processes
+# together (and the address space of each), its processes and threads together;
+# what one result of the child may weigh (a whole grade: four times that), and the
+# size and file count of a full sandbox's work directory (a tmpfs).
+OPTIONAL_LIMITS = {"memory_mib": 4096, "processes": 256, "result_mib": 8, "workdir_mib": 256,
+                   "workdir_files": 4096}
 MIN_MEMORY_MIB = 1280  # TensorFlow computes wrong results silently below ~1.25 GiB
+MIN_PROCESSES = 32     # TensorFlow's own threads (about 7 on 2 cores, more with more cores)
 
 
 @dataclass(frozen=True)
@@ -301,6 +303,10 @@ def parse_rubric(data: Any, path: Path, text: str = "") -> Rubric:
     if isinstance(memory, int) and 0 < memory < MIN_MEMORY_MIB:
         problems.add("limits.memory_mib", f"{memory} is below {MIN_MEMORY_MIB}: TensorFlow "
                                           "computes wrong results with so little address space")
+    processes = limits.get("processes")
+    if isinstance(processes, int) and 0 < processes < MIN_PROCESSES:
+        problems.add("limits.processes", f"{processes} is below {MIN_PROCESSES}: TensorFlow's own "
+                                         "threads need more")
     items, seen = [], set()
     raw_items = data.get("questions")
     if not isinstance(raw_items, list) or not raw_items:

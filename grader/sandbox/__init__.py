@@ -40,7 +40,13 @@ Two isolation levels exist:
     - a network namespace holding only the loopback interface.
 
     Nothing else of the host exists there: not the repository, not ``/root``,
-    not the grader's temporary files. When the command exits, or when the
+    not the grader's temporary files. Where the kernel gives one
+    (``cgroups.py``: v2, or v1's memory and pids hierarchies), the sandbox
+    has a cgroup of its own, which the monitor joins before it forks the
+    init: ``Limits.memory_mib`` for all its processes together (swap off;
+    tmpfs pages count), ``Limits.processes`` tasks (``pids.max``). When the
+    OOM killer acts in it, :attr:`RunResult.out_of_memory` says so; the
+    cgroup is emptied and removed once the sandbox has ended. When the command exits, or when the
     grader calls :meth:`SandboxedProcess.kill`, the init process dies and the
     kernel kills every process left in the PID namespace; if the monitor is
     killed, the kernel kills the init process (parent-death signal); if the
@@ -48,15 +54,30 @@ Two isolation levels exist:
     through a pidfd, kills the init process.
 
 ``basic`` (not root, e.g. a student's laptop)
-    A child process in a new session, as the grader's own user, with the
-    same resource limits. The grader becomes a child subreaper, so that
-    daemonized grandchildren are re-parented to it; when the command exits
-    or is killed, its process group, every orphan re-parented to the grader
-    and every process carrying the run's random token in its environment are
-    killed and reaped. When the grader itself runs as root the process limit
-    is not enforced by the kernel. The cleanup also kills any other child of
-    the grader that started its own session, so a grader using basic mode
-    should not run such children of its own.
+    A monitor (``__main__.py --basic-monitor``, ``monitor.py``), the
+    grader's child, starts the command in a new session, as the grader's
+    own user, with the same resource limits. The monitor is a child
+    subreaper: when the command exits or is killed it kills every process
+    the command left. It watches the grader through a pidfd, so that
+    whatever ends the grader (SIGHUP when the terminal closes, SIGTERM,
+    SIGINT, SIGKILL) ends the command and everything it left. The grader is
+    a child subreaper too, and once a run has ended it kills what the
+    monitor left, should it have been killed: orphans re-parented to the
+    grader and every process carrying the run's random token in its
+    environment. That cleanup also kills any other child of the grader
+    that started its own session, so a grader using basic mode should not
+    run such children of its own.
+
+    RLIMIT_NPROC counts every task of the user as it is when one is
+    created. From Linux 5.14 the kernel counts it per user namespace:
+    where an unprivileged user may make one (probed once), the monitor
+    enters a user namespace of its own (the uid maps to itself), so the
+    sandbox may run ``Limits.processes`` tasks whatever its neighbours run.
+    Elsewhere its budget sits on top of what the user ran when it started,
+    and a neighbour that grabs tasks can use it up. Root ignores
+    RLIMIT_NPROC. Where the grader may make a cgroup (as root, or under a
+    cgroup v2 subtree delegated to its user), a basic sandbox gets one as
+    in full mode. :attr:`SandboxedProcess.resources` says which applies.
 
     The command works in the host work directory itself, with no cap on
     its total size or number of files (only ``Limits.file_size_mib`` per
@@ -64,9 +85,9 @@ Two isolation levels exist:
     5,000-level directory chains, permissions removed) and
     :func:`remove_tree` removes it safely.
 
-    Where the kernel has Landlock (Linux 5.13 or later, enabled at boot), a
-    small launcher (``__main__.py --landlock-exec``, ``landlock.py``) sets
-    ``no_new_privs`` and confines itself just before it execs the command;
+    Where the kernel has Landlock (Linux 5.13 or later, enabled at boot),
+    the command's fork (``landlock.py``) sets ``no_new_privs`` and confines
+    itself just before it execs the command;
     the command and all its descendants stay confined, root included:
 
     - files: read and execute under ``/usr``, ``/bin``, ``/sbin``,
@@ -105,7 +126,7 @@ Two isolation levels exist:
     reading every process's command line in ``/proc`` and the system's
     ``/etc`` (within its permissions); System V IPC with other processes of
     the same user. It gives no separate uid, PID or network namespace. The
-    launcher uses the kernel's ABI up to the newest one it knows
+    sandbox uses the kernel's ABI up to the newest one it knows
     (:data:`_LANDLOCK_ABI_KNOWN`) and only the rights of that ABI.
 
     Without Landlock (an older kernel, Landlock disabled, another OS, or a
@@ -117,9 +138,9 @@ Two isolation levels exist:
     :func:`detect_isolation` say which case applies.
 
 In both modes the ``pass_fds`` given to :func:`start` reach the command at
-the same numbers through every layer (prlimit and the Landlock launcher,
-which exec; unshare, which execs; the monitor and the init process, which
-close their copies as soon as they have forked; setpriv, which execs), so
+the same numbers through every layer (unshare, which execs; the monitors
+and the init process, which close their copies as soon as they have forked;
+setpriv, which execs), so
 that only the command and its descendants hold them: a pipe's reader sees
 end-of-file once they are all gone, daemons included (the run's clean-up
 kills them).
@@ -134,7 +155,7 @@ forks the command; the command sets the same limits and drops to the
 sandbox uid with what setpriv gives (no supplementary groups, empty
 capability sets, no-new-privileges). In basic mode the fork is a child
 subreaper that starts the command in a session of its own with the same
-limits and Landlock rules, and kills whatever it leaves. The job's
+limits and Landlock rules, and kills whatever it leaves (``monitor.py``). The job's
 descriptors travel over a UNIX socket (SCM_RIGHTS) and land at their
 pass_fds numbers; the grader watches and signals the fork through its
 pidfd. The :class:`SandboxedProcess` it gets works as for :func:`start`.
@@ -147,8 +168,9 @@ In the child, before the command, standard library only (never this
 ``__init__``, which is the grader's side):
 
 - ``__main__.py``: the entry script the grader execs by path for the two
-  programs below (``--landlock-exec``, ``--namespace-init``);
-- ``landlock.py``: basic mode's Landlock launcher;
+  programs below (``--basic-monitor``, ``--namespace-init``);
+- ``monitor.py``: basic mode's monitor, exec'd or in the zygote's fork;
+- ``landlock.py``: basic mode's Landlock rules, applied by the command's fork;
 - ``namespace.py``: full mode's monitor and namespace init, which builds the
   root of ``rootfs.py``;
 - ``forked.py``: :func:`enter_forked`, in a process the zygote forked;
@@ -157,13 +179,15 @@ In the child, before the command, standard library only (never this
 In the grader: ``core.py`` (limits, results, errors), ``isolation.py``
 (:func:`detect_isolation`), ``launch.py`` (:func:`start`,
 :func:`start_forked`), ``basic.py`` and ``full.py`` (each mode's start),
-``running.py`` (:class:`SandboxedProcess`), ``processes.py`` (the grader's
-children, :func:`track`), ``uids.py`` (full mode's uids) and ``remove.py``
-(:func:`remove_tree`).
+``cgroups.py`` (a cgroup per sandbox), ``running.py``
+(:class:`SandboxedProcess`), ``processes.py`` (the grader's children,
+:func:`track`), ``uids.py`` (full mode's uids) and ``remove.py``
+(:func:`remove_tree`, and a sandbox's cgroup).
 """
 
 from __future__ import annotations
 
+from . import cgroups
 from .core import TOKEN_VARIABLE, ForkUnavailable, Limits, RunResult, SandboxError
 from .forked import enter_forked
 from .isolation import detect_isolation

@@ -1,11 +1,12 @@
 """The grader's side of basic mode: a command in a session of its own, as the
 grader's user, with the resource limits and, where the kernel has it,
-Landlock.
+Landlock, under a monitor that watches the grader (``monitor.py``).
 
-:func:`_start_basic` starts an exec'd command (through prlimit and, with
-Landlock, the launcher ``__main__.py --landlock-exec`` of ``landlock.py``);
-:func:`_basic_config` is what a command forked from the zygote needs to do
-the same itself (``forked.py``). Landlock's availability is probed once,
+:func:`_start_basic` starts an exec'd command (through the monitor,
+``__main__.py --basic-monitor``); :func:`_basic_config` is what the monitor
+needs, exec'd or forked from the zygote (``forked.py``): limits, Landlock
+rules, the sandbox's cgroup where there is one, and whether it counts its
+tasks in a user namespace of its own (:func:`_task_count`). Landlock's availability is probed once,
 with a self-test (:func:`_landlock`), and :func:`_landlock_rules` writes
 what a command may touch, with the hidden paths carved out.
 
@@ -15,8 +16,9 @@ Imported by the grader only; standard library only.
 from __future__ import annotations
 
 import errno
+import marshal
 import os
-import resource
+import re
 import subprocess
 import sys
 import threading
@@ -24,10 +26,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import _is_within, _libc_call
+from .cgroups import Box, box_name, cgroups
+from .common import _is_within, _libc_call, _start_time
 from .core import (
-    _CLEANUP_TIMEOUT_SECONDS, _RLIMITS, _SCRIPT, TOKEN_VARIABLE, Limits, RunResult, SandboxError,
-    _find_program, _find_tool, _rlimits, _within_hard_limit,
+    _CLEANUP_TIMEOUT_SECONDS, _RLIMITS, _SCRIPT, _SETUP_TIMEOUT_SECONDS, _SYSTEM_PATH, TOKEN_VARIABLE, Limits,
+    RunResult, SandboxError, _find_program, _rlimits, _within_hard_limit,
 )  # fmt: skip
 from .landlock import (
     _FS_EXECUTE, _FS_MAKE_DIR, _FS_MAKE_FIFO, _FS_MAKE_REG, _FS_MAKE_SOCK, _FS_MAKE_SYM, _FS_READ_DIR,
@@ -50,73 +53,94 @@ def _start_basic(
 ) -> SandboxedProcess:
     if landlock is None:
         landlock = _landlock()
-    confinement, rlimits = _prepare(landlock, limits, env, hidden)
-    prlimit = _find_tool("prlimit") if sys.platform == "linux" else None
-
-    def apply_limits() -> None:  # best effort: macOS refuses some of them
-        for name, value in rlimits.items():
-            try:
-                resource.setrlimit(_RLIMITS[name], value)
-            except (ValueError, OSError):
-                pass
-
-    command = list(argv)
-    status_r = status_w = None
-    if landlock.abi:
-        # The launcher confines itself with Landlock, then execs the command.
-        status_r, status_w = os.pipe()
-        spec = [str(status_w), str(landlock.abi)]
-        for access, path in _landlock_rules(workdir, _find_program(argv[0], env), hidden):
-            spec += [str(access), path]
-        launcher = [sys.executable, "-I", "-S", "-B", _SCRIPT, "--landlock-exec"]
-        command = [*launcher, *spec, "--", *command]
-    if prlimit is not None:
-        # A wrapper that sets the limits on itself and execs the command:
-        # preexec_fn is not safe while the grader runs threads.
-        options = [f"--{name}={soft}:{hard}" for name, (soft, hard) in rlimits.items()]
-        command, preexec = [prlimit, *options, "--", *command], None
-    else:
-        preexec = apply_limits
-
+    program = _find_program(argv[0], env)
+    config, confinement, box = _basic_config(workdir, limits, env, pass_fds, hidden, landlock, program)
+    config["argv"] = list(argv)
     started = time.monotonic()
     try:
+        status_r, status_w = os.pipe()
+        config_r, config_w = os.pipe()
+    except BaseException:
+        if box:
+            box.remove()
+        raise
+    config["status_fd"] = status_w
+    command = [sys.executable, "-I", "-S", "-B", _SCRIPT, "--basic-monitor", str(config_r)]
+    try:
         popen = _popen_tracked(
-            command,
-            cwd=workdir,
-            env=env,
-            start_new_session=True,
-            preexec_fn=preexec,
-            pass_fds=tuple(pass_fds) + (() if status_w is None else (status_w,)),
-        )
+            command, cwd="/", env={"PATH": _SYSTEM_PATH}, start_new_session=True,
+            pass_fds=(status_w, config_r, *pass_fds),
+        )  # fmt: skip
     except (OSError, subprocess.SubprocessError) as exc:
-        if status_r is not None:
-            os.close(status_r)
+        for fd in (status_r, config_w):
+            os.close(fd)
+        if box:
+            box.remove()
         raise SandboxError(f"cannot start {argv[0]}: {exc}") from exc
     finally:
-        if status_w is not None:
-            os.close(status_w)
-    if status_r is not None:
-        try:
-            failure = _first_status_line(status_r)  # "" once the launcher has exec'd
-        finally:
-            os.close(status_r)
-        if failure:
-            popen.kill()
-            popen.communicate(timeout=_CLEANUP_TIMEOUT_SECONDS)
-            untrack(popen.pid)
-            raise SandboxError(f"the Landlock launcher could not start {argv[0]}: {failure}")
-    return SandboxedProcess(popen, "basic", limits, started, confinement=confinement, token=env[TOKEN_VARIABLE])
+        os.close(status_w)
+        os.close(config_r)
+    try:
+        with os.fdopen(config_w, "wb") as config_file:  # read at once by the monitor
+            config_file.write(marshal.dumps(config))
+    except OSError:
+        pass  # the monitor died: its status says so
+    kind, _, value = _first_status_line(status_r).partition(" ")
+    if kind != "ready":
+        popen.kill()
+        _, stderr = popen.communicate(timeout=_CLEANUP_TIMEOUT_SECONDS)
+        untrack(popen.pid)
+        os.close(status_r)
+        if box:
+            box.remove()
+        last = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no reason given"]
+        why = value if kind == "error" else last[0]
+        raise SandboxError(f"the sandbox could not start {argv[0]}: {why}")
+    os.set_blocking(status_r, False)
+    return SandboxedProcess(
+        popen, "basic", limits, started, confinement=confinement, token=env[TOKEN_VARIABLE], status_fd=status_r,
+        group=int(value), box=box, resources=config["resources"],
+    )  # fmt: skip
 
 
 def _basic_config(
-    workdir: Path, limits: Limits, env: dict[str, str], pass_fds: tuple[int, ...], hidden: list[str]
-) -> tuple[dict, str]:  # type: ignore[type-arg]
-    """What a forked basic-mode command needs (as :func:`_start_basic` gives
-    an exec'd one): its environment with the run's token, its rlimits and
-    its Landlock rules; and the confinement it gets."""
-    landlock = _landlock()
-    # As subreaper, the grader gets what the monitor leaves, should it be killed.
-    confinement, rlimits = _prepare(landlock, limits, env, hidden)
+    workdir: Path,
+    limits: Limits,
+    env: dict[str, str],
+    pass_fds: tuple[int, ...],
+    hidden: list[str] | tuple[str, ...],
+    landlock: _Landlock | None = None,
+    program: str | None = None,
+) -> tuple[dict, str, Box | None]:  # type: ignore[type-arg]
+    """What basic mode's monitor (``monitor.py``) needs, for an exec'd or a
+    forked command: its environment with the run's token, its rlimits, its
+    Landlock rules, its cgroup and whether it counts its tasks in a user
+    namespace of its own; the confinement it gets; and its cgroup (to
+    remove once it has ended), where it has one.
+
+    The grader becomes a child subreaper, so that what the monitor leaves,
+    should it be killed, comes to the grader. RLIMIT_NPROC counts the tasks
+    of the user (of its user namespace, from Linux 5.14) as they are when a
+    task is created: in a user namespace of its own the sandbox has
+    ``limits.processes`` tasks whatever its neighbours do; without one the
+    budget sits on top of what the user already runs, and a neighbour's
+    tasks count against it (the limit :func:`_task_count` reports)."""
+    landlock = landlock or _landlock()
+    confinement = landlock.confinement
+    if hidden and not landlock.abi:
+        confinement += " (so the hidden paths stay readable)"
+    _become_subreaper()
+    env[TOKEN_VARIABLE] = os.urandom(16).hex()
+    own_count, why = _task_count()
+    processes = limits.processes if own_count else _count_tasks_of_uid(os.getuid()) + limits.processes
+    wanted = _rlimits(limits, processes)
+    rlimits = {name: _within_hard_limit(_RLIMITS[name], value) for name, value in wanted.items()}
+    box = _basic_box(limits)
+    found = cgroups()
+    resources = [
+        found.description if box else f"no cgroup: {found.reason}",
+        "tasks counted in a user namespace of its own" if own_count else f"tasks counted with the user's: {why}",
+    ]
     config = {
         "mode": "basic",
         "workdir": str(workdir),
@@ -124,27 +148,57 @@ def _basic_config(
         "pass_fds": list(pass_fds),
         "rlimits": [(_RLIMITS[name], *value) for name, value in rlimits.items()],
         "landlock_abi": landlock.abi,
-        "landlock_rules": _landlock_rules(workdir, None, hidden) if landlock.abi else [],
+        "landlock_rules": _landlock_rules(workdir, program, hidden) if landlock.abi else [],
+        "grader": [os.getpid(), _start_time(os.getpid())],  # the monitor watches it
+        "user_namespace": own_count,
+        "cgroup_procs": box.procs_files if box else [],
+        "oom_watch": box.oom_watch if box else None,
+        "resources": "; ".join(resources),
     }
-    return config, confinement
+    return config, confinement, box
 
 
-def _prepare(
-    landlock: _Landlock, limits: Limits, env: dict[str, str], hidden: list[str] | tuple[str, ...]
-) -> tuple[str, dict[str, tuple[int, int]]]:
-    """What every basic-mode command gets, exec'd or forked: the grader
-    becomes a child subreaper and puts the run's token in ``env``; returns
-    the confinement to report and the rlimits, (soft, hard) by prlimit name,
-    within the grader's own hard limits. RLIMIT_NPROC counts every process
-    and thread of the uid, so the budget sits on top of what the uid already
-    runs."""
-    confinement = landlock.confinement
-    if hidden and not landlock.abi:
-        confinement += " (so the hidden paths stay readable)"
-    _become_subreaper()
-    env[TOKEN_VARIABLE] = os.urandom(16).hex()
-    wanted = _rlimits(limits, _count_tasks_of_uid(os.getuid()) + limits.processes)
-    return confinement, {name: _within_hard_limit(_RLIMITS[name], value) for name, value in wanted.items()}
+def _basic_box(limits: Limits) -> Box | None:
+    """A cgroup for a basic sandbox where this process may make one (as
+    root, or under a delegated cgroup v2: see ``cgroups.py``), else None."""
+    if sys.platform != "linux" or not cgroups().version:
+        return None
+    return Box(cgroups(), box_name(), limits.memory_mib, limits.processes)
+
+
+_task_count_lock = threading.Lock()
+_task_count_result: tuple[bool, str] | None = None
+
+
+def _task_count() -> tuple[bool, str]:
+    """(True, "") when each basic sandbox can count its tasks in a user
+    namespace of its own (checked once), else (False, why not)."""
+    global _task_count_result
+    with _task_count_lock:
+        if _task_count_result is None:
+            _task_count_result = _probe_user_namespace()
+        return _task_count_result
+
+
+def _probe_user_namespace() -> tuple[bool, str]:
+    if sys.platform != "linux":
+        return False, f"user namespaces need Linux, this is {sys.platform}"
+    if os.geteuid() == 0:
+        return False, "the grader is root, and RLIMIT_NPROC does not hold for root"
+    release = tuple(int(part) for part in re.findall(r"\d+", os.uname().release)[:2])
+    if release < (5, 14):
+        return False, f"Linux {os.uname().release} counts tasks per user, not per user namespace (5.14 or later)"
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-I", "-S", "-B", _SCRIPT, "--probe-user-namespace"], cwd="/",
+            env={"PATH": _SYSTEM_PATH}, capture_output=True, timeout=_SETUP_TIMEOUT_SECONDS,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, f"the user namespace probe failed: {exc}"
+    if probe.returncode != 0:
+        detail = probe.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no reason given"]
+        return False, f"no user namespace for an unprivileged user here: {detail[0]}"
+    return True, ""
 
 
 @dataclass(frozen=True)
@@ -215,7 +269,7 @@ def _landlock_rules(
     workdir: Path, program: str | None, hidden: list[str] | tuple[str, ...] = ()
 ) -> list[tuple[int, str]]:
     """(access, path) pairs: what a basic-mode command may touch, none of
-    them reaching into ``hidden`` (resolved paths). The launcher skips
+    them reaching into ``hidden`` (resolved paths). The command's fork skips
     missing paths and keeps the rights its ABI knows (only file rights on a
     rule for a file)."""
     read = _FS_READ_FILE | _FS_READ_DIR

@@ -35,6 +35,78 @@ def _is_within(path: str, tree: str) -> bool:
     return path == tree or path.startswith(tree.rstrip("/") + "/")
 
 
+def _join_cgroup(procs_files: list[str] | tuple[str, ...]) -> None:
+    """Move this process into a cgroup: ``0`` written to each of its
+    ``cgroup.procs`` files (one per v1 hierarchy, one for v2)."""
+    for path in procs_files:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+
+
+def _oom_events(memory: str | None) -> int | None:
+    """An eventfd that becomes readable when the cgroup v1 memory cgroup
+    ``memory`` runs out of memory (its OOM notification), or None (no such
+    cgroup, or the kernel refuses). Made after the sandbox's first fork, so
+    that no process of the sandbox holds it."""
+    if not memory:
+        return None
+    try:
+        events = os.eventfd(0, os.EFD_CLOEXEC)
+        control = os.open(os.path.join(memory, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+        register = os.open(os.path.join(memory, "cgroup.event_control"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(register, f"{events} {control}".encode())
+        finally:
+            os.close(register)
+        return events
+    except (AttributeError, OSError):
+        return None
+
+
+_CLONE_NEWUSER = 0x10000000
+
+
+def _enter_user_namespace() -> None:
+    """Move this process (single-threaded) into a new user namespace in
+    which its uid and gid map to themselves: from Linux 5.14 the kernel
+    counts RLIMIT_NPROC per user namespace, so the tasks of one sandbox are
+    counted apart from the user's others (which still count, all together,
+    against the limit of the process that made the namespace)."""
+    uid, gid = os.getuid(), os.getgid()
+    _libc_call("unshare", _CLONE_NEWUSER)
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        fd = os.open(f"/proc/self/{name}", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid``: None when it is gone, -1 when this system has none."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    except (AttributeError, OSError):
+        return -1
+
+
+def _watch_grader(grader: list[int] | None) -> int | None:
+    """A pidfd of the grader (``grader``: its pid and start time), -1 when
+    this system has none or no grader is given, None when it is gone already."""
+    if not grader:
+        return -1
+    watched = _pidfd(grader[0])
+    if watched is not None and watched >= 0 and _start_time(grader[0]) != grader[1]:
+        os.close(watched)
+        return None
+    return watched
+
+
 def _set_rlimits(rlimits: list[tuple[int, int, int]], *, best_effort: bool = False) -> None:
     """Set each (resource, soft, hard) of ``rlimits`` on this process; with
     ``best_effort``, skip those the system refuses."""

@@ -20,9 +20,9 @@ _SETUP_TIMEOUT_SECONDS = 30.0
 _CLEANUP_TIMEOUT_SECONDS = 10.0
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-#: The child-side programs' entry script (the Landlock launcher and the
-#: namespace init): run by path as ``python -I -S -B _SCRIPT --landlock-exec
-#: ...`` or ``... --namespace-init CONFIG``.
+#: The child-side programs' entry script (basic mode's monitor and full
+#: mode's namespace init): run by path as ``python -I -S -B _SCRIPT
+#: --basic-monitor CONFIG_FD`` or ``... --namespace-init CONFIG``.
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
 
 
@@ -37,10 +37,18 @@ class Limits:
     model peaks at about 1.45 GiB of address space on 2 cores and aborts
     (std::bad_alloc) under about 1.35 GiB; it needs more on machines with
     more cores (each thread's stack counts), hence the margin."""
+    memory_mib: int = 4096
+    """Memory (resident, page cache and tmpfs pages included, no swap) of
+    the sandbox as a whole, all its processes together: its cgroup's limit,
+    where the sandbox has a cgroup (see ``cgroups.py``); beyond it the
+    kernel's OOM killer kills in the sandbox (in the whole sandbox on
+    cgroup v2), and :attr:`RunResult.out_of_memory` says so."""
     processes: int = 256
-    """RLIMIT_NPROC: processes and threads of the sandbox's uid (TensorFlow
-    runs about 7 threads on 2 cores, more with more cores). In basic mode
-    the uid is the grader's own, and root ignores this limit."""
+    """Processes and threads of the sandbox together: its cgroup's
+    ``pids.max`` where it has a cgroup, and RLIMIT_NPROC of its uid (full
+    mode: a uid of its own; basic mode: counted in a user namespace of its
+    own where the kernel gives one, see ``basic.py``). TensorFlow runs about
+    7 threads on 2 cores, more with more cores. Root ignores RLIMIT_NPROC."""
     file_size_mib: int = 64
     """RLIMIT_FSIZE: largest file the command can write."""
     open_files: int = 256
@@ -79,6 +87,10 @@ class RunResult:
     """From start() to the exit, sandbox setup included."""
     killed_by_us: bool
     """True when kill() was called before the command ended by itself."""
+    out_of_memory: bool = False
+    """True when the sandbox reached :attr:`Limits.memory_mib` and the
+    kernel's OOM killer killed one of its processes (only where the sandbox
+    has a cgroup)."""
 
 
 class SandboxError(Exception):

@@ -5,9 +5,9 @@ package's child side without the grader's) forks one process per job, and
 that fork calls :func:`enter_forked` before it reads a byte of the job. It
 arranges the job's descriptors, reports its pidfd to the grader, and becomes
 the job's monitor: in full mode it unshares the namespaces and goes on as
-``namespace.py``'s monitor; in basic mode it is a child subreaper that runs
-the command under the limits and Landlock (``landlock.py``) in a session of
-its own, and kills whatever the command leaves.
+``namespace.py``'s monitor; in basic mode it goes on as ``monitor.py``'s
+monitor, a child subreaper that runs the command under the limits and
+Landlock in a session of its own, and kills whatever the command leaves.
 
 Standard library only.
 """
@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import _signal
 import _socket
+import ctypes
 import fcntl
 import os
 import struct
 from typing import Callable
 
-from .common import (
-    _PR_SET_CHILD_SUBREAPER, _libc_call, _pids, _read_stat, _report_end, _run_forked, _set_rlimits,
-)  # fmt: skip
-from .landlock import _landlock_restrict_self
-from .namespace import _namespace_monitor
+from .common import _libc_call, _run_forked
+from .monitor import _basic_monitor, _command_setup
+from .namespace import _LINUX_CAPABILITY_VERSION_3, _namespace_monitor
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUTS = 0x04000000
@@ -59,9 +58,7 @@ def enter_forked(config: dict, received: list[int], run: Callable[[dict], None])
         pidfd = os.pidfd_open(os.getpid())
         _send_with_fds(config["status_fd"], f"forked {os.getpid()}\n".encode(), [pidfd])
         os.close(pidfd)
-        if config.get("mode") == "basic":
-            _libc_call("prctl", _PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        else:
+        if config.get("mode") != "basic":
             flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
             _libc_call("unshare", flags)
     except BaseException as exc:
@@ -71,56 +68,35 @@ def enter_forked(config: dict, received: list[int], run: Callable[[dict], None])
             os._exit(125)
     try:
         if config.get("mode") == "basic":
-            _basic_monitor(config, run)
+            _forked_basic_monitor(config, run)
         _namespace_monitor(config, run)
     finally:
         os._exit(125)
 
 
-def _basic_monitor(config: dict, run: Callable[[dict], None]) -> None:  # type: ignore[type-arg]
-    """Basic mode's monitor, a child subreaper: fork the command in a session
-    of its own, with the limits and the Landlock rules, report its pid and
-    how it ended on the status socket, then kill and reap every process it
-    left (they all come to the monitor) and exit."""
-    status = config["status_fd"]
-    command = os.fork()
-    if command == 0:
+def _forked_basic_monitor(config: dict, run: Callable[[dict], None]) -> None:  # type: ignore[type-arg]
+    """Basic mode's monitor (``monitor.py``) for a forked command: the
+    command's fork sets itself up as an exec'd one would be, gives up the
+    capabilities a user namespace of its own grants (exec drops them for an
+    exec'd command), then runs ``run(config)``."""
 
+    def start(failure: int) -> None:
         def setup() -> None:
-            os.close(status)
-            os.setsid()
+            _command_setup(config, failure)
+            os.close(failure)
             _signal.signal(_signal.SIGINT, _signal.default_int_handler)
-            # As _start_basic: best effort where the system refuses one.
-            _set_rlimits(config["rlimits"], best_effort=True)
-            os.chdir(config["workdir"])
-            if config["landlock_abi"]:
-                _landlock_restrict_self(config["landlock_abi"], [tuple(rule) for rule in config["landlock_rules"]])
+            if config.get("user_namespace"):
+                _drop_capabilities()
 
         _run_forked(config, run, setup)
-    for fd in config["pass_fds"]:  # only the command holds them now
-        os.close(fd)
-    os.write(status, f"ready {command}\n".encode())
-    _report_end(status, command)
-    _kill_children_until_none()
-    os._exit(0)
+
+    _basic_monitor(config, start)
 
 
-def _kill_children_until_none() -> None:
-    """Kill this process's children, and those re-parented to it as their
-    parents die (it is a subreaper), until it has none left."""
-    me = os.getpid()
-    while True:
-        for pid in _pids():
-            stat = _read_stat(pid)
-            if stat is not None and stat[0] == me:
-                try:
-                    os.kill(pid, _signal.SIGKILL)
-                except OSError:
-                    continue
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            return
+def _drop_capabilities() -> None:
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
+    _libc_call("capset", ctypes.byref(header), ctypes.byref(data))
 
 
 def _send_with_fds(fd: int, data: bytes, fds: list[int]) -> None:

@@ -18,13 +18,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from .cgroups import Box, box_name, cgroups
 from .common import _start_time
 from .core import _RLIMITS, _SCRIPT, _SYSTEM_PATH, Limits, SandboxError, _find_tool, _rlimits
 from .processes import _popen_tracked
 from .running import SandboxedProcess, _await_ready
 from .uids import _UidLease
 
-_FULL_CONFINEMENT = "namespaces (network, pid, mount, ipc, uts), minimal chroot, unprivileged uid"
+_NAMESPACES = "namespaces (network, pid, mount, ipc, uts), minimal chroot, unprivileged uid"
+
+
+def _full_confinement() -> str:
+    """What confines a full sandbox, for reports: the namespaces, and its
+    cgroup (``cgroup v1 (memory, pids)``) or why it has none."""
+    return f"{_NAMESPACES}, {cgroups().description}"
 
 
 def _state_dir() -> Path:
@@ -102,8 +109,8 @@ def _start_full(
         os.close(status_w)
     init_pid = int(_await_ready(popen, status_r, lease))
     return SandboxedProcess(
-        popen, "full", limits, started, confinement=_FULL_CONFINEMENT, status_fd=status_r,
-        init_pid=init_pid, uid_lease=lease,
+        popen, "full", limits, started, confinement=_full_confinement(), status_fd=status_r,
+        init_pid=init_pid, uid_lease=lease, resources=cgroups().description,
     )
 
 
@@ -117,6 +124,12 @@ def _full_config(
     state = _state_dir()
     _check_full_workdir(workdir, binds + [str(state), "/proc", "/dev", "/etc"])
     lease = _UidLease(state / "uids")
+    if cgroups().version:
+        try:
+            lease.box = Box(cgroups(), box_name(), limits.memory_mib, limits.processes)
+        except BaseException:
+            lease.release()
+            raise
     config = {
         "root": str(state / "root"),
         "binds": binds,
@@ -129,5 +142,8 @@ def _full_config(
         "grader": [os.getpid(), _start_time(os.getpid())],  # the monitor watches it
         "rlimits": [(_RLIMITS[name], *value) for name, value in _rlimits(limits, limits.processes).items()],
         "env": env,
+        # The monitor joins it before it forks anything (namespace.py).
+        "cgroup_procs": lease.box.procs_files if lease.box else [],
+        "oom_watch": lease.box.oom_watch if lease.box else None,
     }
     return config, lease

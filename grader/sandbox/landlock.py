@@ -1,12 +1,11 @@
-"""Landlock, the child's side: basic mode's launcher.
+"""Landlock, the child's side: :func:`_landlock_restrict_self`.
 
-Run in the child, before the command: ``__main__.py --landlock-exec`` (the
-launcher, exec'd by the grader through prlimit for every basic-mode command)
-confines itself with :func:`_landlock_restrict_self`, then execs the
-command; the command and all its descendants stay confined, root included.
-A forked basic-mode command (``forked.py``, in the zygote's fork) calls the
-same function. The grader's side (``basic.py``) imports the constants below
-to write the rules and to probe the kernel.
+Run in the child, before the command: basic mode's monitor (``monitor.py``)
+forks the command, which confines itself with :func:`_landlock_restrict_self`
+before it execs the command (or, forked from the zygote, runs it); the
+command and all its descendants stay confined, root included. The grader's
+side (``basic.py``) imports the constants below to write the rules and to
+probe the kernel.
 
 Standard library only, and quick to import: it runs before every
 basic-mode command.
@@ -14,7 +13,6 @@ basic-mode command.
 
 from __future__ import annotations
 
-import _signal  # the C core of signal, without its slower enum import
 import ctypes
 import os
 import stat
@@ -112,25 +110,3 @@ def _landlock_restrict_self(abi: int, rules: list[tuple[int, str]]) -> None:
         _libc_call("syscall", restrict, ruleset, 0)
     finally:
         os.close(ruleset)
-
-
-def _landlock_exec(args: list[str]) -> None:
-    """The launcher: ``--landlock-exec STATUS_FD ABI [ACCESS PATH]... -- ARGV...``.
-
-    Restricts itself with Landlock and execs ARGV (searched in PATH). On
-    failure it writes why on STATUS_FD and exits 126; the grader sees
-    STATUS_FD close without a word when the exec succeeds."""
-    end = args.index("--")
-    status = int(args[0])
-    try:
-        rules = [(int(access), path) for access, path in zip(args[2:end:2], args[3:end:2])]
-        _landlock_restrict_self(int(args[1]), rules)
-        argv = args[end + 1 :]
-        # The interpreter ignores these two signals, and exec would keep that.
-        for signum in (_signal.SIGPIPE, _signal.SIGXFSZ):
-            _signal.signal(signum, _signal.SIG_DFL)
-        os.set_inheritable(status, False)
-        os.execvp(argv[0], argv)
-    except Exception as exc:
-        os.write(status, f"{type(exc).__name__}: {exc}\n".encode(errors="replace"))
-    os._exit(126)

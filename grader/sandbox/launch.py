@@ -16,9 +16,10 @@ from socket import recv_fds as _socket_recv_fds
 from typing import Callable
 
 from .basic import _basic_config, _start_basic
+from .cgroups import cgroups
 from .common import _is_within
 from .core import _SETUP_TIMEOUT_SECONDS, TOKEN_VARIABLE, ForkUnavailable, Limits, SandboxError, _find_program
-from .full import _FULL_CONFINEMENT, _full_config, _start_full
+from .full import _full_confinement, _full_config, _start_full
 from .isolation import detect_isolation
 from .processes import track
 from .running import SandboxedProcess, _await_ready, _ForkedMonitor
@@ -142,11 +143,12 @@ def start_forked(
     :class:`SandboxError` when the sandbox itself failed."""
     workdir, fds, hidden_paths = _checked_arguments(workdir, pass_fds, hidden)
     lease: _UidLease | None = None
+    box = None
     if isolation == "full":
         config, lease = _full_config(workdir, limits, dict(env), fds, hidden_paths)
-        confinement = _FULL_CONFINEMENT
+        confinement = _full_confinement()
     else:
-        config, confinement = _basic_config(workdir, limits, dict(env), fds, hidden_paths)
+        config, confinement, box = _basic_config(workdir, limits, dict(env), fds, hidden_paths)
     config["status_fd"] = next(fd for fd in range(3, 3 + len(fds) + 1) if fd not in fds)
     ours: list[int] = []
     started = time.monotonic()
@@ -168,21 +170,28 @@ def start_forked(
             os.close(fd)
         if lease is not None:
             lease.release()
+        if box is not None:
+            box.remove()
         if isinstance(exc, (OSError, ForkUnavailable)):
             raise ForkUnavailable(f"the zygote did not fork: {exc}") from None
         raise
     status_r = ours[0]
     monitor = _ForkedMonitor(pid, pidfd, os.fdopen(out_r, "rb", buffering=0), os.fdopen(err_r, "rb", buffering=0))
     track(pid)
-    value = _await_ready(monitor, status_r, lease)
+    try:
+        value = _await_ready(monitor, status_r, lease)
+    except SandboxError:
+        if box is not None:
+            box.remove()
+        raise
     if isolation == "full":
         return SandboxedProcess(
             monitor, "full", limits, started, confinement=confinement, status_fd=status_r,  # type: ignore[arg-type]
-            init_pid=int(value), uid_lease=lease,
+            init_pid=int(value), uid_lease=lease, resources=cgroups().description,
         )
     return SandboxedProcess(
         monitor, "basic", limits, started, confinement=confinement, status_fd=status_r,  # type: ignore[arg-type]
-        token=config["env"][TOKEN_VARIABLE], group=int(value),
+        token=config["env"][TOKEN_VARIABLE], group=int(value), box=box, resources=config["resources"],
     )
 
 

@@ -20,7 +20,10 @@ import os
 import select
 from typing import Callable
 
-from .common import _PR_SET_NO_NEW_PRIVS, _libc_call, _report_end, _run_forked, _set_rlimits, _start_time
+from .common import (
+    _PR_SET_NO_NEW_PRIVS, _join_cgroup, _libc_call, _oom_events, _pidfd, _report_end, _run_forked,
+    _set_rlimits, _start_time,
+)  # fmt: skip
 from .rootfs import _build_root
 
 _PR_SET_PDEATHSIG = 1
@@ -32,7 +35,15 @@ def _namespace_monitor(config: dict, run: Callable[[dict], None] | None = None) 
     for the init process and exits as it did. The kernel has emptied the PID
     namespace by then. If the monitor dies first, the kernel sends the init
     process SIGKILL; if the grader (``config["grader"]``) dies first, the
-    monitor does. ``run``: see :func:`_namespace_init`."""
+    monitor does. ``run``: see :func:`_namespace_init`.
+
+    First of all the monitor joins the sandbox's cgroup (``config["cgroup_procs"]``),
+    so that every process of the sandbox is in it from its first instruction."""
+    try:
+        _join_cgroup(config.get("cgroup_procs", ()))
+    except OSError as exc:
+        os.write(config["status_fd"], f"error cannot join the sandbox's cgroup: {exc}\n".encode())
+        os._exit(125)
     lifeline_r, lifeline_w = os.pipe()
     init = os.fork()
     if init == 0:
@@ -53,37 +64,38 @@ def _namespace_monitor(config: dict, run: Callable[[dict], None] | None = None) 
             _namespace_init(config, run)
         os._exit(125)
     os.close(lifeline_r)
-    for fd in [config["status_fd"], *config["pass_fds"]]:
+    for fd in config["pass_fds"]:
         os.close(fd)
-    code = os.waitstatus_to_exitcode(_wait_for_init(init, config.get("grader")))
+    oom = _oom_events(config.get("oom_watch"))
+    wait_status, out_of_memory = _wait_for_init(init, config.get("grader"), oom)
+    if out_of_memory:
+        os.write(config["status_fd"], b"oom\n")
+    code = os.waitstatus_to_exitcode(wait_status)
     os._exit(code if code >= 0 else 128 - code)
 
 
-def _wait_for_init(init: int, grader: list[int] | None) -> int:
-    """The init process's wait status, once it has ended. Should the grader
+def _wait_for_init(init: int, grader: list[int] | None, oom: int | None = None) -> tuple[int, bool]:
+    """The init process's wait status, once it has ended, and whether the
+    sandbox ran out of memory. Should the grader
     (``grader``: its pid and start time) end first, killed perhaps, the
     monitor kills the init process, and the kernel empties the PID namespace:
     no parent-death signal serves here, since the grader starts sandboxes
-    from threads, and that signal fires when the starting thread ends."""
+    from threads, and that signal fires when the starting thread ends.
+    So it does when the sandbox's cgroup v1 reports an OOM (``oom``, an
+    eventfd): the whole sandbox ends, as cgroup v2's ``memory.oom.group``
+    makes it."""
     watched = _pidfd(grader[0]) if grader else -1
+    out_of_memory = False
     if watched is None or (watched >= 0 and _start_time(grader[0]) != grader[1]):  # type: ignore[index]
         os.kill(init, _signal.SIGKILL)  # the grader is gone already
     elif watched >= 0:
         init_fd = os.pidfd_open(init)  # the monitor's child: its pid is not reused before the wait
-        if init_fd not in select.select([watched, init_fd], [], [])[0]:
+        ended = select.select([watched, init_fd, *([oom] if oom is not None else [])], [], [])[0]
+        out_of_memory = oom is not None and oom in ended
+        if init_fd not in ended:
             os.kill(init, _signal.SIGKILL)
     _, wait_status = os.waitpid(init, 0)
-    return wait_status
-
-
-def _pidfd(pid: int) -> int | None:
-    """A pidfd of ``pid``: None when it is gone, -1 when this system has none."""
-    try:
-        return os.pidfd_open(pid)
-    except ProcessLookupError:
-        return None
-    except (AttributeError, OSError):
-        return -1
+    return wait_status, out_of_memory
 
 
 def _namespace_init(config: dict, run: Callable[[dict], None] | None = None) -> None:  # type: ignore[type-arg]

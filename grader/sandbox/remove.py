@@ -1,6 +1,7 @@
 """The grader's side: :func:`remove_tree`, which safely removes what a
 basic-mode command left in its work directory (symlinks out, fifos,
-sockets, deep directory chains, permissions removed).
+sockets, deep directory chains, permissions removed), and
+:func:`remove_cgroup`, which empties and removes a sandbox's cgroup.
 
 Run by the grader once a run is over; standard library only.
 """
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import stat
+import time
 from pathlib import Path
 
-from .core import SandboxError
+from .core import _CLEANUP_TIMEOUT_SECONDS, SandboxError
 
 
 _DIR_OPEN_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -151,3 +154,53 @@ def _make_own(dir_fd: int, name: str) -> None:
             os.chmod(name, mode | 0o700, dir_fd=dir_fd)
     finally:
         os.close(handle)
+
+
+def _write_control(path: str, value: str) -> None:
+    """Write ``value`` to the cgroup interface file ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def remove_cgroup(box: object) -> None:
+    """Kill every process left in a sandbox's cgroup (``box``, a
+    :class:`cgroups.Box`) and remove its directories; missing ones are
+    fine. cgroup v2's ``cgroup.kill`` kills the whole box at once; otherwise
+    (v1, or a v2 kernel before 5.14) each task listed is killed until none
+    is left. Raises :class:`SandboxError` when the box cannot be emptied or
+    removed within the clean-up time."""
+    deadline = time.monotonic() + _CLEANUP_TIMEOUT_SECONDS
+    dirs = list(box.dirs.values())  # type: ignore[attr-defined]
+    for directory in dirs:
+        kill = os.path.join(directory, "cgroup.kill")
+        if os.path.exists(kill):
+            try:
+                _write_control(kill, "1")
+            except OSError:
+                pass
+    while True:
+        left = [directory for directory in dirs if os.path.isdir(directory)]
+        if not left:
+            return
+        for directory in left:
+            try:
+                with open(os.path.join(directory, "cgroup.procs")) as file:
+                    pids = [int(pid) for pid in file.read().split()]
+            except (OSError, ValueError):
+                pids = []
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            try:
+                os.rmdir(directory)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise SandboxError(f"cannot remove the sandbox's cgroup {directory}: {exc.strerror}") from None
+        time.sleep(0.01)

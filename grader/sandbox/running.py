@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .cgroups import Box
 from .common import _read_stat
 from .core import _CLEANUP_TIMEOUT_SECONDS, _SETUP_TIMEOUT_SECONDS, Limits, RunResult, SandboxError
 from .processes import _kill_strays, untrack
@@ -35,9 +36,15 @@ _PIPE_SIZE = 1 << 20
 class SandboxedProcess:
     """A running sandboxed command. Create it with :func:`start`.
 
-    ``pid`` is the grader's direct child: the command itself in ``basic``
-    mode, the monitor (``unshare`` exec'd into ``__main__.py``) in ``full`` mode.
+    ``pid`` is the grader's direct child: the monitor, ``__main__.py
+    --basic-monitor`` (``monitor.py``) in ``basic`` mode, ``unshare`` exec'd
+    into ``__main__.py --namespace-init`` in ``full`` mode.
     Use it as a context manager to have the whole tree killed on exit.
+
+    ``resources`` says what holds the sandbox's resources together, for
+    reports: its cgroup (``"cgroup v1 (memory, pids)"``) or why it has
+    none, and in basic mode whether it counts its tasks in a user namespace
+    of its own (see ``basic.py``).
 
     ``isolation`` is ``"full"`` or ``"basic"``; ``confinement`` says what
     confines the command beyond the resource limits, for reports: in basic
@@ -60,6 +67,8 @@ class SandboxedProcess:
         init_pid: int | None = None,
         uid_lease: _UidLease | None = None,
         group: int | None = None,
+        box: Box | None = None,
+        resources: str = "",
     ) -> None:
         self.pid = popen.pid
         self.isolation = isolation
@@ -67,7 +76,9 @@ class SandboxedProcess:
         self._popen = popen
         self._started = started
         self._token = token
-        self._group = group  # a forked basic command's process group (the monitor's is not it)
+        self._group = group  # a basic command's process group (the monitor's is not it)
+        self._box = box  # a basic sandbox's cgroup
+        self.resources = resources
         self._reports_status = status_fd is not None
         self._status_fd = status_fd
         self._init_pidfd = _open_pidfd(init_pid, popen.pid) if init_pid else None
@@ -77,6 +88,8 @@ class SandboxedProcess:
         self._stderr = _CappedReader(popen.stderr, limits.output_bytes, "stderr")
         self._lock = threading.Lock()
         self._killed_by_us = False
+        self._out_of_memory = False
+        self._cleanup_error: SandboxError | None = None
         self._ended: float | None = None
         self._status_text = ""
         self._done = threading.Event()
@@ -112,6 +125,8 @@ class SandboxedProcess:
             raise SandboxError(f"sandbox {self.pid} survived SIGKILL for {_CLEANUP_TIMEOUT_SECONDS:g} s")
         if self.isolation == "basic":
             _kill_strays(self._token)
+        if self._cleanup_error is not None:
+            raise self._cleanup_error
 
     def result(self) -> RunResult:
         """The outcome; only after the command has ended (wait() or kill())."""
@@ -128,6 +143,7 @@ class SandboxedProcess:
             stderr_truncated=self._stderr.truncated,
             wall_seconds=self._ended - self._started,
             killed_by_us=self._killed_by_us,
+            out_of_memory=self._out_of_memory,
         )
 
     # -- internals ---------------------------------------------------------
@@ -182,10 +198,18 @@ class SandboxedProcess:
             if self.isolation == "basic":
                 if self._reports_status:
                     self._status_text = _read_available(self._status_fd)
+                    self._out_of_memory = "oom" in self._status_text.splitlines()
                     self._close_full_handles()
                 _kill_strays(self._token)
+                if self._box is not None:
+                    self._out_of_memory = self._out_of_memory or self._box.out_of_memory()
+                    try:
+                        self._box.remove()
+                    except SandboxError as exc:
+                        self._cleanup_error = exc
             else:
                 self._status_text = _read_available(self._status_fd)
+                self._out_of_memory = "oom" in self._status_text.splitlines()  # the monitor saw it
                 self._close_full_handles()
         finally:
             self._done.set()
@@ -200,8 +224,13 @@ class SandboxedProcess:
         # PID namespace before its init is reaped, so nothing should run as
         # the sandbox's uid any more; make sure before handing the uid out again.
         if self._uid_lease is not None:
-            _kill_uid(self._uid_lease.uid)
-            self._uid_lease.release()
+            box = self._uid_lease.box
+            self._out_of_memory = self._out_of_memory or (box is not None and box.out_of_memory())
+            try:
+                _kill_uid(self._uid_lease.uid)
+                self._uid_lease.release()  # removes the cgroup, killing what is left in it
+            except SandboxError as exc:
+                self._cleanup_error = exc
             self._uid_lease = None
 
     def _returncode(self) -> int:

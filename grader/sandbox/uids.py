@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from .cgroups import Box
 from .common import _pids
 from .core import _CLEANUP_TIMEOUT_SECONDS, SandboxError
 
@@ -53,10 +54,21 @@ class _UidLease:
                 continue
             self.uid = uid
             self._fd: int | None = fd
+            self.box: Box | None = None  # the sandbox's cgroup, where it has one
             return
         raise SandboxError(f"no free sandbox uid in {_UID_FIRST}-{_UID_FIRST + _UID_COUNT - 1}")
 
     def release(self) -> None:
+        """Remove the sandbox's cgroup (killing what is left in it), then
+        free the uid."""
+        try:
+            if self.box is not None:
+                self.box.remove()
+                self.box = None
+        finally:
+            self._release_uid()
+
+    def _release_uid(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
