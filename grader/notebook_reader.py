@@ -1,0 +1,109 @@
+"""The helper process that turns one notebook into Python, under limits it sets on itself.
+
+``bounded.notebook_script`` starts it as ``python -I -c <prologue> <package folder>
+grader.notebook_reader <limits> <parent pid> <path>``.  Before it reads
+anything it caps its address space, CPU time and output file size, and asks
+the kernel to kill it if its parent dies.  It then reads the notebook, caps
+the number and size of its cells, turns them into Python with
+``notebook.script_from_cells``, and prints one JSON object: ``{"script": ...}``,
+``{"error": one line}`` for the student's file, or ``{"fault": ...}`` when the
+reader itself cannot work (a missing dependency).
+
+Nothing of the grader is imported before the limits are set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import sys
+from pathlib import Path
+
+
+def _limit(limits: dict, parent: int) -> None:
+    memory, cpu, reply = limits["memory_bytes"], limits["cpu_seconds"], limits["reply_bytes"]
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (reply, reply))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    try:   # Linux: die with the parent (PR_SET_PDEATHSIG)
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def cells(data: bytes, name: str) -> list:
+    """The notebook's cells (format 4), once their number and size are within the caps."""
+    import nbformat
+
+    from grader.bounded import MAX_CELL_BYTES, MAX_CELLS, size_text
+    from grader.notebook import NotebookError
+
+    try:
+        raw = json.loads(data)
+    except RecursionError:
+        raise NotebookError(f"{name}: nested too deeply to read") from None
+    except ValueError as exc:
+        raise NotebookError(f"{name}: not a readable Jupyter notebook (not JSON: "
+                            f"{str(exc)[:200]})") from None
+    if not isinstance(raw, dict):
+        raise NotebookError(f"{name}: not a readable Jupyter notebook (not a JSON object)")
+    sheets = raw.get("worksheets")   # format 3
+    groups = [raw.get("cells")] + ([w.get("cells") for w in sheets if isinstance(w, dict)]
+                                   if isinstance(sheets, list) else [])
+    found = [c for g in groups if isinstance(g, list) for c in g]
+    if len(found) > MAX_CELLS:
+        raise NotebookError(f"{name}: {len(found)} cells is more than {MAX_CELLS}")
+    for number, cell in enumerate(found, start=1):
+        source = cell.get("source", cell.get("input")) if isinstance(cell, dict) else None
+        size = (sum(len(x) for x in source if isinstance(x, str)) if isinstance(source, list)
+                else len(source) if isinstance(source, str) else 0)
+        if size > MAX_CELL_BYTES:
+            raise NotebookError(f"{name}: cell {number} holds {size_text(size)} of code, "
+                                f"more than {size_text(MAX_CELL_BYTES)}")
+    major, minor = nbformat.reader.get_version(raw)
+    if major not in nbformat.versions:
+        raise NotebookError(f"{name}: not a readable Jupyter notebook (format {major!r})")
+    try:
+        read = nbformat.versions[major].to_notebook_json(raw, minor=minor)
+    except AttributeError as exc:
+        raise NotebookError(f"{name}: not a readable Jupyter notebook (missing {exc})") from None
+    return nbformat.convert(read, 4).get("cells", [])
+
+
+def _reply(answer: dict) -> None:
+    sys.stdout.write(json.dumps(answer))
+    sys.stdout.flush()
+
+
+def main(argv: list[str]) -> None:
+    limits, parent, path = json.loads(argv[0]), int(argv[1]), Path(argv[2])
+    _limit(limits, parent)
+    try:   # what reading needs, loaded before the file is read
+        import nbformat  # noqa: F401
+
+        from grader import bounded, notebook
+    except Exception as exc:   # the reader's own fault, not the notebook's
+        _reply({"fault": f"{type(exc).__name__}: {exc}"})
+        return
+    name = path.name
+    try:
+        data = bounded.read_capped(path, bounded.MAX_SOURCE_BYTES)
+        answer = {"script": notebook.script_from_cells(cells(data, name), name)}
+    except bounded.InputError as exc:
+        answer = {"error": str(exc)}
+    except RecursionError:
+        answer = {"error": f"{name}: nested too deeply to read"}
+    except MemoryError:
+        answer = {"error": f"{name}: needs more than {limits['memory_bytes'] // 2**20} MiB "
+                           "of memory to read"}
+    except Exception as exc:   # nbformat and json raise many kinds on a bad file
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        answer = {"error": f"{name}: not a readable Jupyter notebook "
+                           f"({type(exc).__name__}{': ' + first if first else ''})"}
+    _reply(answer)
