@@ -34,7 +34,7 @@ import yaml
 
 from .errors import UngradableError
 
-__all__ = ["InputError", "MAX_CELLS", "MAX_CELL_BYTES", "MAX_METADATA_BYTES", "MAX_PYTHON_BYTES",
+__all__ = ["InputError", "MAX_CELLS", "MAX_CELL_BYTES", "MAX_METADATA_BYTES", "MAX_NOTEBOOK_CODE_BYTES", "MAX_PYTHON_BYTES",
            "MAX_PYTHON_LINES", "MAX_SOURCE_BYTES", "NOTEBOOK_LIMITS", "load_yaml",
            "notebook_script", "read_capped", "size_text"]
 
@@ -42,7 +42,8 @@ MAX_SOURCE_BYTES = 32 * 2**20     # a submission file as found (notebooks carry 
 MAX_PYTHON_BYTES = 4 * 2**20      # the Python graded: a .py, or a notebook's code cells
 MAX_PYTHON_LINES = 200_000        # lines of that Python
 MAX_CELLS = 5_000                 # cells of a notebook
-MAX_CELL_BYTES = 2**20            # the source of one cell
+MAX_CELL_BYTES = 256 * 2**10      # the source of one cell
+MAX_NOTEBOOK_CODE_BYTES = 2**20   # the sources of all its cells
 MAX_METADATA_BYTES = 16 * 2**20   # an export's metadata file
 MAX_YAML_NODES = 500_000          # scalars, sequences and mappings of a YAML document
 MAX_YAML_DEPTH = 64               # nesting of a YAML document
