@@ -86,27 +86,36 @@ def _reply(answer: dict) -> None:
     sys.stdout.flush()
 
 
+def answer(data: bytes, name: str, memory_bytes: int) -> dict:
+    """What the reader prints for a notebook of these bytes: ``{"script": ...}``, or
+    ``{"error": one line}`` whatever the bytes (in the helper, under its limits)."""
+    from grader import notebook
+
+    try:
+        return {"script": notebook.script_from_cells(cells(data, name), name)}
+    except notebook.NotebookError as exc:
+        return {"error": " ".join(str(exc).split())}
+    except RecursionError:
+        return {"error": f"{name}: nested too deeply to read"}
+    except MemoryError:
+        return {"error": f"{name}: needs more than {memory_bytes // 2**20} MiB of memory to read"}
+    except Exception as exc:   # a bad file may make the conversion raise anything
+        first = " ".join((str(exc).strip().splitlines() or [""])[0].split())[:200]
+        return {"error": f"{name}: not a readable Jupyter notebook "
+                         f"({type(exc).__name__}{': ' + first if first else ''})"}
+
+
 def main(argv: list[str]) -> None:
     limits, parent, path = json.loads(argv[0]), int(argv[1]), Path(argv[2])
     _limit(limits, parent)
     try:   # what reading needs, loaded before the file is read
-        from grader import bounded, notebook
+        from grader import bounded, notebook  # noqa: F401
     except Exception as exc:   # the reader's own fault, not the notebook's
         _reply({"fault": f"{type(exc).__name__}: {exc}"})
         return
-    name = path.name
     try:
         data = bounded.read_capped(path, bounded.MAX_SOURCE_BYTES)
-        answer = {"script": notebook.script_from_cells(cells(data, name), name)}
     except bounded.InputError as exc:
-        answer = {"error": str(exc)}
-    except RecursionError:
-        answer = {"error": f"{name}: nested too deeply to read"}
-    except MemoryError:
-        answer = {"error": f"{name}: needs more than {limits['memory_bytes'] // 2**20} MiB "
-                           "of memory to read"}
-    except Exception as exc:   # nbformat and json raise many kinds on a bad file
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        answer = {"error": f"{name}: not a readable Jupyter notebook "
-                           f"({type(exc).__name__}{': ' + first if first else ''})"}
-    _reply(answer)
+        _reply({"error": str(exc)})
+        return
+    _reply(answer(data, path.name, limits["memory_bytes"]))

@@ -71,21 +71,25 @@ def safe_name(text: str) -> str:
 
 def _as_submission(student: str, source: str, path: Path | None, status: RowStatus | None = None,
                    reason: str = "", info: dict | None = None) -> Submission:
-    source, reason = clean_line(source)[:500], clean_line(reason)[:500]
-    info = {k: clean_line(v)[:300] if isinstance(v, str) else v for k, v in (info or {}).items()}
     if path is not None and status is None:
-        info_ = os.lstat(path)
-        if not stat.S_ISREG(info_.st_mode):
-            return Submission(student, source, None, RowStatus.SKIPPED_NOT_A_FILE,
-                              "a link or special file, not a regular file", info or {})
-        if info_.st_size > MAX_SOURCE_BYTES:
-            return Submission(student, source, None, RowStatus.SKIPPED_TOO_LARGE,
-                              f"{size_text(info_.st_size)} is more than "
-                              f"{size_text(MAX_SOURCE_BYTES)}", info or {})
-        if path.suffix not in SOURCE_SUFFIXES:
-            return Submission(student, source, None, RowStatus.SKIPPED_NOT_PYTHON,
-                              f"{path.name} is not a .py or .ipynb file", info or {})
-    return Submission(student, source, path, status, reason, info or {})
+        try:
+            found = os.lstat(path)
+        except OSError as exc:
+            path, status, reason = None, RowStatus.SKIPPED_NOT_A_FILE, \
+                f"cannot be read ({exc.strerror or type(exc).__name__})"
+        else:
+            if not stat.S_ISREG(found.st_mode):
+                path, status, reason = None, RowStatus.SKIPPED_NOT_A_FILE, \
+                    "a link or special file, not a regular file"
+            elif found.st_size > MAX_SOURCE_BYTES:
+                path, status, reason = None, RowStatus.SKIPPED_TOO_LARGE, \
+                    f"{size_text(found.st_size)} is more than {size_text(MAX_SOURCE_BYTES)}"
+            elif path.suffix not in SOURCE_SUFFIXES:
+                path, status, reason = None, RowStatus.SKIPPED_NOT_PYTHON, \
+                    f"{path.name} is not a .py or .ipynb file"
+    info = {k: clean_line(v)[:300] if isinstance(v, str) else v for k, v in (info or {}).items()}
+    return Submission(student, clean_line(source)[:500], path, status, clean_line(reason)[:500],
+                      info)
 
 
 def read_metadata(path: Path) -> dict:
@@ -329,7 +333,7 @@ def extract_zip(archive: Path, dest: Path) -> list[dict]:
         seen: set[str] = set()
         for member in members:
             name = member.filename.replace("\\", "/")
-            if member.is_dir():
+            if name.endswith("/"):   # a folder (ZipInfo.is_dir fails on an empty name)
                 continue
             why = _refused(member, name, root, seen)
             if why:
