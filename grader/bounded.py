@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -34,7 +35,8 @@ import yaml
 
 from .errors import UngradableError
 
-__all__ = ["InputError", "MAX_CELLS", "MAX_CELL_BYTES", "MAX_METADATA_BYTES", "MAX_NOTEBOOK_CODE_BYTES", "MAX_PYTHON_BYTES",
+__all__ = ["InputError", "MAX_CELLS", "MAX_CELL_BYTES", "MAX_METADATA_BYTES",
+           "MAX_NOTEBOOK_CODE_BYTES", "MAX_PYTHON_BYTES",
            "MAX_PYTHON_LINES", "MAX_SOURCE_BYTES", "NOTEBOOK_LIMITS", "load_yaml",
            "notebook_script", "read_capped", "size_text"]
 
@@ -168,8 +170,9 @@ _PROLOGUE = ("import sys; sys.path.insert(0, sys.argv[1]); import importlib; "
 
 
 def _run_helper(module: str, args: list[str], limits: dict) -> object:
-    """Run ``python -m module args`` (isolated mode, no stdin), give it ``limits`` (it sets
-    them on itself before reading anything), and return the JSON object it prints."""
+    """Run ``module.main(args)`` in a fresh Python (isolated mode, no stdin), give it
+    ``limits`` (it sets them on itself before reading anything), and return the JSON
+    object it prints.  Its wall clock is kept here; it dies with this process."""
     package_root = str(Path(__file__).resolve().parent.parent)
     command = [sys.executable, "-I", "-B", "-c", _PROLOGUE, package_root,
                module, json.dumps({k: v for k, v in limits.items() if k != "wall_seconds"}),
@@ -192,9 +195,12 @@ def _run_helper(module: str, args: list[str], limits: dict) -> object:
             proc.wait()
             raise
         size = os.fstat(out.fileno()).st_size
-        if code != 0 or size == 0 or size > limits["reply_bytes"]:
-            why = (f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-                   if code != 0 else "no answer" if size == 0 else "too long an answer")
+        too_long = size > limits["reply_bytes"]
+        if code != 0 or size == 0 or too_long:
+            why = ("its CPU time ran out" if code == -signal.SIGXCPU
+                   else "too long an answer" if code == -signal.SIGXFSZ or too_long
+                   else f"killed by signal {-code}" if code < 0
+                   else f"exit status {code}" if code != 0 else "no answer")
             raise InputError(f"{Path(args[0]).name}: cannot be read within the limits "
                              f"({size_text(limits['memory_bytes'])} of memory, "
                              f"{limits['cpu_seconds']} s of CPU: {why})")

@@ -166,7 +166,8 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
             output.mark_pending(sub, key)
             todo.append((sub, key, sub.path))
             continue
-        if len(graded) > MAX_GRADED_BYTES:
+        # (a notebook that cannot be read is graded as it is: the engine says why, in its row)
+        if suffix == ".py" and len(graded) > MAX_GRADED_BYTES:
             output.record_skip(replace(sub, status=RowStatus.SKIPPED_TOO_LARGE,
                                        reason=f"more than {MAX_GRADED_BYTES // 2**20} MiB of Python"))
             continue
