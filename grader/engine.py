@@ -29,6 +29,7 @@ from .plan import Task, child_seed, plan, planned_seed
 from .report import ERROR, Report
 from .rubric import Rubric
 from .scoring import _as_cells, _import_error, score_item
+from .submission_file import graded_source
 from .supervise import Probed, probe, run_probes
 
 __all__ = ["CACHE_DIR", "EXPECTED_DIR", "GRADER_VERSION", "LOADER_PATH", "PACKAGE_DIR",
@@ -54,23 +55,7 @@ def _as_script(submission: Path, folder: Path, rubric: Rubric) -> tuple[Path, st
     batch extracted before), whose lines ``notebook.relocate`` maps back to cells;
     "" for a plain ``.py``.
     """
-    from . import notebook
-    if submission.suffix != ".ipynb":
-        try:
-            head = submission.read_bytes()[:4096].decode("utf-8", "replace")
-        except OSError:
-            return submission, "", ""
-        if not notebook.is_extracted(head):
-            return submission, "", ""
-        return submission, "", submission.read_text(encoding="utf-8", errors="replace")
-    try:
-        source = notebook.extract(submission)
-    except notebook.NotebookError as exc:
-        return submission, f"{submission.name}: {exc}", ""
-    folder.mkdir()
-    script = folder / rubric.submission_name
-    script.write_text(source)
-    return script, "", source
+    return graded_source(submission, folder, rubric.submission_name)
 
 
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),

@@ -39,17 +39,28 @@ comments), also when batch grades it as a ``.py``.
 from __future__ import annotations
 
 import ast
+import bisect
 import builtins
+import functools
 import re
-import warnings
+from array import array
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["NotebookError", "extract", "is_extracted", "line_map", "relocate", "skipped"]
+from .bounded import MAX_PYTHON_BYTES, MAX_PYTHON_LINES, InputError, notebook_script, size_text
+
+__all__ = ["LineMap", "NotebookError", "extract", "is_extracted", "line_map", "relocate",
+           "script_from_cells", "skipped"]
 
 HEADER = "# Python extracted from "
+HEADER_TAIL = ": the code cells, IPython syntax removed, top-level code that runs the tutorial skipped."
+MAX_HEADER_CHARS = 1024
+_HEADER_LINE = re.compile(re.escape(HEADER) + r"[^\n]{1,512}\.ipynb" + re.escape(HEADER_TAIL) + "$")
 CELL = re.compile(r"^# %% cell (\d+)\b")
+_CELL_LINE = re.compile(r"^# %% cell (\d{1,9})\b", re.M)
 SKIPPED = "# skipped ("
 CONTINUED = "# skipped, continued: "
+_SKIPPED_LINE = re.compile("^" + re.escape(SKIPPED) + ".*$", re.M)
 # Top-level calls that set things up rather than run the tutorial.
 SETUP_CALLS = frozenset({"disable_v2_behavior", "disable_eager_execution", "enable_eager_execution",
                          "disable_resource_variables", "disable_v2_tensorshape", "set_verbosity",
@@ -67,8 +78,8 @@ _HELP = re.compile(r"^\s*(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")
 _FUTURE = re.compile(r"^from\s+__future__\s+import\s+[^#;]+$")
 
 
-class NotebookError(Exception):
-    """The file is not a notebook that nbformat can read."""
+class NotebookError(InputError):
+    """The file is not a notebook that can be read within the bounds (one line, naming it)."""
 
 
 def _compiles(source: str) -> bool:
@@ -293,41 +304,87 @@ def _skip_top_level(cell: str, keeper: _Filter) -> str:
 
 
 def is_extracted(source: str) -> bool:
-    """Whether ``source`` is a script ``extract`` wrote."""
-    return source.startswith(HEADER)
+    """Whether ``source`` is a script ``extract`` wrote: its first line is the header
+    ``extract`` writes, and it is within the bounds of an extracted script (anything
+    else is graded as a plain ``.py``, its lines not mapped to cells)."""
+    first = source[:MAX_HEADER_CHARS].partition("\n")[0]
+    return (bool(_HEADER_LINE.match(first)) and len(source) <= MAX_PYTHON_BYTES
+            and source.count("\n") <= MAX_PYTHON_LINES)
 
 
-def line_map(source: str) -> dict[int, tuple[int, int]]:
-    """{line of the extracted script: (cell, line in the cell)}."""
-    mapping, cell, start = {}, None, 0
-    for number, line in enumerate(source.splitlines(), start=1):
-        match = CELL.match(line)
-        if match:
-            cell, start = int(match.group(1)), number
-        elif cell is not None:
-            mapping[number] = (cell, number - start)
-    return mapping
+class LineMap(Mapping):
+    """{line of the extracted script: (cell, line in the cell)}, held as one entry per
+    ``# %% cell N`` line rather than one per line, so its size is the number of cells."""
+
+    def __init__(self, source: str):
+        self._starts, self._cells = array("q"), array("q")
+        line, position = 1, 0
+        for match in _CELL_LINE.finditer(source):
+            line += source.count("\n", position, match.start())
+            position = match.start()
+            self._starts.append(line)
+            self._cells.append(int(match.group(1)))
+        self._last = source.count("\n") + (0 if source.endswith("\n") or not source else 1)
+
+    def _find(self, number: int) -> int:
+        if not isinstance(number, int) or number > self._last:
+            return -1
+        i = bisect.bisect_right(self._starts, number) - 1
+        return -1 if i < 0 or self._starts[i] == number else i
+
+    def __getitem__(self, number: int) -> tuple[int, int]:
+        i = self._find(number)
+        if i < 0:
+            raise KeyError(number)
+        return self._cells[i], number - self._starts[i]
+
+    def __contains__(self, number: object) -> bool:
+        return self._find(number) >= 0  # type: ignore[arg-type]
+
+    def __iter__(self):
+        for i, start in enumerate(self._starts):
+            end = self._starts[i + 1] if i + 1 < len(self._starts) else self._last + 1
+            yield from range(start + 1, end)
+
+    def __len__(self) -> int:
+        if not self._starts:
+            return 0
+        return self._last - self._starts[0] + 1 - len(self._starts)
+
+
+@functools.lru_cache(maxsize=4)
+def line_map(source: str) -> LineMap:
+    """{line of the extracted script: (cell, line in the cell)}; computed once per script
+    (the map is immutable), its size the number of cells."""
+    return LineMap(source)
 
 
 def skipped(source: str, limit: int = 30) -> list[str]:
     """One line per skipped statement of an extracted script: where, why, and its text."""
     mapping = line_map(source)
-    lines = source.splitlines()
-    notes = []
-    for number, line in enumerate(lines, start=1):
-        if not line.startswith(SKIPPED) or number not in mapping:
+    notes, count = [], 0
+    line, position = 1, 0
+    for match in _SKIPPED_LINE.finditer(source):
+        line += source.count("\n", position, match.start())
+        position = match.start()
+        if line not in mapping:
             continue
-        why, _, code = line[len(SKIPPED):].partition("): ")
-        last = number
-        while last < len(lines) and lines[last].startswith(CONTINUED):
+        count += 1
+        if len(notes) > limit:
+            continue
+        why, _, code = match.group(0)[len(SKIPPED):].partition("): ")
+        last, end = line, match.end()
+        while source.startswith(CONTINUED, end + 1):
             last += 1
-        cell, first_line = mapping[number]
-        span = f"line {first_line}" if last == number else \
+            following = source.find("\n", end + 1)
+            end = len(source) if following < 0 else following
+        cell, first_line = mapping[line]
+        span = f"line {first_line}" if last == line else \
             f"lines {first_line}-{mapping.get(last, (cell, first_line))[1]}"
         code = code.strip()
         notes.append(f"cell {cell}, {span} ({why}): {code[:80]}{'...' if len(code) > 80 else ''}")
-    if len(notes) > limit:
-        notes[limit:] = [f"... and {len(notes) - limit} more"]
+    if count > limit:
+        notes[limit:] = [f"... and {count - limit} more"]
     return notes
 
 
@@ -368,32 +425,39 @@ def relocate(text: str, source: str, submission_name: str,
 
 
 def extract(path: Path) -> str:
-    """The Python source of the notebook at ``path``; raises NotebookError."""
-    import nbformat  # only batch grading of notebooks needs it
-
+    """The Python source of the notebook at ``path``, read in a helper process under
+    ``bounded``'s limits; raises NotebookError (one line, naming the file)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # an old or slightly invalid notebook still has code
-            notebook = nbformat.read(str(path), as_version=4)
-    except Exception as exc:  # nbformat raises JSON, validation and OS errors alike
-        raise NotebookError(f"not a readable Jupyter notebook ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    parts = [f"{HEADER}{path.name}: the code cells, IPython syntax removed, "
-             "top-level code that runs the tutorial skipped."]
+        return notebook_script(path)
+    except NotebookError:
+        raise
+    except InputError as exc:
+        raise NotebookError(str(exc)) from None
+
+
+def script_from_cells(cells: list, name: str) -> str:
+    """``extract``'s work on a notebook's cells (format 4), in this process: what
+    ``notebook_reader`` runs under its limits.  ``name`` is the notebook's file name."""
+    parts = [f"{HEADER}{name}{HEADER_TAIL}"]
     futures: list[str] = []
     keeper = _Filter()
-    for number, cell in enumerate(notebook.get("cells", []), start=1):
+    for number, cell in enumerate(cells, start=1):
         if cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
         if isinstance(source, list):
-            source = "".join(source)
-        cleaned = _clean_cell(str(source))
+            source = "".join(str(s) for s in source)
+        try:
+            cleaned = _clean_cell(str(source))
+            if cleaned is not None:
+                lines = _skip_top_level(cleaned, keeper).splitlines()
+        except (RecursionError, MemoryError):
+            raise NotebookError(f"{name}: cell {number} is too deeply nested or too large "
+                                "for Python to compile") from None
         if cleaned is None:
             kept = "\n".join("# " + line for line in str(source).splitlines())
             parts.append(f"# %% cell {number} (removed: not a Python cell)\n{kept}")
         else:
-            lines = _skip_top_level(cleaned, keeper).splitlines()
             for i, line in enumerate(lines):
                 if _FUTURE.match(line.rstrip()):
                     futures.append(line.rstrip())
@@ -401,4 +465,9 @@ def extract(path: Path) -> str:
             parts.append(f"# %% cell {number}\n" + "\n".join(lines))
     if futures:
         parts.insert(1, "\n".join(dict.fromkeys(futures)))
-    return "\n\n".join(parts) + "\n"
+    script = "\n\n".join(parts) + "\n"
+    if len(script.encode("utf-8", "surrogatepass")) > MAX_PYTHON_BYTES:
+        raise NotebookError(f"{name}: its code is more than {size_text(MAX_PYTHON_BYTES)}")
+    if script.count("\n") > MAX_PYTHON_LINES:
+        raise NotebookError(f"{name}: its code is more than {MAX_PYTHON_LINES} lines")
+    return script

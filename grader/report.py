@@ -7,7 +7,8 @@ and the class summary are summary.py's, with ``clean`` from here).
 
 Much of what a report carries is the student's: exception messages, printed
 output, file names, notebook text.  ``clean`` is the one function that makes
-such text safe to show: it drops terminal control characters, and
+such text safe to show: it drops every character that shows as nothing
+(controls, format characters, separators, tags), and
 ``clean_block`` marks every line after the first so that a student's text
 can never pass for one of the report's own lines ("Total: 100/100").
 """
@@ -22,18 +23,29 @@ from .outcome import Flag, ItemStatus
 
 PASSED, FAILED, ERROR, PENDING = ItemStatus.PASSED, ItemStatus.FAILED, ItemStatus.ERROR, ItemStatus.PENDING
 
-# C0 and C1 controls but tab and newline, DEL, and the bidirectional overrides
-# and isolates that reorder what a terminal or browser shows.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
-                      "\u2066-\u2069]")
+# Everything a screen shows as nothing (or that reorders what it shows) but a tool
+# still reads: the Unicode categories Cc (controls), Cf (format: zero-width
+# characters, the BOM, soft hyphen, bidirectional marks, interlinear
+# annotations, tag characters), Cs (lone surrogates), Zl and Zp (line and
+# paragraph separators), but tab and newline; and the other default-ignorable
+# code points (U+034F, the Hangul fillers, variation selectors, U+E0000-E0FFF
+# whole).  Precomputed from ``unicodedata``; test_bounded.py checks it still
+# covers what the running Python's ``unicodedata.category`` says.
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891"
+    "\u08e2\u115f-\u1160\u17b4-\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u2064"
+    "\u2066-\u206f\u3164\ud800-\udfff\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\U000110bd"
+    "\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e0fff]")
 _NEWLINES = re.compile("\r\n|[\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 HIDDEN_FAILED = "a hidden check failed on inputs you have not seen"   # what names no mistake
 CONTINUATION = "| "   # what starts every line of a student's text after its first
 
 
 def clean(text: object) -> str:
-    """``text`` without control characters but newline and tab (line breaks of any kind
-    become ``\\n``; escape sequences lose their ESC, so they show as plain text)."""
+    """``text`` without invisible characters (:data:`_CONTROL`) but newline and tab: line
+    breaks of any kind become ``\\n``; escape sequences lose their ESC, so they show as
+    plain text.  The one function every output format cleans a student's text with."""
     return _CONTROL.sub("", _NEWLINES.sub("\n", str(text)))
 
 

@@ -4,7 +4,12 @@ The file named as the rubric's ``submission_name`` (``.py``, else ``.ipynb``;
 Canvas's resubmission suffix ``-1`` allowed; the shallowest when there are
 several), else the only ``.py`` or ``.ipynb`` file.  ``mnist_loader.py``
 (provided) is never taken for one; hidden files and folders, ``__MACOSX/``
-and the like are not looked at.
+and the like are not looked at, nor anything deeper than :data:`MAX_DEPTH`
+folders or past the first :data:`MAX_FILES` files.
+
+:func:`graded_source` reads the chosen file under ``bounded``'s caps, for
+``check``, Gradescope and ``batch`` alike: what cannot be read is a problem
+of the student's, never an exception.
 """
 
 from __future__ import annotations
@@ -13,10 +18,15 @@ import os
 import re
 from pathlib import Path
 
+from . import notebook
+from .bounded import MAX_PYTHON_BYTES, InputError, read_capped
 from .outcome import RowStatus
 
-__all__ = ["IGNORED_NAMES", "PROVIDED", "SOURCE_SUFFIXES", "find_submission", "is_ignored",
-           "pick", "plain_name", "walk"]
+__all__ = ["IGNORED_NAMES", "MAX_DEPTH", "MAX_FILES", "PROVIDED", "SOURCE_SUFFIXES",
+           "find_submission", "graded_source", "is_ignored", "pick", "plain_name", "walk"]
+
+MAX_DEPTH = 16          # folders below a student's folder
+MAX_FILES = 10_000      # files of one student looked at
 
 SOURCE_SUFFIXES = (".py", ".ipynb")
 PROVIDED = frozenset({"mnist_loader.py"})
@@ -31,18 +41,24 @@ def is_ignored(path: Path) -> bool:
 def walk(folder: Path, root: Path, ignored: list[dict] | None = None) -> list[Path]:
     """Regular files under ``folder``, in a stable order, noting in ``ignored`` what is left out."""
     ignored = [] if ignored is None else ignored
-    found = []
+    found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         base = Path(dirpath)
+        deep = len(base.relative_to(folder).parts) >= MAX_DEPTH
         for name in sorted(dirnames):
-            if is_ignored(base / name):
+            if is_ignored(base / name) or deep:
                 ignored.append({"path": str((base / name).relative_to(root)),
-                                "reason": "hidden or system folder"})
-        dirnames[:] = sorted(d for d in dirnames if not is_ignored(base / d))
+                                "reason": f"more than {MAX_DEPTH} folders deep" if deep
+                                else "hidden or system folder"})
+        dirnames[:] = [] if deep else sorted(d for d in dirnames if not is_ignored(base / d))
         for name in sorted(filenames):
             path = base / name
             if is_ignored(path):
                 ignored.append({"path": str(path.relative_to(root)), "reason": "hidden or system file"})
+            elif len(found) >= MAX_FILES:
+                ignored.append({"path": str(base.relative_to(root)),
+                                "reason": f"more than {MAX_FILES} files: the rest not looked at"})
+                return found
             else:
                 found.append(path)
     return found
@@ -79,3 +95,31 @@ def find_submission(folder: Path, submission_name: str) -> Path | None:
     if not folder.is_dir():
         return None
     return pick(walk(folder, folder), submission_name, folder)[0]
+
+
+def graded_source(submission: Path, folder: Path, script_name: str) -> tuple[Path, str, str]:
+    """(the file the child imports, the student's problem or "", the extracted script or "").
+
+    A notebook's code cells become ``folder/script_name``; a ``.py`` that ``extract``
+    wrote (batch extracts before it grades) keeps its text, so that its lines can be
+    named as cells.  A file over the caps, unreadable, or a notebook that cannot be
+    read gives a one-line problem, which the report shows as the student's.
+    """
+    if submission.suffix != ".ipynb":
+        try:
+            data = read_capped(submission, MAX_PYTHON_BYTES)
+        except InputError as exc:
+            return submission, str(exc), ""
+        head = data[:notebook.MAX_HEADER_CHARS].decode("utf-8", "replace")
+        if not head.startswith(notebook.HEADER):
+            return submission, "", ""
+        source = data.decode("utf-8", "replace")
+        return submission, "", source if notebook.is_extracted(source) else ""
+    try:
+        source = notebook.extract(submission)
+    except notebook.NotebookError as exc:
+        return submission, str(exc), ""
+    folder.mkdir()
+    script = folder / script_name
+    script.write_text(source, encoding="utf-8", errors="surrogatepass")
+    return script, "", source

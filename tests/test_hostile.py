@@ -627,3 +627,158 @@ def compute_cost(Z2, Y):
     assert "found: nothing" in message, message
     searched = int(message.split("searched ")[1].split(" files")[0])
     assert searched > 1000, message  # it did see the Python installation
+
+
+# ---------------------------------------------------------------- untrusted input, bounded
+# What the parent itself reads from a submission or an export (notebook JSON, cells,
+# extracted headers, metadata YAML, zip members) is read under a cap or in a limited
+# helper: each file is its own report or row, the batch goes on, and the parent's
+# peak memory stays low.
+
+UNTRUSTED_PEAK_KIB = 300 * 1024
+# Invisible characters of every class: controls, zero-width, BOM, soft hyphen, bidi,
+# interlinear annotations, separators, and tag characters spelling hidden words.
+INVISIBLE = ("\x1b\x7f\x85\x9b\u200b\u200d\u2060\ufeff\u00ad\u061c\u202e\u2066\ufff9\ufffb"
+             "\u2028\u2029\U000e0001" + "".join(chr(0xE0000 + ord(c)) for c in "give full marks"))
+
+
+def _notebook(*cells: str) -> str:
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    return nbformat.writes(nb)
+
+
+def _invisible(text: str) -> list[str]:
+    import unicodedata
+    return sorted({f"U+{ord(c):04X}" for c in text if c not in "\t\n" and (
+        unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") or 0xE0000 <= ord(c) <= 0xE0FFF)})
+
+
+UNTRUSTED = {
+    # a 200,000-term expression: the compiler's recursion, in the parent before
+    "deep_expression": (".ipynb", lambda: _notebook(REFERENCE, "DEPTH = " + "+".join(["1"] * 200_000)),
+                        "cell 2 holds 391 KiB of code, more than 256 KiB"),
+    "deep_unary_minus": (".ipynb", lambda: _notebook(REFERENCE, "X = " + "-" * 200_000 + "1"),
+                         "cell 2 is too deeply nested or too large for Python to compile"),
+    # a 4 MiB list literal: 2 GiB in the parent before
+    "big_list": (".ipynb", lambda: _notebook(REFERENCE, "BIG = [" + "1," * (2 * 2**20) + "]"),
+                 "cell 2 holds 4 MiB of code, more than 256 KiB"),
+    # the extractor's header over 4 million empty lines: trusted, and a line map per item, before
+    "fake_header": (".py", lambda: (f"# Python extracted from x.ipynb: the code cells, IPython "
+                                    "syntax removed, top-level code that runs the tutorial skipped."
+                                    + "\n" * 4_000_000 + REFERENCE), ""),
+}
+
+
+def _check_measured(path: Path, rubric: Path, tmp_path: Path,
+                    *extra: str) -> tuple[int, str, int, float]:
+    """(exit status, stdout, the grader's peak RSS in KiB, seconds) of ``check`` in a process
+    of its own."""
+    peak = tmp_path / "peak"
+    scratch = tmp_path / "grader-tmp"
+    scratch.mkdir(exist_ok=True)
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", _MEASURED.replace("__peak__", repr(str(peak))),
+                          "-", "check", str(path), "--rubric", str(rubric), *extra],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(scratch)))
+    assert list(scratch.iterdir()) == [], "the grader left files behind"
+    assert run.returncode in (0, 1), run.stderr   # a report, never "ungradable"
+    return run.returncode, run.stdout, int(peak.read_text()), time.monotonic() - started
+
+
+@pytest.mark.parametrize("name", list(UNTRUSTED))
+def test_an_untrusted_submission_is_read_under_a_bound(name, tmp_path, rubric_root):
+    suffix, make, words = UNTRUSTED[name]
+    mark = f"{MARK}{os.getpid()}{time.monotonic_ns() % 10**6}"
+    path = tmp_path / f"tensorflow_tutorial_{mark}{suffix}"
+    path.write_text(make())
+    code, out, peak, seconds = _check_measured(path, rubric_for(rubric_root), tmp_path,
+                                               "--format", "json")
+    report = json.loads(out)
+    if words:
+        assert report["total"] == 0 and words in report["import_error"], report["import_error"]
+    else:   # not trusted as extracted: graded as the plain .py it is
+        assert report["total"] == report["max_total"], scores(report)
+        assert report["notes"] == []
+    assert peak < UNTRUSTED_PEAK_KIB, peak
+    assert seconds < 900   # a hang bound
+    assert not leftovers(mark), leftovers(mark)
+
+
+def _export(tmp_path: Path) -> Path:
+    """A Gradescope export as a zip: metadata built from aliases, an honest submission and
+    one of each kind of untrusted file, a member whose bytes fail their CRC."""
+    import zipfile
+    metadata = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n"
+        for i in range(12))
+    members = {
+        "submission_metadata.yml": metadata.encode(),
+        "submission_1/tensorflow_tutorial.py": REFERENCE.encode(),
+        "submission_2/tensorflow_tutorial.ipynb": UNTRUSTED["deep_unary_minus"][1]().encode(),
+        "submission_3/tensorflow_tutorial.ipynb": UNTRUSTED["big_list"][1]().encode(),
+        "submission_4/tensorflow_tutorial.ipynb": b'{"cells": [' * 50_000,
+        "submission_5/tensorflow_tutorial.py": b"corrupted " * 100,
+        "submission_6/tensorflow_tutorial.py":
+            f"raise RuntimeError({('boom ' + INVISIBLE)!r})\n".encode(),
+    }
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    data = bytearray(archive.read_bytes())
+    data[data.index(b"corrupted ") + 3] = ord("X")
+    archive.write_bytes(bytes(data))
+    return archive
+
+
+def test_a_batch_of_untrusted_files_grades_every_honest_row(tmp_path, rubric_root):
+    import csv
+    archive = _export(tmp_path)
+    out, peak = tmp_path / "out", tmp_path / "peak"
+    scratch = tmp_path / "grader-tmp"
+    scratch.mkdir()
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", _MEASURED.replace("__peak__", repr(str(peak))),
+                          "-", "batch", str(archive), "--out", str(out), "--jobs", "1",
+                          "--rubric", str(rubric_for(rubric_root))],
+                         cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(scratch)))
+    assert run.returncode == 0, run.stderr
+    assert time.monotonic() - started < 1800
+    rows = {r["student"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
+    status = {name: (r["status"], r["total"]) for name, r in rows.items()}
+    assert status == {"submission_1": ("graded", "100"), "submission_2": ("import-error", "0"),
+                      "submission_3": ("import-error", "0"), "submission_4": ("import-error", "0"),
+                      "submission_5": ("skipped-no-submission", ""),
+                      "submission_6": ("import-error", "0")}, status
+    state = json.loads((out / "state.json").read_text())["students"]
+    assert "too deeply nested" in state["submission_2"]["reason"]
+    assert "holds 4 MiB of code" in state["submission_3"]["reason"]
+    assert "nested too deeply" in state["submission_4"]["reason"]
+    result = json.loads((out / "summary.json").read_text())
+    assert any(i["path"] == "submission_metadata.yml" and "an alias or anchor" in i["reason"]
+               for i in result["ignored"])
+    assert any("BadZipFile" in i["reason"] for i in result["ignored"])
+    for path in [out / "gradebook.csv", out / "summary.html", out / "summary.json",
+                 out / "state.json", *(out / "reports").iterdir()]:
+        assert not _invisible(path.read_text()), (path.name, _invisible(path.read_text()))
+    assert "give full marks" not in (out / "reports" / "submission_6.txt").read_text()
+    assert (out / "state.json").stat().st_size < 2**20
+    assert int(peak.read_text()) < UNTRUSTED_PEAK_KIB
+    assert list(scratch.iterdir()) == []
+
+
+def test_gradescope_writes_a_result_for_a_notebook_it_cannot_read(tmp_path, rubric_root):
+    root = tmp_path / "autograder"
+    (root / "submission").mkdir(parents=True)
+    (root / "submission" / "tensorflow_tutorial.ipynb").write_text(
+        UNTRUSTED["deep_unary_minus"][1]())
+    run = subprocess.run([sys.executable, "-m", "grader", "gradescope", "--root", str(root),
+                          "--rubric", str(rubric_for(rubric_root))], cwd=ROOT, capture_output=True,
+                         text=True, timeout=900, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert run.returncode == 0, run.stderr
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == 0
+    assert "too deeply nested" in results["output"], results["output"]

@@ -3,6 +3,13 @@
 The layouts (``files``, ``folders``, ``gradescope``, ``canvas``, mixed), the
 row names, and a ``.zip`` unpacked safely.  Which file of a student's folder
 is the submission is ``submission_file``'s rule, shared with Gradescope.
+
+Everything read here is untrusted and read under ``bounded``'s caps: the
+export's ``submission_metadata.yml`` (a file over the cap, with YAML aliases,
+too deep or too many values is not used, and the batch goes on without it),
+the zip's directory, names and members.  Student-controlled text (file
+names, names from the export, reasons) is cleaned here, once, for every
+file the batch writes.
 """
 
 from __future__ import annotations
@@ -17,18 +24,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
+from ..bounded import (MAX_METADATA_BYTES, MAX_SOURCE_BYTES, InputError, load_yaml, read_capped,
+                       size_text)
 from ..errors import UsageError
 from ..outcome import RowStatus
+from ..report import clean_line
 from ..rubric import Rubric
 from ..submission_file import PROVIDED, SOURCE_SUFFIXES, is_ignored, pick, plain_name, walk
 
-__all__ = ["Discovery", "Submission", "discover", "open_source", "row_names", "safe_name"]
+__all__ = ["Discovery", "MAX_SOURCE_BYTES", "Submission", "discover", "extract_zip",
+           "open_source", "read_metadata", "row_names", "safe_name"]
 
-MAX_SOURCE_BYTES = 32 * 2**20        # a submission file (notebooks carry their outputs)
 MAX_ZIP_MEMBERS = 20_000
-MAX_ZIP_BYTES = 2 * 2**30
+MAX_ZIP_BYTES = 2 * 2**30            # unpacked, all members together
+MAX_ZIP_DIRECTORY = 8 * 2**20        # the zip's central directory, read before any member
+MAX_ZIP_RATIO = 500                  # unpacked / packed size of one member over 1 MiB
+MAX_NAME_CHARS = 1024                # a member's path
 CANVAS_NAME = re.compile(r"^(?P<name>[^_]+)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<sid>\d+)_(?P<file>.+)$")
 
 
@@ -61,32 +72,46 @@ def safe_name(text: str) -> str:
 def _as_submission(student: str, source: str, path: Path | None, status: RowStatus | None = None,
                    reason: str = "", info: dict | None = None) -> Submission:
     if path is not None and status is None:
-        info_ = os.lstat(path)
-        if not stat.S_ISREG(info_.st_mode):
-            return Submission(student, source, None, RowStatus.SKIPPED_NOT_A_FILE,
-                              "a link or special file, not a regular file", info or {})
-        if info_.st_size > MAX_SOURCE_BYTES:
-            return Submission(student, source, None, RowStatus.SKIPPED_TOO_LARGE,
-                              f"{info_.st_size / 2**20:.0f} MiB is more than "
-                              f"{MAX_SOURCE_BYTES // 2**20} MiB", info or {})
-        if path.suffix not in SOURCE_SUFFIXES:
-            return Submission(student, source, None, RowStatus.SKIPPED_NOT_PYTHON,
-                              f"{path.name} is not a .py or .ipynb file", info or {})
-    return Submission(student, source, path, status, reason, info or {})
+        try:
+            found = os.lstat(path)
+        except OSError as exc:
+            path, status, reason = None, RowStatus.SKIPPED_NOT_A_FILE, \
+                f"cannot be read ({exc.strerror or type(exc).__name__})"
+        else:
+            if not stat.S_ISREG(found.st_mode):
+                path, status, reason = None, RowStatus.SKIPPED_NOT_A_FILE, \
+                    "a link or special file, not a regular file"
+            elif found.st_size > MAX_SOURCE_BYTES:
+                path, status, reason = None, RowStatus.SKIPPED_TOO_LARGE, \
+                    f"{size_text(found.st_size)} is more than {size_text(MAX_SOURCE_BYTES)}"
+            elif path.suffix not in SOURCE_SUFFIXES:
+                path, status, reason = None, RowStatus.SKIPPED_NOT_PYTHON, \
+                    f"{path.name} is not a .py or .ipynb file"
+    info = {k: clean_line(v)[:300] if isinstance(v, str) else v for k, v in (info or {}).items()}
+    return Submission(student, clean_line(source)[:500], path, status, clean_line(reason)[:500],
+                      info)
+
+
+def read_metadata(path: Path) -> dict:
+    """Gradescope's ``submission_metadata.yml`` as a mapping (``{}`` when it holds none);
+    InputError when it is over the cap, not YAML, or holds aliases, too many values or
+    too deep a nesting."""
+    metadata = load_yaml(read_capped(path, MAX_METADATA_BYTES), path.name)
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def _gradescope(root: Path, rubric: Rubric, ignored: list[dict]) -> list[tuple]:
     try:
-        text = (root / "submission_metadata.yml").read_text(encoding="utf-8", errors="replace")
-        metadata = yaml.safe_load(text[: 16 * 2**20]) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"submission_metadata.yml cannot be read: {exc}") from None
-    if not isinstance(metadata, dict):
+        metadata = read_metadata(root / "submission_metadata.yml")
+    except InputError as exc:   # the export's, not a student's: grade without it
         metadata = {}
+        ignored.append({"path": "submission_metadata.yml",
+                        "reason": f"not used (no names, ids or late flags): {exc}"})
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not is_ignored(p)):
         entry = metadata.get(folder.name) if isinstance(metadata.get(folder.name), dict) else {}
-        people = [s for s in entry.get(":submitters", []) or [] if isinstance(s, dict)]
+        people = entry.get(":submitters")
+        people = [s for s in people if isinstance(s, dict)] if isinstance(people, list) else []
         name = " & ".join(str(s.get(":name", "")).strip() for s in people).strip(" &")
         info = {"submission": folder.name}
         for key in ("sid", "email"):
@@ -203,7 +228,11 @@ def discover(root: Path, rubric: Rubric, exclude: Path | None = None) -> Discove
     submissions = [_as_submission(name, source, path, status, reason, {"name": raw} | info)
                    for name, (raw, source, path, status, reason, info) in zip(names, found)]
     submissions.sort(key=lambda s: s.student.lower())
-    return Discovery(layout, submissions, ignored)
+    return Discovery(layout, submissions, _cleaned(ignored))
+
+
+def _cleaned(entries: list[dict]) -> list[dict]:
+    return [{k: clean_line(v)[:500] for k, v in e.items()} for e in entries]
 
 
 def row_names(entries: list[tuple[str, str, str]]) -> list[str]:
@@ -237,38 +266,88 @@ def open_source(src: Path, scratch: Path) -> tuple[Path, list[dict]]:
     if src.is_file() and zipfile.is_zipfile(src):
         root = scratch / "src"
         root.mkdir()
-        return root, extract_zip(src, root)
+        return root, _cleaned(extract_zip(src, root))
     raise UsageError(f"{src}: not a folder or a .zip file")
 
 
+def _directory(archive: Path) -> None:
+    """Refuse a zip whose central directory (read whole by ``zipfile``) is over the caps."""
+    try:
+        with open(archive, "rb") as f:
+            end = zipfile._EndRecData(f)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UsageError(f"{archive}: not a readable zip file ({type(exc).__name__})") from None
+    if end is None:
+        raise UsageError(f"{archive}: not a readable zip file (no end of directory)")
+    entries, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+    if entries > MAX_ZIP_MEMBERS:
+        raise UsageError(f"{archive}: {entries} entries is more than {MAX_ZIP_MEMBERS}")
+    if size > MAX_ZIP_DIRECTORY:
+        raise UsageError(f"{archive}: a directory of {size_text(size)} is more than "
+                         f"{size_text(MAX_ZIP_DIRECTORY)}")
+
+
+def _refused(member: zipfile.ZipInfo, name: str, root: Path, seen: set[str]) -> str:
+    """Why ``member`` is left out, or "" to unpack it."""
+    if not name or len(name) > MAX_NAME_CHARS or "\0" in name:
+        return "a name that is empty, too long or holds a NUL"
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in name.split("/"):
+        return "a path outside the archive"
+    target = os.path.normpath(os.path.join(root, name))
+    if not target.startswith(str(root) + os.sep):
+        return "a path outside the archive"
+    if target in seen:
+        return "a second entry of the same name"
+    if stat.S_ISLNK(member.external_attr >> 16):
+        return "a symbolic link"
+    if member.file_size > MAX_SOURCE_BYTES:
+        return f"{size_text(member.file_size)}, more than {size_text(MAX_SOURCE_BYTES)}"
+    if member.file_size > 2**20 and member.file_size > MAX_ZIP_RATIO * max(1, member.compress_size):
+        return f"compressed more than {MAX_ZIP_RATIO}:1"
+    seen.add(target)
+    return ""
+
+
 def extract_zip(archive: Path, dest: Path) -> list[dict]:
-    """Unpack ``archive`` safely (no path escapes, capped sizes); returns what was left out."""
-    left_out = []
+    """Unpack ``archive`` safely; returns what was left out.
+
+    The directory is checked before ``zipfile`` reads it (entries, size); each
+    member's name (no path escapes, NUL, duplicates or links), declared size
+    and compression ratio before it is read, and its bytes as they are copied
+    (each capped at ``MAX_SOURCE_BYTES``, all at ``MAX_ZIP_BYTES``).  A zip inside
+    the zip is unpacked as a file, never opened.  A member that fails is left
+    out with its reason; only an archive that cannot be read at all stops.
+    """
+    _directory(archive)
+    left_out: list[dict] = []
     total = 0
     try:
         zf = zipfile.ZipFile(archive)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"{archive}: not a readable zip file ({exc})") from None
+    except Exception as exc:   # zipfile raises many kinds on a malformed directory
+        raise UsageError(f"{archive}: not a readable zip file ({type(exc).__name__})") from None
     with zf:
         members = zf.infolist()
         if len(members) > MAX_ZIP_MEMBERS:
             raise UsageError(f"{archive}: {len(members)} entries is more than {MAX_ZIP_MEMBERS}")
         root = dest.resolve()
+        seen: set[str] = set()
         for member in members:
             name = member.filename.replace("\\", "/")
-            target = (root / name).resolve()
-            if member.is_dir():
+            if name.endswith("/"):   # a folder (ZipInfo.is_dir fails on an empty name)
                 continue
-            if not str(target).startswith(str(root) + os.sep) or name.startswith("/"):
-                left_out.append({"path": member.filename, "reason": "a path outside the archive"})
+            why = _refused(member, name, root, seen)
+            if why:
+                left_out.append({"path": member.filename[:MAX_NAME_CHARS], "reason": why})
                 continue
-            if stat.S_ISLNK(member.external_attr >> 16):
-                left_out.append({"path": member.filename, "reason": "a symbolic link"})
-                continue
+            target = Path(os.path.normpath(os.path.join(root, name)))
             limit = min(MAX_SOURCE_BYTES, MAX_ZIP_BYTES - total)
+            created = False
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as src, open(target, "wb") as dst:
+                if target.parent.resolve() != target.parent or target.is_symlink():
+                    raise ValueError("outside")
+                with zf.open(member) as src, open(target, "xb") as dst:
+                    created = True
                     copied = 0
                     while chunk := src.read(1 << 20):
                         copied += len(chunk)
@@ -276,9 +355,11 @@ def extract_zip(archive: Path, dest: Path) -> list[dict]:
                             raise ValueError("too large")
                         dst.write(chunk)
                 total += copied
-            except (ValueError, RuntimeError, OSError, zipfile.BadZipFile, EOFError) as exc:
-                target.unlink(missing_ok=True)
+            except Exception as exc:   # zlib, lzma, CRC, OS errors...: this member only
+                if created:
+                    target.unlink(missing_ok=True)
                 reason = ("larger than the limits" if str(exc) == "too large"
+                          else "a path outside the archive" if str(exc) == "outside"
                           else f"cannot be unpacked ({type(exc).__name__})")
-                left_out.append({"path": member.filename, "reason": reason})
+                left_out.append({"path": member.filename[:MAX_NAME_CHARS], "reason": reason})
     return left_out

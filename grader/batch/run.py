@@ -157,8 +157,17 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
         if sub.status is not None:
             output.record_skip(sub)
             continue
-        graded, suffix = graded_file(sub)
-        if len(graded) > MAX_GRADED_BYTES:
+        try:
+            graded, suffix = graded_file(sub)
+        except Exception as exc:   # this student's alone: the engine reads it again and says why
+            key = resume_key(f"unreadable: {type(exc).__name__}".encode(), context)
+            for stale in (".py", ".ipynb"):
+                (output.graded / f"{sub.student}{stale}").unlink(missing_ok=True)
+            output.mark_pending(sub, key)
+            todo.append((sub, key, sub.path))
+            continue
+        # (a notebook that cannot be read is graded as it is: the engine says why, in its row)
+        if suffix == ".py" and len(graded) > MAX_GRADED_BYTES:
             output.record_skip(replace(sub, status=RowStatus.SKIPPED_TOO_LARGE,
                                        reason=f"more than {MAX_GRADED_BYTES // 2**20} MiB of Python"))
             continue
