@@ -45,6 +45,9 @@ STUDENT_README_END = "<!-- student:end -->"
 STUDENT_FOLDER = "tensorflow-tutorial"
 INSTRUCTOR_BEGIN = "# instructor:begin"
 INSTRUCTOR_END = "# instructor:end"
+# What a bundle installs: the runtime only (the test tools, requirements-dev.txt, and Ray,
+# requirements-ray.txt, stay with the instructor).
+RUNTIME_REQUIREMENTS = ("requirements.txt", "requirements-nodeps.txt")
 
 
 def public_rubric(path: Path) -> dict:
@@ -126,7 +129,7 @@ def _copy_common(tree: Path, rubric_data: dict, rubric_path: Path,
     copy_grader(tree)
     (tree / "starter").mkdir()
     shutil.copy2(engine.LOADER_PATH, tree / "starter" / "mnist_loader.py")
-    for name in ("requirements.txt", "requirements-nodeps.txt"):
+    for name in RUNTIME_REQUIREMENTS:
         shutil.copy2(ROOT / name, tree / name)
     (tree / "rubric.yaml").write_text(
         "# Generated from the instructor's rubric.yaml: edit that one, not this.\n"
