@@ -154,8 +154,8 @@ class LiveView(Progress):
         try:
             columns = os.get_terminal_size(self._stream.fileno()).columns
         except (AttributeError, OSError, ValueError):
-            columns = shutil.get_terminal_size((100, 24)).columns
-        columns = max(20, columns - 1)
+            columns = 0
+        columns = max(20, (columns or shutil.get_terminal_size((100, 24)).columns) - 1)
         lines = [line[:columns] for line in self._lines()]
         self._write(self._up() + "\x1b[J" + "\n".join(lines) + "\n")
         self._drawn = len(lines)
