@@ -1,8 +1,7 @@
 # Everything a student or an instructor needs, in a few commands.
 # Each target creates .venv/ and installs the pinned dependencies first
-# when they are missing or requirements*.txt changed: requirements.txt for all;
-# the test tools (requirements-dev.txt) only for test, test-fast and bench;
-# Ray (requirements-ray.txt) only for test, bench and batch ARGS=--ray.
+# when they are missing or requirements*.txt changed (requirements.txt: what
+# grading needs; the instructor's targets below add what only they need).
 # The student bundle gets this file without the "instructor" blocks.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -62,14 +61,16 @@ clean:
 # instructor:begin
 .PHONY: test test-fast bench calibrate student-bundle gradescope batch
 
-# Ray (batch --ray, its tests and its benchmark) on top of the rest.
+# Ray (requirements-ray.txt: batch --ray, its tests and its benchmark) on top of the rest,
+# for test, bench and batch ARGS=--ray only.
 RAY_STAMP := $(VENV)/.installed-ray
 
 $(RAY_STAMP): $(STAMP) requirements-ray.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
 	@touch $@
 
-# The test tools (pytest, pytest-xdist, hypothesis) on top of the rest.
+# The test tools (requirements-dev.txt: pytest, pytest-xdist, hypothesis) on top of the
+# rest, for test, test-fast and bench only: a student's copy never installs them.
 DEV_STAMP := $(VENV)/.installed-dev
 
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
