@@ -22,8 +22,7 @@ export TF_ENABLE_ONEDNN_OPTS ?= 0
 .PHONY: help venv grade run clean
 
 help:
-	@echo "make grade [path]              grade a submission (default: $(SUBMISSION));"
-	@echo "                               also SUBMISSION=path; Q=Q5 grades that question only"
+	@echo "make grade [FILE] [Q=Q5]       grade a submission, or Q5 only (default: $(SUBMISSION))"
 	@echo "make run [RUN=path] [ARGS=..]  run the tutorial end to end (default: $(RUN))"
 # instructor:begin
 	@echo "make test                      run the test suite (make test-fast: the tier without TensorFlow)"
