@@ -2,8 +2,9 @@
 
 ``student_bundle``: one folder, ``tensorflow-tutorial/``, with the starter, the
 loader, the grader, the students' Makefile (the instructor blocks removed),
-the students' part of the README, ``docs/assignment.md``, the public part of
-the rubric, and the
+the students' part of the README, ``docs/assignment.md`` and
+``docs/students.md``, the public part of the rubric, the runtime's requirements
+only (no test tool), and the
 reference's outputs on the public inputs (``grader/expected/``).  No
 reference code, no hidden check, no hidden seed.
 
@@ -48,6 +49,7 @@ INSTRUCTOR_END = "# instructor:end"
 # What a bundle installs: the runtime only (the test tools, requirements-dev.txt, and Ray,
 # requirements-ray.txt, stay with the instructor).
 RUNTIME_REQUIREMENTS = ("requirements.txt", "requirements-nodeps.txt")
+STUDENT_DOCS = ("assignment.md", "students.md")   # docs/ guides the student bundle ships
 
 
 def public_rubric(path: Path) -> dict:
@@ -151,7 +153,8 @@ def student_bundle(out: Path, rubric_path: Path) -> Path:
         (tree / "Makefile").write_text(student_makefile((ROOT / "Makefile").read_text()))
         (tree / "README.md").write_text(_student_readme())
         (tree / "docs").mkdir()
-        shutil.copy2(ROOT / "docs" / "assignment.md", tree / "docs" / "assignment.md")
+        for guide in STUDENT_DOCS:
+            shutil.copy2(ROOT / "docs" / guide, tree / "docs" / guide)
         (tree / ".gitignore").write_text(".venv/\n__pycache__/\n.cache/\n")
         _zip_tree(tree, out, prefix=STUDENT_FOLDER + "/")
     return out

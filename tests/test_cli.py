@@ -217,3 +217,29 @@ def test_reports_name_the_students_file_and_no_path_of_the_grader(tmp_path, body
             assert where not in text, (where, text)
     verbose = grader("check", str(path), "--only", "Q5", "--progress", "off", "--verbose")
     assert "isolation: " in verbose.stdout.splitlines()[-1]
+
+
+def test_the_readme_opens_with_a_quick_start_and_every_guide_link_resolves():
+    readme = (ROOT / "README.md").read_text()
+    lines = readme.splitlines()
+    assert len(lines) <= 200
+    start = lines.index("## Quick start")
+    assert start < 15
+    quick = "\n".join(lines[start:lines.index("<!-- student:begin -->")])
+    for command in ("make venv", "make grade", "make batch", "make test"):
+        assert command in quick, command
+    for guide in ("students", "instructors", "security", "design", "assignment"):
+        assert f"](docs/{guide}.md)" in quick, guide
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / link).exists(), f"{page.name} links to {link}"
+
+
+def test_the_student_readme_keeps_the_requirements_and_a_windows_note():
+    from grader import distribute
+    text = distribute._student_readme()
+    assert "Linux or macOS with Python 3.11 and `make`" in " ".join(text.split())
+    assert "WSL" in text
+    shipped = {f"docs/{name}" for name in distribute.STUDENT_DOCS}
+    for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+        assert link in shipped, link
