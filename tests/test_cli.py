@@ -243,3 +243,16 @@ def test_the_student_readme_keeps_the_requirements_and_a_windows_note():
     shipped = {f"docs/{name}" for name in distribute.STUDENT_DOCS}
     for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
         assert link in shipped, link
+
+
+def test_make_grade_takes_a_path_as_a_goal_and_q_for_one_question(tmp_path):
+    notebook = tmp_path / "my_answers.ipynb"
+    notebook.write_text("{}")
+    run = subprocess.run(["make", "-n", "grade", str(notebook), "Q=Q5"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert f'-m grader check "{notebook}" --only "Q5"' in run.stdout
+    assert "Nothing to be done" not in run.stdout + run.stderr
+    run = subprocess.run(["make", "-n", "grade", "SUBMISSION=my answers.py"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert '-m grader check "my answers.py"  ' in run.stdout   # a name with spaces: this way
