@@ -1,14 +1,18 @@
 # Everything a student or an instructor needs, in a few commands.
 # Each target creates .venv/ and installs the pinned dependencies first
-# when they are missing or requirements*.txt changed (Ray, requirements-ray.txt,
-# only for the targets that need it: test, bench, batch ARGS=--ray).
+# when they are missing or requirements*.txt changed (requirements.txt: what
+# grading needs; the instructor's targets below add what only they need).
 # The student bundle gets this file without the "instructor" blocks.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SUBMISSION ?= starter/tensorflow_tutorial.py
+# `make grade path/to/file.ipynb`: a goal that is an existing .py or .ipynb file is
+# the submission to grade (and does nothing of its own).
+GOAL_FILES := $(wildcard $(filter %.py %.ipynb,$(MAKECMDGOALS)))
+SUBMISSION ?= $(or $(firstword $(GOAL_FILES)),starter/tensorflow_tutorial.py)
+Q ?=
 RUN ?= $(if $(wildcard reference/tensorflow_tutorial.py),reference/tensorflow_tutorial.py,starter/tensorflow_tutorial.py)
 ARGS ?=
 
@@ -18,7 +22,7 @@ export TF_ENABLE_ONEDNN_OPTS ?= 0
 .PHONY: help venv grade run clean
 
 help:
-	@echo "make grade [SUBMISSION=path]   grade a submission (default: $(SUBMISSION))"
+	@echo "make grade [FILE] [Q=Q5]       grade a submission, or Q5 only (default: $(SUBMISSION))"
 	@echo "make run [RUN=path] [ARGS=..]  run the tutorial end to end (default: $(RUN))"
 # instructor:begin
 	@echo "make test                      run the test suite (make test-fast: the tier without TensorFlow)"
@@ -41,7 +45,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 # `check` exits 1 when points were lost: that is a grade, not a failure of make.
 # Only 2 (nothing could be graded) fails the target.
 grade: $(STAMP)
-	@$(PY) -m grader check $(SUBMISSION) $(ARGS) || test $$? -eq 1
+	@$(PY) -m grader check "$(SUBMISSION)" $(if $(Q),--only "$(Q)") $(ARGS) || test $$? -eq 1
+
+.PHONY: $(GOAL_FILES)
+$(GOAL_FILES):
+	@:
 
 run: $(STAMP)
 	$(PY) $(RUN) $(ARGS)
@@ -52,21 +60,30 @@ clean:
 # instructor:begin
 .PHONY: test test-fast bench calibrate student-bundle gradescope batch
 
-# Ray (batch --ray, its tests and its benchmark) on top of the rest.
+# Ray (requirements-ray.txt: batch --ray, its tests and its benchmark) on top of the rest,
+# for test, bench and batch ARGS=--ray only.
 RAY_STAMP := $(VENV)/.installed-ray
 
 $(RAY_STAMP): $(STAMP) requirements-ray.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
 	@touch $@
 
-test: $(RAY_STAMP)
+# The test tools (requirements-dev.txt: pytest, pytest-xdist, hypothesis) on top of the
+# rest, for test, test-fast and bench only: a student's copy never installs them.
+DEV_STAMP := $(VENV)/.installed-dev
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $@
+
+test: $(RAY_STAMP) $(DEV_STAMP)
 	$(PY) -m pytest -q -n 2 tests
 
 # The tier without TensorFlow: checks, diagnoses, reports, rubric, channel, loader.
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -q -m "not tf" tests
 
-bench: $(RAY_STAMP)
+bench: $(RAY_STAMP) $(DEV_STAMP)
 	$(PY) bench/bench.py
 
 calibrate: $(STAMP)

@@ -28,6 +28,7 @@ from .inside import zygote_server as inside_zygote
 from .outcome import ChildEnd, ProbeOutput, ProbeStatus
 from .plan import Task
 from .probes import UNREADABLE
+from .progress import Watch
 from .rubric import Rubric
 
 # The child's side of the grader, the package grader/inside/, as the work directory
@@ -185,15 +186,17 @@ def _start_child(workdir: Path, rubric: Rubric, env: dict, write_fd: int, isolat
 def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workroot: Path,
                seed_of, deadline: float, byte_budget: protocol.ByteBudget,
                warm: zygote.Zygote | None = None,
-               cancel: threading.Event | None = None) -> _ChildRun:
+               cancel: threading.Event | None = None, watch: Watch | None = None) -> _ChildRun:
     """Run one child on ``tasks`` in order. The parent's clock alone decides.
 
     Phases: startup (until the child says ``ready``), import, then each task.
     A phase starts when the previous one ended (as the parent saw it) and may
     last its budget, never past ``deadline``; what the child sends can only
     end a phase early. Anything out of order is a violation that ends the
-    child: the phase it was in gets the blame.
+    child: the phase it was in gets the blame. ``watch`` hears of each phase
+    as it starts and of each result as it arrives.
     """
+    watch = watch or Watch()
     lim = rubric.limits
     max_result = int(lim["result_mib"]) * 2**20
     phases = ["startup", "import", *(t.id for t in tasks)]
@@ -217,6 +220,7 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
                     confinement=getattr(proc, "confinement", ""), startup=startup,
                     memory_mib=int(rubric.limits["memory_mib"]))
     index, phase_start = 0, time.monotonic()
+    watch.phase(phases[0], budgets[phases[0]])
     try:
         while index < len(phases):
             name = phases[index]
@@ -252,7 +256,11 @@ def _supervise(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, 
                 out.ended = ChildEnd.VIOLATION
                 out.detail = message.error or "sent results out of order"
                 break
+            if name in out.results:
+                watch.result(name, out.results[name])
             index, phase_start = index + 1, message.at
+            if index < len(phases):
+                watch.phase(phases[index], budgets[phases[index]])
         else:
             out.reached = "finished"
             proc.wait(max(0.0, min(deadline - time.monotonic(), _EXIT_GRACE_SECONDS)))

@@ -2,6 +2,10 @@
 
 Exit status: 0 full marks, 1 points lost, 2 usage error, bad rubric or any
 other grader fault ("ungradable": never reported as a score of zero).
+
+``check`` is the student's command; the others are the instructor's, and
+``--help`` lists them only where the reference solution is (the instructor's
+repository): a student's copy has none.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from . import engine
 from .defaults import DEFAULT_RUBRIC, default_checks
 from .errors import GraderError, UsageError
 from .probes import model_predictions
-from .report import to_gradescope, to_json, to_text
-from .rubric import load_rubric
+from .report import text_header, to_gradescope, to_json, to_text
+from .rubric import Rubric, load_rubric
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,12 +35,29 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m grader", description="Grade the TensorFlow MNIST tutorial.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+STUDENT_COMMANDS = ("check",)
 
-    check = sub.add_parser("check", help="grade one submission")
+
+def _parser(instructor: bool | None = None) -> argparse.ArgumentParser:
+    """Every command; ``--help`` lists the instructor's only when ``instructor`` (default:
+    the reference solution is here). Hidden, they still run (Gradescope's autograder
+    has no reference either, and calls ``gradescope``)."""
+    if instructor is None:
+        instructor = engine.REFERENCE_PATH.is_file()
+    parser = _Parser(prog="python -m grader", description="Grade the TensorFlow MNIST tutorial.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                metavar=None if instructor else "{%s}" % ",".join(STUDENT_COMMANDS))
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        if instructor or name in STUDENT_COMMANDS:
+            return sub.add_parser(name, help=help)
+        return sub.add_parser(name, description=help)  # no help: not in the list
+
+    check = command("check", "grade one submission")
     check.add_argument("file", type=Path)
+    check.add_argument("--only", action="append", metavar="ITEM", default=[],
+                       help="grade just this item (e.g. Q5); repeat it or separate ids by "
+                            "commas for several")
     check.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
     check.add_argument("--format", choices=("text", "json", "gradescope"), default="text")
     check.add_argument("--checks", choices=("all", "public"), default=None,
@@ -44,22 +65,27 @@ def _parser() -> argparse.ArgumentParser:
                             "present) or public (the student's self-check)")
     check.add_argument("--isolation", choices=("auto", "full", "basic"), default="auto")
     check.add_argument("--output", type=Path, help="write the report here instead of stdout")
+    check.add_argument("--progress", choices=("auto", "live", "lines", "off"), default="auto",
+                       help="show items as they are graded, on stderr (text format): redrawn "
+                            "in place (live, auto on a terminal), plain lines (lines, auto "
+                            "elsewhere) or not at all")
+    check.add_argument("--verbose", "-v", action="store_true",
+                       help="also say how the grade ran (isolation, start-up)")
 
-    cal = sub.add_parser("calibrate", help="run the reference over many seeds and suggest "
-                                           "the model's accuracy threshold")
+    cal = command("calibrate", "run the reference over many seeds and suggest "
+                               "the model's accuracy threshold")
     cal.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
     cal.add_argument("--seeds", type=int, default=8)
     cal.add_argument("--item", default="model")
 
-    bundle = sub.add_parser("bundle", help="build dist/student.zip or "
-                                           "dist/gradescope_autograder.zip")
+    bundle = command("bundle", "build dist/student.zip or dist/gradescope_autograder.zip")
     bundle.add_argument("kind", choices=("student", "gradescope"))
     bundle.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
     bundle.add_argument("--out", type=Path)
 
-    gs = sub.add_parser("gradescope", help="grade /autograder/submission into "
-                                           "/autograder/results/results.json (run_autograder), "
-                                           "or try the autograder zip locally (--local)")
+    gs = command("gradescope", "grade /autograder/submission into "
+                               "/autograder/results/results.json (run_autograder), "
+                               "or try the autograder zip locally (--local)")
     gs.add_argument("--root", type=Path, default=Path("/autograder"),
                     help="the folder laid out like Gradescope's (run_autograder passes it)")
     gs.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
@@ -77,16 +103,62 @@ def _parser() -> argparse.ArgumentParser:
     except ImportError:
         pass
     else:
-        add_arguments(sub.add_parser("batch", help="grade a whole class"))
+        add_arguments(command("batch", "grade a whole class"))
     return parser
 
 
+def _only(rubric: Rubric, asked: list[str]) -> tuple[Rubric, tuple[str, ...]]:
+    """``rubric`` cut to the items ``--only`` names (all of them when none is named)."""
+    ids = [i.strip() for arg in asked for i in arg.split(",") if i.strip()]
+    if not ids:
+        if asked:
+            raise UsageError("--only needs an item id")
+        return rubric, ()
+    valid = [item.id for item in rubric.items]
+    unknown = [i for i in dict.fromkeys(ids) if i not in valid]
+    if unknown:
+        raise UsageError(f"--only: no item {', '.join(map(repr, unknown))} in "
+                         f"{rubric.path.name}; the items are {', '.join(valid)}")
+    chosen = tuple(item for item in rubric.items if item.id in ids)
+    return replace(rubric, items=chosen), tuple(item.id for item in chosen)
+
+
+def _live_view(args, rubric: Rubric, visibilities: tuple[str, ...], only: tuple[str, ...]):
+    """The live view of ``check``, or None (other formats, ``--progress off``)."""
+    if args.format != "text" or args.progress == "off":
+        return None
+    from .live import LiveView
+    redraw = args.progress == "live" or (args.progress == "auto" and _is_terminal(sys.stderr))
+    complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
+    max_total = sum(item.points_for(v) for item in rubric.items
+                    for v in item.visibilities(visibilities))
+    header = text_header(str(args.file), "all" if complete else "public",
+                         round(max_total, 6), rubric.full_total, only)
+    return LiveView(sys.stderr, header, [(item.id, item.title) for item in rubric.items], redraw)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def run_check(args) -> int:
-    rubric = load_rubric(args.rubric)
+    rubric, only = _only(load_rubric(args.rubric), args.only)
     checks = args.checks or default_checks()
     visibilities = ("public", "hidden") if checks == "all" else ("public",)
     started = time.monotonic()
-    report = engine.grade(args.file, rubric, visibilities, isolation=args.isolation)
+    if not args.file.is_file():
+        raise UsageError(f"{args.file}: no such file")
+    view = _live_view(args, rubric, visibilities, only)
+    try:
+        report = engine.grade(args.file, rubric, visibilities, isolation=args.isolation,
+                              progress=view)
+    finally:
+        if view is not None:
+            view.close()
+    report = replace(report, only=only)
     if checks == "all" and report.isolation != "full":
         detail = f"; {report.confinement}" if report.confinement else ""
         print(f"WARNING: grading without full isolation ({report.isolation}{detail}): the "
@@ -99,7 +171,7 @@ def run_check(args) -> int:
                                         execution_time=time.monotonic() - started),
                           indent=2) + "\n"
     else:
-        text = to_text(report)
+        text = to_text(report, details=args.verbose)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)

@@ -2,8 +2,9 @@
 
 ``student_bundle``: one folder, ``tensorflow-tutorial/``, with the starter, the
 loader, the grader, the students' Makefile (the instructor blocks removed),
-the students' part of the README, ``docs/assignment.md``, the public part of
-the rubric, and the
+the students' part of the README, ``docs/assignment.md`` and
+``docs/students.md``, the public part of the rubric, the runtime's requirements
+only (no test tool), and the
 reference's outputs on the public inputs (``grader/expected/``).  No
 reference code, no hidden check, no hidden seed, no grading key.
 
@@ -46,6 +47,10 @@ STUDENT_README_END = "<!-- student:end -->"
 STUDENT_FOLDER = "tensorflow-tutorial"
 INSTRUCTOR_BEGIN = "# instructor:begin"
 INSTRUCTOR_END = "# instructor:end"
+# What a bundle installs: the runtime only (the test tools, requirements-dev.txt, and Ray,
+# requirements-ray.txt, stay with the instructor).
+RUNTIME_REQUIREMENTS = ("requirements.txt", "requirements-nodeps.txt")
+STUDENT_DOCS = ("assignment.md", "students.md")   # docs/ guides the student bundle ships
 
 
 def public_rubric(path: Path) -> dict:
@@ -127,7 +132,7 @@ def _copy_common(tree: Path, rubric_data: dict, rubric_path: Path,
     copy_grader(tree)
     (tree / "starter").mkdir()
     shutil.copy2(engine.LOADER_PATH, tree / "starter" / "mnist_loader.py")
-    for name in ("requirements.txt", "requirements-nodeps.txt"):
+    for name in RUNTIME_REQUIREMENTS:
         shutil.copy2(ROOT / name, tree / name)
     (tree / "rubric.yaml").write_text(
         "# Generated from the instructor's rubric.yaml: edit that one, not this.\n"
@@ -149,7 +154,8 @@ def student_bundle(out: Path, rubric_path: Path) -> Path:
         (tree / "Makefile").write_text(student_makefile((ROOT / "Makefile").read_text()))
         (tree / "README.md").write_text(_student_readme())
         (tree / "docs").mkdir()
-        shutil.copy2(ROOT / "docs" / "assignment.md", tree / "docs" / "assignment.md")
+        for guide in STUDENT_DOCS:
+            shutil.copy2(ROOT / "docs" / guide, tree / "docs" / guide)
         (tree / ".gitignore").write_text(".venv/\n__pycache__/\n.cache/\n")
         _zip_tree(tree, out, prefix=STUDENT_FOLDER + "/")
     return out

@@ -15,6 +15,7 @@ The names other modules use are re-exported here.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import replace
 import tempfile
 from pathlib import Path
@@ -26,10 +27,12 @@ from .data import grading_data, load_loader
 from .errors import UngradableError, UsageError
 from .outcome import ProbeOutput
 from .plan import Task, child_seed, plan, planned_seed
-from .report import ERROR, Report
-from .rubric import Rubric
+from .progress import Progress, Watch
+from .report import ERROR, QuestionResult, Report
+from .rubric import Item, Rubric
 from .scoring import _as_cells, _import_error, score_item
 from .submission_file import graded_source
+from .shown import for_student, scrub
 from .supervise import Probed, probe, run_probes
 
 __all__ = ["CACHE_DIR", "EXPECTED_DIR", "GRADER_VERSION", "LOADER_PATH", "PACKAGE_DIR",
@@ -58,9 +61,39 @@ def _as_script(submission: Path, folder: Path, rubric: Rubric) -> tuple[Path, st
     return graded_source(submission, folder, rubric.submission_name)
 
 
+class _Live(Watch):
+    """Scores each item as soon as all its tasks are in, for ``progress``."""
+
+    def __init__(self, progress: Progress, tasks: list[Task], expected: dict,
+                 shown) -> None:
+        self._progress, self._tasks, self._expected, self._shown = progress, tasks, expected, shown
+        self._by_id = {t.id: t for t in tasks}
+        self._got: dict = {}
+        self._lock = threading.Lock()
+
+    def phase(self, name: str, budget: float) -> None:
+        task = self._by_id.get(name)
+        self._progress.started(task.item.id if task else name, budget)
+
+    def result(self, task_id: str, output) -> None:
+        task = self._by_id.get(task_id)
+        with self._lock:
+            if task is None or task_id in self._got:
+                return
+            self._got[task_id] = output
+            own = [t for t in self._tasks if t.item is task.item]
+            if not all(t.id in self._got for t in own):
+                return
+        try:
+            question = self._shown(task.item, own, self._got, self._expected)
+        except Exception:  # noqa: BLE001 - the final scoring raises it again, as a fault
+            return
+        self._progress.scored(question, all(self._got[t.id].during_import for t in own))
+
+
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),
           isolation: str = "auto", prepared: tuple[list[Task], dict] | None = None,
-          startup: str | None = None) -> Report:
+          startup: str | None = None, progress: Progress | None = None) -> Report:
     """Grade one file; raises GraderError (exit 2) for anything that is not the student's.
 
     ``prepared``: the plan of ``rubric`` for ``visibilities`` and the reference's
@@ -70,6 +103,9 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
 
     ``startup`` (default: ``$GRADER_STARTUP``, else ``auto``) says how the
     sandboxed children start; see :func:`probe`. The report says which was used.
+
+    ``progress`` hears of each stage and item as it starts, and of each item
+    once it is scored (as the report will show it).
     """
     if not submission.is_file():
         raise UsageError(f"{submission}: no such file")
@@ -87,26 +123,34 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
         source, problem, extracted = _as_script(submission.resolve(), workroot / "notebook",
                                                 rubric)
         scanned = [] if problem else integrity.scan_file(source)  # flags, never a score
+
+        def shown(item: Item, own: list[Task], got: dict, expected: dict) -> QuestionResult:
+            q = replace(score_item(item, own, got, expected, rubric), expects=item.expects)
+            if extracted:
+                q = _as_cells(q, extracted, rubric.submission_name)
+            return for_student(q, submission.name, rubric.submission_name)
+
         if problem:  # a broken notebook is the student's, like a syntax error
             got = {t.id: ProbeOutput.failure(ERROR, problem) for t in tasks}
             level, confinement = sandbox.detect_isolation(isolation)[0], ""
             started = ""
         else:
+            live = None if progress is None else _Live(progress, tasks, expected, shown)
             probed = probe(source, tasks, rubric, isolation, workroot, seed_of=planned_seed,
-                           startup=startup)
+                           startup=startup, watch=live)
             got, level, confinement, started = (probed.results, probed.level,
                                                 probed.confinement, probed.startup)
-    questions = tuple(score_item(item, [t for t in tasks if t.item is item], got, expected, rubric)
+    questions = tuple(shown(item, [t for t in tasks if t.item is item], got, expected)
                       for item in rubric.items)
     from .notebook import relocate, skipped
-    questions = tuple(replace(q, expects=item.expects) for q, item in zip(questions, rubric.items))
     import_error = _import_error(got, problem)
     notes: tuple[str, ...] = ()
     if extracted:
-        questions = tuple(_as_cells(q, extracted, rubric.submission_name) for q in questions)
         import_error = relocate(import_error, extracted, rubric.submission_name)
         notes = tuple(skipped(extracted))
     flags = tuple(scanned + integrity.behaviour_flags(got))
+    import_error = scrub(import_error, submission.name, rubric.submission_name)
+    notes = tuple(scrub(n, submission.name, rubric.submission_name) for n in notes)
     complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
     checks_run = "all" if complete else "public"
     return Report(submission=str(submission), total=round(sum(q.score for q in questions), 6),

@@ -126,6 +126,7 @@ class Report:
     notes: tuple[str, ...] = field(default_factory=tuple)   # e.g. notebook lines not run
     startup: str = ""            # how the grading processes started: "zygote" or "fresh"
     flags: tuple[Flag, ...] = ()  # integrity flags for a human to review (never a score)
+    only: tuple[str, ...] = ()   # the items graded, when not all of the rubric's (--only)
 
     @property
     def full_marks(self) -> bool:
@@ -190,13 +191,31 @@ def _text_details(q: QuestionResult) -> list[str]:
     return lines
 
 
-def to_text(report: Report) -> str:
-    """The student's view: the score and the named mistake of each question, then the
-    checks of every question that lost points, then the total."""
-    lines = [f"Grading {clean_line(report.submission)}"]
-    if report.checks_run == "public":
-        lines.append(f"public checks: {_num(report.max_total)} of {_num(report.full_total)} "
+def text_header(submission: str, checks_run: str, max_total: float, full_total: float,
+                only: tuple[str, ...] = ()) -> list[str]:
+    """The first lines of the text report (also shown before any item is graded)."""
+    lines = [f"Grading {clean_line(submission)}"]
+    if only:
+        lines.append(f"graded: {clean_line(', '.join(only))} only")
+    if checks_run == "public":
+        lines.append(f"public checks: {_num(max_total)} of {_num(full_total)} "
                      "points can be checked here; the rest are checked at grading.")
+    return lines
+
+
+def text_row(q: QuestionResult, width: int, import_failed: bool = False) -> str:
+    """A question's row of the text report; ``width``: that of the widest title."""
+    score = f"{_num(q.score)}/{_num(q.max_score)}"
+    return (f"  {q.id:<5} {clean_line(q.title):<{width}}  {score:>7}  "
+            f"{_row_mark(q):<7} {clean_line(_feedback(q, import_failed))}")
+
+
+def to_text(report: Report, details: bool = True) -> str:
+    """The student's view: the score and the named mistake of each question, then the
+    checks of every question that lost points, then the total (``details``: and how
+    the grade ran: isolation, start-up)."""
+    lines = text_header(report.submission, report.checks_run, report.max_total,
+                        report.full_total, report.only)
     if report.notes:
         lines += ["", "Not run when graded (the grader calls your functions itself):"]
         lines += [f"  {clean_block(n, '    ')}" for n in report.notes]
@@ -212,10 +231,7 @@ def to_text(report: Report) -> str:
             lines.append(f"  try: {clean_line(first.hint)}")
     width = max(len(q.title) for q in report.questions) if report.questions else 10
     lines.append("")
-    for q in report.questions:
-        score = f"{_num(q.score)}/{_num(q.max_score)}"
-        lines.append(f"  {q.id:<5} {clean_line(q.title):<{width}}  {score:>7}  "
-                     f"{_row_mark(q):<7} {clean_line(_feedback(q, import_failed))}")
+    lines += [text_row(q, width, import_failed) for q in report.questions]
     lost = [q for q in report.questions
             if q.status != PASSED and not q.unanswered and not import_failed]
     if lost:
@@ -225,8 +241,10 @@ def to_text(report: Report) -> str:
     if report.flags:  # one line, for the instructor's review: the score does not use it
         lines += ["", "Noted for review (no effect on the score): " + clean_line(
             "; ".join(f"{f.kind}: {f.detail}" for f in report.flags))]
+    said = ([f"graded: {', '.join(report.only)} only"] if report.only else []) \
+        + ([f"isolation: {_isolation(report)}"] if details else [])
     lines += ["", f"Total: {_num(report.total)}/{_num(report.max_total)}"
-                  f"    (isolation: {_isolation(report)})"]
+                  + (f"    ({clean_line('; '.join(said))})" if said else "")]
     return "\n".join(lines) + "\n"
 
 
@@ -262,7 +280,7 @@ def to_dict(report: Report) -> dict:
         "submission": clean(report.submission),
         "grader_version": report.grader_version,
         "rubric_digest": report.rubric_digest,
-    }
+    } | ({"only": list(report.only)} if report.only else {})
 
 
 def to_json(report: Report) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import protocol, zygote
@@ -15,6 +15,7 @@ from .errors import UngradableError
 from .outcome import ChildEnd, ProbeOutput
 from .plan import Task
 from .probes import PROBES
+from .progress import IMPORT, STARTUP, Watch
 from .rubric import Rubric
 
 
@@ -38,7 +39,8 @@ def run_probes(source: Path, tasks: list[Task], rubric: Rubric, isolation: str,
 
 
 def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workroot: Path,
-          seed_of, trusted: bool = False, startup: str | None = None) -> Probed:
+          seed_of, trusted: bool = False, startup: str | None = None,
+          watch: Watch | None = None) -> Probed:
     """Run every task on ``source`` in sandboxed children (see :class:`Probed`).
 
     ``startup``: ``auto`` forks each child from a zygote where that is safe
@@ -58,7 +60,11 @@ def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workr
     would give: when an earlier item's failure means it is not run (the
     import failed, a pipeline function hung, the total time ran out), its
     children are stopped and it gets that failure.
+
+    ``watch`` hears of every phase as it starts and of every task's output
+    once it is final (a ``model`` task run beside the others: at the end).
     """
+    watch = watch or Watch()
     lim = rubric.limits
     warm = _startup(rubric, startup or zygote.requested_mode())
     deadline = time.monotonic() + float(lim["startup_seconds"]) + float(lim["import_seconds"]) \
@@ -67,7 +73,7 @@ def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workr
     # one cannot fill the parent's memory (each child also has 1 MiB of its own, child.OWN_BYTES).
     budget = protocol.ByteBudget(4 * int(lim["result_mib"]) * 2**20)
     runner = _GroupRun(source, rubric, isolation, workroot, seed_of, deadline, budget, warm,
-                       trusted)
+                       trusted, watch)
     with _concurrency() as running:
         model = [t for t in tasks if PROBES[t.item.probe].whole]
         others = [t for t in tasks if not PROBES[t.item.probe].whole]
@@ -79,7 +85,7 @@ def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workr
 
         def run_model() -> None:
             try:
-                side.append(runner.run(model, cancel))
+                side.append(replace(runner, watch=_Beside(watch)).run(model, cancel))
             except BaseException as exc:  # raised again below
                 side.append(exc)
 
@@ -98,6 +104,7 @@ def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workr
     results = dict(main.results)
     for t in model:
         results[t.id] = main.stopped_model(t) or side_run.results[t.id]
+        watch.result(t.id, results[t.id])
     startups = {main.startup, side_run.startup}
     return Probed({t.id: results[t.id] for t in tasks}, main.level, main.confinement,
                   "zygote" if startups == {"zygote"} else "fresh")
@@ -167,6 +174,7 @@ class _GroupRun:
     budget: protocol.ByteBudget
     warm: zygote.Zygote | None
     trusted: bool
+    watch: Watch
 
     def run(self, tasks: list[Task], cancel: threading.Event | None = None,
             on_stop: threading.Event | None = None) -> _GroupDone:
@@ -180,6 +188,10 @@ class _GroupRun:
         first = True
         after: ProbeOutput | None = None
 
+        def settle(task: Task, output: ProbeOutput) -> None:
+            results[task.id] = output
+            self.watch.result(task.id, output)
+
         def stop(failure: ProbeOutput) -> None:
             nonlocal after
             if after is None:
@@ -189,7 +201,8 @@ class _GroupRun:
 
         while remaining:
             child = _supervise(self.source, remaining, self.rubric, self.isolation, self.workroot,
-                               self.seed_of, self.deadline, self.budget, self.warm, cancel)
+                               self.seed_of, self.deadline, self.budget, self.warm, cancel,
+                               self.watch)
             level, confinement = child.level, child.confinement
             startups.add(child.startup)
             if child.ended == ChildEnd.CANCELLED:
@@ -215,31 +228,44 @@ class _GroupRun:
                                       traceback=failure.traceback,
                                       during_import=child.reached != "startup")
                 for t in remaining:
-                    results[t.id] = failure
+                    settle(t, failure)
                 stop(failure)
                 break
             for t in remaining:
                 if t.id in child.results:
-                    results[t.id] = child.results[t.id]
+                    results[t.id] = child.results[t.id]  # the watch heard of it from the child
             broken = next((t for t in remaining if t.id not in results), None)
             if broken is not None:
                 status, message = _death(child, f"in {broken.item.probe}")
-                results[broken.id] = ProbeOutput.failure(status, message)
+                settle(broken, ProbeOutput.failure(status, message))
                 if child.ended == ChildEnd.DEADLINE:
                     not_run = ProbeOutput.failure(
                         "timeout", "not run: the submission used up its total time")
                     for t in remaining:
-                        results.setdefault(t.id, not_run)
+                        if t.id not in results:
+                            settle(t, not_run)
                     stop(not_run)
                 elif status == "timeout" and PROBES[broken.item.probe].pipeline:
                     # the whole-pipeline item would call the same function and hang again
                     hung = ProbeOutput.failure(
                         "timeout", f"not run: {broken.item.probe}() timed out in {broken.item.id}")
                     for t in remaining:
-                        if PROBES[t.item.probe].whole:
-                            results.setdefault(t.id, hung)
+                        if PROBES[t.item.probe].whole and t.id not in results:
+                            settle(t, hung)
                     stop(hung)
             remaining = [t for t in remaining if t.id not in results]
         return _GroupDone(results, level, confinement,
                           "fresh" if "fresh" in startups or not startups else "zygote", after)
 
+
+
+class _Beside(Watch):
+    """The watch of the ``model`` group run beside the others: its items' phases only
+    (its outputs are final, and told, once merged with the others')."""
+
+    def __init__(self, watch: Watch):
+        self._watch = watch
+
+    def phase(self, name: str, budget: float) -> None:
+        if name not in (STARTUP, IMPORT):
+            self._watch.phase(name, budget)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,9 @@ def grader(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     (["calibrate", "--item", "Q99"], "usage error: rubric.yaml has no item 'Q99'"),
     (["gradescope", "--zip", "x.zip"], "usage error: --zip and --keep go with --local"),
     (["gradescope", "--local", "no/such.py"], "usage error: no/such.py: no such file or folder"),
+    (["check", "starter/tensorflow_tutorial.py", "--only", "Q5,Q99"],
+     "usage error: --only: no item 'Q99' in rubric.yaml; the items are Q2, Q3, Q4, Q5, Q6, Q7, "
+     "Q8, Q9, Q10, Q11, model"),
 ])
 def test_usage_errors_exit_2_with_one_line(args, message):
     run = grader(*args, timeout=60)
@@ -137,3 +141,118 @@ def test_gradescope_local_runs_the_autograder_zips_entry_point(tmp_path):
     assert run.stdout.startswith("results.json: score 100.0")
     assert "  1.1 Q2 Placeholders X and Y: 5.0/5.0  [visible]" in run.stdout
     assert "run_autograder exited 0" in run.stderr
+
+
+def test_only_grades_just_those_items_and_the_report_says_so():
+    run = grader("check", str(REFERENCE), "--only", "Q5", "--format", "json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert [q["id"] for q in report["questions"]] == ["Q5"]
+    assert report["total"] == report["max_total"] == 10 and report["only"] == ["Q5"]
+    run = grader("check", str(REFERENCE), "--only", "Q6", "--only", "Q5,Q6", "--progress", "off")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[1] == "graded: Q5, Q6 only"
+    assert [line.split()[0] for line in lines if line.startswith("  Q")] == ["Q5", "Q6"]
+    assert lines[-1] == "Total: 20/20    (graded: Q5, Q6 only)"
+
+
+def test_the_students_help_lists_the_students_commands_only():
+    from grader import cli
+    student = cli._parser(instructor=False)
+    text = student.format_help()
+    assert "check" in text
+    for command in ("calibrate", "bundle", "gradescope", "batch"):
+        assert command not in text, text
+    # hidden, not gone: Gradescope's autograder (no reference either) still calls one
+    assert student.parse_args(["gradescope", "--root", "x"]).command == "gradescope"
+    assert "calibrate" in cli._parser(instructor=True).format_help()
+
+
+def test_the_bundles_install_no_test_tool():
+    from grader import distribute
+    tools = re.compile(r"^(pytest|pytest-xdist|hypothesis|ray)\b", re.M | re.I)
+    for name in distribute.RUNTIME_REQUIREMENTS:
+        assert not tools.search((ROOT / name).read_text()), name
+    dev = (ROOT / "requirements-dev.txt").read_text()
+    assert {"pytest", "pytest-xdist", "hypothesis"} <= set(re.findall(r"^([\w-]+)==", dev, re.M))
+    makefile = (ROOT / "Makefile").read_text()
+    student = distribute.student_makefile(makefile)
+    assert "requirements-dev.txt" in makefile and "requirements-dev.txt" not in student
+    for target in ("test", "test-fast", "bench"):   # they install the test tools themselves
+        rule = re.search(rf"^{target}:(.*)$", makefile, re.M)
+        assert rule and "$(DEV_STAMP)" in rule.group(1), target
+
+
+def _failing(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / name
+    path.write_text(REFERENCE.read_text() + "\n\ndef compute_cost(Z2, Y):\n" + body)
+    return path
+
+
+def _installation_paths() -> list[str]:
+    import sysconfig
+    import tempfile
+    paths = {sys.prefix, os.path.realpath(sys.prefix), str(ROOT), os.path.realpath(ROOT),
+             sysconfig.get_paths()["purelib"], os.path.join(tempfile.gettempdir(), "grader-")}
+    return sorted(paths) + ["site-packages", ".venv"]
+
+
+@pytest.mark.parametrize("body,words", [
+    ("    raise ValueError('the labels do not match')\n",
+     "raise ValueError('the labels do not match')"),
+    ("    load_dataset()\n    return None\n", "cannot read"),   # the grading data is hidden
+])
+def test_reports_name_the_students_file_and_no_path_of_the_grader(tmp_path, body, words):
+    path = _failing(tmp_path, "my_solution.py", body)
+    run = grader("check", str(path), "--only", "Q5", "--progress", "off")
+    assert run.returncode == 1, run.stderr
+    details = run.stdout.split("\nDetails\n", 1)[1]
+    assert words in details
+    assert "my_solution.py, line" in details and "tensorflow_tutorial.py" not in run.stdout
+    assert "isolation" not in run.stdout                      # that is --verbose's
+    as_json = grader("check", str(path), "--only", "Q5", "--format", "json").stdout
+    for text in (details, as_json):
+        for where in _installation_paths():
+            assert where not in text, (where, text)
+    verbose = grader("check", str(path), "--only", "Q5", "--progress", "off", "--verbose")
+    assert "isolation: " in verbose.stdout.splitlines()[-1]
+
+
+def test_the_readme_opens_with_a_quick_start_and_every_guide_link_resolves():
+    readme = (ROOT / "README.md").read_text()
+    lines = readme.splitlines()
+    assert len(lines) <= 200
+    start = lines.index("## Quick start")
+    assert start < 15
+    quick = "\n".join(lines[start:lines.index("<!-- student:begin -->")])
+    for command in ("make venv", "make grade", "make batch", "make test"):
+        assert command in quick, command
+    for guide in ("students", "instructors", "security", "design", "assignment"):
+        assert f"](docs/{guide}.md)" in quick, guide
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / link).exists(), f"{page.name} links to {link}"
+
+
+def test_the_student_readme_keeps_the_requirements_and_a_windows_note():
+    from grader import distribute
+    text = distribute._student_readme()
+    assert "Linux or macOS with Python 3.11 and `make`" in " ".join(text.split())
+    assert "WSL" in text
+    shipped = {f"docs/{name}" for name in distribute.STUDENT_DOCS}
+    for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+        assert link in shipped, link
+
+
+def test_make_grade_takes_a_path_as_a_goal_and_q_for_one_question(tmp_path):
+    notebook = tmp_path / "my_answers.ipynb"
+    notebook.write_text("{}")
+    run = subprocess.run(["make", "-n", "grade", str(notebook), "Q=Q5"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert f'-m grader check "{notebook}" --only "Q5"' in run.stdout
+    assert "Nothing to be done" not in run.stdout + run.stderr
+    run = subprocess.run(["make", "-n", "grade", "SUBMISSION=my answers.py"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert '-m grader check "my answers.py"  ' in run.stdout   # a name with spaces: this way

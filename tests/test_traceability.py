@@ -117,9 +117,10 @@ def test_a_sentence_may_span_wrapped_lines_and_comments():
 
 
 def test_the_readme_table_quotes_the_starter():
-    """README's "How a submission is graded": one row per item, each quoting the starter."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### How a submission is graded", 1)[1].split("\n### ", 1)[0]
+    """docs/design.md's "How a submission is graded": one row per item, each quoting the
+    starter."""
+    design = (ROOT / "docs" / "design.md").read_text()
+    section = design.split("## How a submission is graded", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
     items = [row.split("|")[1].strip() for row in rows[1:]]
     assert items == [i.id for i in load_rubric(RUBRIC).items]
