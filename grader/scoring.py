@@ -13,8 +13,37 @@ from .errors import UngradableError
 from .outcome import ProbeOutput
 from .plan import Task
 from .probes import PROBES
-from .report import ERROR, FAILED, HIDDEN_FAILED, PASSED, PENDING, CheckResult, QuestionResult
+from .report import (ERROR, FAILED, HIDDEN_FAILED, PASSED, PENDING, CheckResult, QuestionResult,
+                     Report)
 from .rubric import Item, Rubric
+
+
+def build_report(rubric: Rubric, tasks: list[Task], got: dict, expected: dict, *,
+                 visibilities: tuple[str, ...], submission: str, problem: str = "",
+                 extracted: str = "", isolation: str = "", confinement: str = "",
+                 startup: str = "", version: str = "") -> Report:
+    """The report of one submission from what its probes returned (``got``, by task id):
+    every item scored, a notebook's lines mapped back to its cells (``extracted``: the
+    script graded), the import error said once.  ``engine.grade`` builds its report here,
+    and a rescore builds the same report from stored results."""
+    from dataclasses import replace
+    from .notebook import relocate, skipped
+    questions = tuple(replace(score_item(item, [t for t in tasks if t.item is item], got,
+                                         expected, rubric), expects=item.expects)
+                      for item in rubric.items)
+    import_error = _import_error(got, problem)
+    notes: tuple[str, ...] = ()
+    if extracted:
+        questions = tuple(_as_cells(q, extracted, rubric.submission_name) for q in questions)
+        import_error = relocate(import_error, extracted, rubric.submission_name)
+        notes = tuple(skipped(extracted))
+    complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
+    return Report(submission=submission, total=round(sum(q.score for q in questions), 6),
+                  max_total=round(sum(q.max_score for q in questions), 6), questions=questions,
+                  isolation=isolation, checks_run="all" if complete else "public",
+                  full_total=rubric.full_total, grader_version=version,
+                  rubric_digest=rubric.digest[:16], confinement=confinement,
+                  import_error=import_error, notes=notes, startup=startup)
 
 
 def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
