@@ -171,7 +171,9 @@ def run_batch(args) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="grader-batch-") as scratch:
             root, left_out = open_source(args.src, Path(scratch))
-            found = discover(root, rubric, exclude=out)
+            uploads = Path(scratch) / "uploads"
+            uploads.mkdir()
+            found = discover(root, rubric, exclude=out, scratch=uploads)
             found.ignored[:0] = left_out
             return _run(args, rubric, visibilities, jobs, why_jobs, out, found)
     finally:
