@@ -48,7 +48,7 @@ from .rubric import LatePolicy, Rubric
 __all__ = ["LedgerError", "MEASURE_NEUTRAL", "Manual", "compose_row", "decode_measurements",
            "encode_measurements", "late_hours", "late_penalty", "manual_items", "parse_extensions",
            "parse_manual", "read_table",
-           "measurement_base", "read_measurements", "task_keys"]
+           "measurement_base", "read_measurements", "task_keys", "verdict_keys"]
 
 # Grader modules that only score, render or drive a batch: a change there is a rescore.
 MEASURE_NEUTRAL = frozenset({
@@ -87,6 +87,26 @@ def measurement_base(rubric: Rubric, isolation: str) -> str:
         if path.is_file():
             h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
+
+
+# The code a check's verdict depends on (besides its task's measurements).
+CHECK_CODE = ("checks.py", "checks_base.py", "checks_loop.py", "checks_text.py",
+              "checks_training.py", "checks_values.py", "diagnoses.py", "numerics.py",
+              "scoring.py", "probes.py", "inputs.py")
+
+
+def verdict_keys(keys: dict[str, str]) -> dict[str, str]:
+    """Each task's key for the verdicts of its checks: its measurement key and the code
+    of the checks (a verdict is kept while neither changes)."""
+    h = hashlib.sha256()
+    for name in CHECK_CODE:
+        path = config.CONFIG.package_dir / name
+        h.update(name.encode())
+        if path.is_file():
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    code = h.hexdigest()
+    return {task: hashlib.sha256(f"{code}:{key}".encode()).hexdigest()[:32]
+            for task, key in keys.items()}
 
 
 def task_keys(base: str, tasks: list[Task]) -> dict[str, str]:

@@ -451,3 +451,187 @@ def test_summary_groups_a_diagnosis_and_its_counts_agree():
     students["a"]["flags"] = ["similar to b"]
     page = summary.render_html(built, students, RUBRIC)
     assert "<th>flags</th>" in page and "similar to b" in page
+
+
+# ------------------------------------------------------------------ end to end (tf)
+
+REFERENCE = ROOT / "reference" / "tensorflow_tutorial.py"
+STARTER = ROOT / "starter" / "tensorflow_tutorial.py"
+COST_MEAN = "return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=Y, logits=Z2))"
+CLASS_DUE = datetime(2026, 12, 1, 23, 59, tzinfo=timezone.utc)
+
+
+def e2e_rubric(tmp_path: Path, name: str = "rubric.yaml", policy: dict | None = None,
+               q5_weight: float | None = None) -> Path:
+    """rubric.yaml with Q11 graded by hand and a short import budget."""
+    data = rubric_data("manual")
+    data["limits"]["import_seconds"] = 4
+    if policy:
+        data["late_policy"] = policy
+    if q5_weight is not None:
+        q5 = next(q for q in data["questions"] if q["id"] == "Q5")
+        q5["checks"][0]["weight"] = q5_weight
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def canvas_class(src: Path) -> None:
+    """A Canvas export of eleven students, built from the reference, the starter and the
+    corpus's mistakes; two late, one a zip upload."""
+    import os
+    src.mkdir()
+    reference, starter = REFERENCE.read_text(), STARTER.read_text()
+    answer = 'IMPROVEMENTS = """' + LONG + '"""\n'
+    files = {"alice_101_1_tensorflow_tutorial.py": reference,
+             "bob_102_2_tensorflow_tutorial.py": starter,
+             "carl_LATE_103_3_tensorflow_tutorial.py": reference.replace(
+                 COST_MEAN, COST_MEAN.replace("mean", "sum")),
+             "hal_109_9_tensorflow_tutorial.py": starter.replace('IMPROVEMENTS = ""', answer),
+             "ivan_106_6_tensorflow_tutorial.py": "import no_such_module_for_grading\n",
+             "kim_111_11_tensorflow_tutorial.py": starter + "\n# my work is in progress\n",
+             "ned_113_13_tensorflow_tutorial.py": "def broken(:\n",
+             "fay_107_7_report.pdf": "%PDF-1.4\n",
+             "max_112_12_answers.txt": "I did it on paper\n"}
+    for name, text in files.items():
+        (src / name).write_text(text)
+    with zipfile.ZipFile(src / "erin_LATE_105_5_project.zip", "w") as zf:
+        zf.writestr("project/tensorflow_tutorial.py", reference)
+        zf.writestr("project/mnist_loader.py", "# provided\n")
+    with zipfile.ZipFile(src / "jo_110_10_notes.zip", "w") as zf:
+        zf.writestr("notes.md", "nothing to run")
+    for name, hours in (("carl_LATE_103_3_tensorflow_tutorial.py", 30),
+                        ("erin_LATE_105_5_project.zip", 2)):
+        when = CLASS_DUE.timestamp() + hours * 3600
+        os.utime(src / name, (when, when))
+
+
+@pytest.mark.tf
+def test_a_term_of_a_canvas_class_manual_scores_items_force_and_late_policy(tmp_path,
+                                                                           monkeypatch):
+    src, out = tmp_path / "class", tmp_path / "out"
+    canvas_class(src)
+    rubric = e2e_rubric(tmp_path)
+    code, _, err = grader_main(["batch", str(src), "--out", str(out), "--rubric", str(rubric),
+                                "--jobs", "2", "--lms", "canvas", "--canvas-column", "HW3"])
+    assert code == 0, err
+    rows = gradebook(out)
+    assert {n.split("+")[0]: r["status"] for n, r in rows.items()} == {
+        "alice": "graded", "bob": "graded", "carl": "graded", "erin": "graded", "hal": "graded",
+        "kim": "graded", "ivan": "import-error", "ned": "import-error",
+        "fay": "skipped-not-python", "jo": "skipped-not-python", "max": "skipped-not-python"}
+    alice, carl, erin = rows["alice+101"], rows["carl+103"], rows["erin+105"]
+    # Q11 is graded by hand: pending, an empty cell (never 0), no total yet
+    assert (alice["Q11"], alice["total"], alice["raw"], alice["pending"]) == ("", "", "95", "Q11")
+    assert erin["source"] == "erin_LATE_105_5_project.zip:project/tensorflow_tutorial.py"
+    assert erin["raw"] == "95" and erin["late"] == "true" and carl["late"] == "true"
+    assert float(carl["Q5"]) < 10 and rows["bob+102"]["Q11"] == "0"   # no answer: not pending
+    canvas = list(csv.reader(io.StringIO((out / "canvas_import.csv").read_text())))
+    assert canvas[0][-1] == "HW3"
+    by_id = {r[1]: r[-1] for r in canvas[2:]}
+    assert by_id["101"] == "" and by_id["102"] == "0" and by_id["106"] == "0"
+    review = list(csv.DictReader(io.StringIO((out / "review" / "Q11.csv").read_text())))
+    answers = {r["student"]: r["answer"] for r in review}
+    assert sorted(answers) == sorted(n for n, r in rows.items() if r["total"] != "" or r["pending"])
+    assert "early stopping" in answers["alice+101"] and LONG in answers["hal+109"]
+    built = json.loads((out / "summary.json").read_text())
+    statuses = {}
+    for r in rows.values():
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    assert built["counts"] == statuses and built["scored"] == 8
+    assert built["items"][-1]["count"] == sum(1 for r in rows.values() if r["total"] != "")
+    page = (out / "summary.html").read_text()
+    assert "11 students" in page and "8 scored (" in page and "3 not scored (" in page
+
+    # manual scores and an override, merged by a rescore: nothing runs
+    manual = tmp_path / "manual.csv"
+    manual.write_text("student,item,points,comment\nalice+101,Q11,4,clear\n"
+                      "carl+103,Q11,3,\ncarl+103,Q5,8,the sum is half right\nerin+105,Q11,5,\n"
+                      "hal+109,Q11,2,short on reasons\n")
+    with monkeypatch.context() as m:
+        def refuse(*args, **kwargs):
+            raise AssertionError("a child was started")
+        for module, name in ((engine, "grade"), (supervise, "run_probes"), (zygote, "for_env"),
+                             (engine, "expected_outputs"), (sandbox, "detect_isolation")):
+            m.setattr(module, name, refuse)
+        code, _, err = grader_main(["rescore", str(out), "--rubric", str(rubric), "--manual",
+                                    str(manual)])
+    assert code == 0, err
+    rows = gradebook(out)
+    assert (rows["alice+101"]["total"], rows["carl+103"]["Q5"], rows["carl+103"]["overrides"]) \
+        == ("99", "8", "Q5")
+    assert "the sum is half right" in (out / "reports" / "carl+103.txt").read_text()
+    canvas = {r[1]: r[-1] for r in csv.reader(io.StringIO((out / "canvas_import.csv").read_text()))}
+    assert canvas["101"] == "99" and canvas["105"] == "100"
+
+    # --items Q5: only Q5's tasks run again, for every graded student; manual scores stay
+    ran = []
+    original = engine.grade
+
+    def spy(path, rubric_, visibilities, isolation="auto", prepared=None, **kwargs):
+        ran.append(sorted({t.item.id for t in prepared[0]}) if prepared else ["all"])
+        return original(path, rubric_, visibilities, isolation, prepared=prepared, **kwargs)
+
+    monkeypatch.setattr(engine, "grade", spy)
+    code, _, err = grader_main(["batch", str(src), "--out", str(out), "--rubric", str(rubric),
+                                "--items", "Q5"])
+    assert code == 0, err
+    assert ran == [["Q5"]] * 8, ran
+    assert "run again only for Q5 (8 students)" in err
+    again = gradebook(out)
+    assert again == rows
+
+    # a forced regrade of two students keeps every manual score and override
+    ran.clear()
+    code, _, err = grader_main(["batch", str(src), "--out", str(out), "--rubric", str(rubric),
+                                "--force", "--only", "alice+101", "carl+103"])
+    assert code == 0, err
+    assert len(ran) == 2 and all(r != ["Q5"] for r in ran)
+    assert gradebook(out) == rows
+    monkeypatch.setattr(engine, "grade", original)
+
+    # a late policy and a weight, changed through rescore: no child
+    policy = {"due": CLASS_DUE.isoformat(), "penalty_percent": 10, "per": "day"}
+    changed = e2e_rubric(tmp_path, "late.yaml", policy=policy, q5_weight=3)
+    with monkeypatch.context() as m:
+        for module, name in ((engine, "grade"), (supervise, "run_probes"), (zygote, "for_env"),
+                             (engine, "expected_outputs"), (sandbox, "detect_isolation")):
+            m.setattr(module, name, refuse)
+        code, _, err = grader_main(["rescore", str(out), "--rubric", str(changed)])
+        assert code == 0, err
+        late = gradebook(out)
+        carl_raw = float(late["carl+103"]["raw"])          # two days started: 20% of the raw
+        assert late["carl+103"]["hours_late"] == "30" and late["carl+103"]["Q5"] == "8"
+        assert float(late["carl+103"]["penalty"]) == pytest.approx(carl_raw * 0.2, abs=0.051)
+        assert float(late["carl+103"]["total"]) == pytest.approx(carl_raw * 0.8, abs=0.051)
+        assert (late["erin+105"]["penalty"], late["erin+105"]["total"]) == ("10", "90")
+        assert late["alice+101"]["total"] == "99" and late["alice+101"]["penalty"] == ""
+        policy.update(per="hour", penalty_percent=1)
+        e2e_rubric(tmp_path, "late.yaml", policy=policy, q5_weight=3)
+        code, _, err = grader_main(["rescore", str(out), "--rubric", str(changed)])
+        assert code == 0, err
+        assert gradebook(out)["erin+105"]["total"] == "98"
+
+
+@pytest.mark.tf
+def test_a_gradescope_export_with_a_group_maps_to_canvas_logins(tmp_path):
+    root = tmp_path / "export"
+    for n in (1, 2):
+        (root / f"submission_{n}").mkdir(parents=True)
+    (root / "submission_1" / "tensorflow_tutorial.py").write_text(STARTER.read_text())
+    (root / "submission_2" / "tensorflow_tutorial.py").write_text("import no_such_module\n")
+    (root / "submission_metadata.yml").write_text(
+        "submission_1:\n  :created_at: 2026-12-02 10:30:00 +00:00\n  :submitters:\n"
+        "  - :name: Ada Lovelace\n    :sid: '1004'\n    :email: ada@x.edu\n"
+        "  - :name: Alan Turing\n    :sid: '1005'\n    :email: alan@x.edu\n"
+        "submission_2:\n  :submitters:\n  - :name: Grace Hopper\n    :email: grace@x.edu\n")
+    out = tmp_path / "out"
+    code, _, err = grader_main(["batch", str(root), "--out", str(out), "--rubric",
+                                str(e2e_rubric(tmp_path)), "--lms", "canvas"])
+    assert code == 0, err
+    rows = gradebook(out)
+    assert sorted(rows) == ["Ada_Lovelace+1004", "Alan_Turing+1005", "Grace_Hopper+grace_x.edu"]
+    canvas = list(csv.reader(io.StringIO((out / "canvas_import.csv").read_text())))
+    assert [(r[0], r[1], r[3], r[5]) for r in canvas[2:]] == [
+        ("Ada Lovelace", "", "ada@x.edu", "0"), ("Alan Turing", "", "alan@x.edu", "0"),
+        ("Grace Hopper", "", "grace@x.edu", "0")]

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import engine, ledger, lms, summary
+from ..checks_base import Verdict
 from ..files import PACKAGE_DIR, grader_sources, write_atomic
 from ..notebook import NotebookError, extract
 from ..outcome import ItemStatus, ProbeStatus, RowStatus
@@ -113,6 +114,31 @@ def _read_json(path: Path, max_bytes: int):
         return None
 
 
+class _Verdicts(dict):
+    """The checks' verdicts of one row, noting which the report used (the others go)."""
+
+    def __init__(self, saved=None):
+        super().__init__()
+        self.used: set[str] = set()
+        for key, value in (saved.items() if isinstance(saved, dict) else ()):
+            if isinstance(value, list) and len(value) == 6 and isinstance(value[1], str) and \
+                    all(isinstance(v, bool) for v in (value[0], *value[3:])) and \
+                    (value[2] is None or isinstance(value[2], str)):
+                super().__setitem__(key, Verdict(*value))
+
+    def get(self, key, default=None):
+        self.used.add(key)
+        return super().get(key, default)
+
+    def __setitem__(self, key, value) -> None:
+        self.used.add(key)
+        super().__setitem__(key, value)
+
+    def saved(self) -> dict:
+        return {k: [v.passed, v.message, v.diagnosis, v.pending, v.advice, v.unanswered]
+                for k, v in self.items() if k in self.used}
+
+
 class Output:
     """DIR: the state of every student, and the files rendered from it.
 
@@ -154,6 +180,7 @@ class Output:
         self.extensions = self._load_extensions()
         self.tasks: list = []
         self.keys: dict[str, str] = {}
+        self.verdict_keys: dict[str, str] = {}
         self.expected: dict = {}
         self.visibilities: tuple[str, ...] = ("public", "hidden")
         self.partial: dict[str, list[str]] = {}   # student -> the task ids rerun now
@@ -216,6 +243,7 @@ class Output:
 
     def plan(self, tasks: list, keys: dict[str, str], visibilities: tuple[str, ...]) -> None:
         self.tasks, self.keys, self.visibilities = tasks, keys, visibilities
+        self.verdict_keys = ledger.verdict_keys(keys)
 
     def _max_bytes(self) -> int:
         return (4 * int(self.rubric.limits["result_mib"]) + 1) * 2**20
@@ -254,7 +282,8 @@ class Output:
             return everything
         return [t for t in everything if t not in outputs or outputs[t][0] != self.keys[t]]
 
-    def _report(self, student: str, source: str, got: dict, facts: dict) -> Report:
+    def _report(self, student: str, source: str, got: dict, facts: dict,
+                verdicts: _Verdicts | None = None) -> Report:
         text = {k: facts.get(k, "") for k in ("problem", "isolation", "confinement", "startup")}
         if not all(isinstance(v, str) for v in text.values()):
             raise ledger.LedgerError("the stored facts are malformed")
@@ -270,7 +299,8 @@ class Output:
                             visibilities=self.visibilities, submission=source,
                             problem=text["problem"][:2000], extracted=extracted,
                             isolation=text["isolation"][:40], confinement=text["confinement"][:200],
-                            startup=text["startup"][:40], version=engine.GRADER_VERSION)
+                            startup=text["startup"][:40], version=engine.GRADER_VERSION,
+                            verdicts=verdicts, keys=self.verdict_keys)
 
     def recompose(self, student: str) -> dict:
         """Score a row again from its stored measurements (no child); LedgerError when they
@@ -283,9 +313,11 @@ class Output:
             if out is None or key != self.keys[t.id]:
                 raise ledger.LedgerError(f"{t.item.id} needs a new run")
             got[t.id] = out
-        report = self._report(student, str(entry.get("source", "")), got, facts)
+        verdicts = _Verdicts(entry.get("verdicts"))
+        report = self._report(student, str(entry.get("source", "")), got, facts, verdicts)
         status = row_status(report)
-        entry = {**entry, "status": status, "reason": clean_line(report.import_error)[:500]}
+        entry = {**entry, "status": status, "reason": clean_line(report.import_error)[:500],
+                 "verdicts": verdicts.saved()}
         return self._record_scored(student, entry, report, got)
 
     # ------------------------------------------------------------ rows
@@ -338,13 +370,16 @@ class Output:
             if all(t.id in got for t in self.tasks):
                 write_atomic(self.measured / f"{sub.student}.results",
                              ledger.encode_measurements(got, self.keys, facts))
-                report = self._report(sub.student, sub.source, got, facts)
+                verdicts = _Verdicts()
+                report = self._report(sub.student, sub.source, got, facts, verdicts)
             else:
                 got, report = None, replace(outcome.report, submission=sub.source)
         else:
             report = replace(outcome.report, submission=sub.source)
         entry = self._entry(sub, key, row_status(report), clean_line(report.import_error)[:500],
                             outcome.seconds)
+        if got is not None:
+            entry["verdicts"] = verdicts.saved()
         old = self.students.get(sub.student) or {}
         if isinstance(old.get("override_base"), dict):
             entry["override_base"] = old["override_base"]
