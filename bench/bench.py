@@ -387,15 +387,27 @@ def _stored_class(out: Path, n: int) -> None:
     facts = {"problem": "", "extracted": False, "isolation": "full", "confinement": "",
              "startup": "zygote"}
     placeholder = Report("x", 0.0, 0.0, (), "full", "all", 0.0, "x", "y")
-    for i in range(n):
-        name = f"student{i:04d}"
+    # two students recorded as batch records them (their checks' verdicts kept), then copied
+    for i, name in enumerate(("template0", "template1")):
         graded = f"# {name}\n".encode()
         (output.graded / f"{name}.py").write_bytes(graded)
-        got = {t.id: starter if i % 4 == 3 and t.item.id in ("Q3", "Q9") else expected[t.id]
+        got = {t.id: starter if i and t.item.id in ("Q3", "Q9") else expected[t.id]
                for t in tasks}
         output.record(Submission(name, f"{name}.py", output.graded / f"{name}.py"),
                       resume_key(graded, context),
                       Outcome(placeholder, "", 1.0, {"got": got, "facts": facts}))
+    templates = {i: output.students.pop(f"template{i}") for i in (0, 1)}
+    for i in range(n):
+        name, template = f"student{i:04d}", f"template{int(i % 4 == 3)}"
+        graded = f"# {name}\n".encode()
+        (output.graded / f"{name}.py").write_bytes(graded)
+        shutil.copyfile(output.measured / f"{template}.results", output.measured / f"{name}.results")
+        output.students[name] = dict(templates[int(i % 4 == 3)], source=f"{name}.py",
+                                     key=resume_key(graded, context))
+    for i in (0, 1):
+        for path in (output.measured / f"template{i}.results", output.graded / f"template{i}.py",
+                     output.reports / f"template{i}.json", output.reports / f"template{i}.txt"):
+            path.unlink(missing_ok=True)
     output.finish()
 
 

@@ -88,7 +88,7 @@ def student_report(report: Report, entry: dict, manual: dict[str, Manual]) -> tu
     if comments:
         lines += ["", "Comments from your instructor"]
         lines += [f"  {item}: {clean_line(text)}" for item, text in comments.items()]
-    return json.dumps(data, indent=2) + "\n", "\n".join(lines) + "\n"
+    return json.dumps(data) + "\n", "\n".join(lines) + "\n"
 
 
 def canvas_csv(rubric: Rubric, students: dict[str, dict], column: str | None = None) -> str:

@@ -22,7 +22,7 @@ def build_report(rubric: Rubric, tasks: list[Task], got: dict, expected: dict, *
                  visibilities: tuple[str, ...], submission: str, problem: str = "",
                  extracted: str = "", isolation: str = "", confinement: str = "",
                  startup: str = "", version: str = "", verdicts: dict | None = None,
-                 keys: dict[str, str] | None = None) -> Report:
+                 keys: dict[str, str] | None = None, import_error: str | None = None) -> Report:
     """The report of one submission from what its probes returned (``got``, by task id):
     every item scored, a notebook's lines mapped back to its cells (``extracted``: the
     script graded), the import error said once.  ``engine.grade`` builds its report here,
@@ -30,13 +30,16 @@ def build_report(rubric: Rubric, tasks: list[Task], got: dict, expected: dict, *
 
     ``verdicts`` (with ``keys``, each task's measurement key): the checks' verdicts on
     these outputs, reused where a check, the tolerances and the task are unchanged
-    (a change of points or weights needs no check to run again), added to otherwise."""
+    (a change of points or weights needs no check to run again), added to otherwise;
+    ``got`` is then read only where a verdict is missing.  ``import_error``: what
+    ``_import_error`` said of these outputs before."""
     from dataclasses import replace
     from .notebook import relocate, skipped
     questions = tuple(replace(score_item(item, [t for t in tasks if t.item is item], got,
                                          expected, rubric, verdicts, keys), expects=item.expects)
                       for item in rubric.items)
-    import_error = _import_error(got, problem)
+    if import_error is None:
+        import_error = _import_error(got, problem)
     notes: tuple[str, ...] = ()
     if extracted:
         questions = tuple(_as_cells(q, extracted, rubric.submission_name) for q in questions)
@@ -49,6 +52,24 @@ def build_report(rubric: Rubric, tasks: list[Task], got: dict, expected: dict, *
                   full_total=rubric.full_total, grader_version=version,
                   rubric_digest=rubric.digest[:16], confinement=confinement,
                   import_error=import_error, notes=notes, startup=startup)
+
+
+VALID = ProbeOutput("ok")   # a task's outputs passed their probe's declaration (memoised)
+
+
+def _validated(declared, task: Task, got, verdicts: dict | None, key: str | None) -> ProbeOutput:
+    """The task's outputs as the probe declares them; with a memo (``verdicts``), what the
+    validation found before: VALID, or the failure, without reading the outputs."""
+    if key is None:
+        return declared.validate(got[task.id])
+    memo = f"{key}:valid"
+    found = verdicts.get(memo)
+    if isinstance(found, ProbeOutput):
+        return found
+    out = declared.validate(got[task.id])
+    verdicts[memo] = VALID if out.ok else ProbeOutput.failure(
+        out.status, out.message, out.traceback, out.unanswered)
+    return out
 
 
 def verdict_key(item: Item, spec, task_key: str, rubric: Rubric) -> str:
@@ -73,16 +94,18 @@ def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
         if task is None:
             continue
         points = item.points * spec.weight / total_weight
-        out = declared.validate(got[task.id])  # checks see only what the probe declares
+        memoised = verdicts is not None and bool(keys) and task.id in keys
+        memo = verdict_key(item, spec, keys[task.id], rubric) if memoised else None
+        out = _validated(declared, task, got, verdicts, keys[task.id] if memoised else None)
         if not out.ok:
             results.append(CheckResult(spec.name, spec.kind, ERROR, points, 0.0, spec.visibility,
                                        out.message, _error_hint(out), out.traceback,
                                        failure=out.status, unanswered=out.unanswered))
             continue
-        memo = verdict_key(item, spec, keys[task.id], rubric) \
-            if verdicts is not None and keys and task.id in keys else None
         verdict = verdicts.get(memo) if memo is not None else None
         if verdict is None:
+            if out is VALID:   # validated before: the outputs are needed now
+                out = declared.validate(got[task.id])
             verdict = _run_check(item, spec, task, out, expected.get(task.id), rubric)
             if memo is not None:
                 verdicts[memo] = verdict

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -21,10 +22,10 @@ from .. import engine, ledger, lms, summary
 from ..checks_base import Verdict
 from ..files import PACKAGE_DIR, grader_sources, write_atomic
 from ..notebook import NotebookError, extract
-from ..outcome import ItemStatus, ProbeStatus, RowStatus
+from ..outcome import ItemStatus, ProbeOutput, ProbeStatus, RowStatus
 from ..report import Report, clean_line, to_text
 from ..rubric import Rubric
-from ..scoring import build_report
+from ..scoring import VALID, _import_error, build_report
 from .discovery import Submission
 from .grading import Outcome
 
@@ -114,17 +115,34 @@ def _read_json(path: Path, max_bytes: int):
         return None
 
 
+def _write_derived(path: Path, data: str) -> None:
+    """A file rendered from the state (a report): replaced whole, but not synced to disk
+    (state.json is, and renders it again), and left alone when it is unchanged."""
+    raw = data.encode("utf-8")
+    try:
+        if path.stat().st_size == len(raw) and path.read_bytes() == raw:
+            return
+    except OSError:
+        pass
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_bytes(raw)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class _Verdicts(dict):
-    """The checks' verdicts of one row, noting which the report used (the others go)."""
+    """The checks' verdicts of one row (and what each task's validation found), noting which
+    the report used: the others go."""
 
     def __init__(self, saved=None):
         super().__init__()
         self.used: set[str] = set()
         for key, value in (saved.items() if isinstance(saved, dict) else ()):
-            if isinstance(value, list) and len(value) == 6 and isinstance(value[1], str) and \
-                    all(isinstance(v, bool) for v in (value[0], *value[3:])) and \
-                    (value[2] is None or isinstance(value[2], str)):
-                super().__setitem__(key, Verdict(*value))
+            found = _memo_loaded(value)
+            if found is not None:
+                super().__setitem__(key, found)
 
     def get(self, key, default=None):
         self.used.add(key)
@@ -135,8 +153,52 @@ class _Verdicts(dict):
         super().__setitem__(key, value)
 
     def saved(self) -> dict:
-        return {k: [v.passed, v.message, v.diagnosis, v.pending, v.advice, v.unanswered]
-                for k, v in self.items() if k in self.used}
+        return {k: _memo_saved(v) for k, v in self.items() if k in self.used}
+
+
+def _memo_saved(value) -> list:
+    if value is VALID:
+        return ["ok"]
+    if isinstance(value, ProbeOutput):
+        return ["x", str(value.status), value.message, value.traceback, value.unanswered]
+    return ["v", value.passed, value.message, value.diagnosis, value.pending, value.advice,
+            value.unanswered]
+
+
+def _memo_loaded(value):
+    """A saved verdict or validation, or None for anything malformed (then recomputed)."""
+    if value == ["ok"]:
+        return VALID
+    if not isinstance(value, list) or not value:
+        return None
+    if value[0] == "x" and len(value) == 5 and all(isinstance(v, str) for v in value[1:4]) \
+            and isinstance(value[4], bool) and value[1] in {str(s) for s in ProbeStatus}:
+        return ProbeOutput.failure(value[1], value[2], value[3], value[4])
+    if value[0] == "v" and len(value) == 7 and isinstance(value[2], str) and \
+            all(isinstance(v, bool) for v in (value[1], *value[4:])) and \
+            (value[3] is None or isinstance(value[3], str)):
+        return Verdict(*value[1:])
+    return None
+
+
+class _Stored(dict):
+    """A row's stored outputs by task id, read from its file only when one is needed."""
+
+    def __init__(self, output: "Output", student: str):
+        super().__init__()
+        self._output, self._student, self._read = output, student, False
+
+    def __missing__(self, task_id: str):
+        if not self._read:
+            self._read = True
+            _, outputs = self._output._stored(self._student)
+            for task in self._output.tasks:
+                key, out = outputs.get(task.id, ("", None))
+                if out is None or key != self._output.keys[task.id]:
+                    raise ledger.LedgerError(f"{task.item.id} needs a new run")
+                self[task.id] = out
+            return self[task_id]
+        raise KeyError(task_id)
 
 
 class Output:
@@ -274,17 +336,15 @@ class Output:
         everything = [t.id for t in self.tasks]
         old = self.students.get(student)
         if old is None or old.get("key") != key or not old["status"].scored \
-                or not isinstance(old.get("auto"), dict):
+                or not isinstance(old.get("auto"), dict) or not isinstance(old.get("measured"), dict) \
+                or not (self.measured / f"{student}.results").is_file():
             return everything
-        try:
-            _, outputs = self._stored(student)
-        except ledger.LedgerError:
-            return everything
-        return [t for t in everything if t not in outputs or outputs[t][0] != self.keys[t]]
+        return [t for t in everything if old["measured"].get(t) != self.keys[t]]
 
     def _report(self, student: str, source: str, got: dict, facts: dict,
                 verdicts: _Verdicts | None = None) -> Report:
-        text = {k: facts.get(k, "") for k in ("problem", "isolation", "confinement", "startup")}
+        text = {k: facts.get(k, "") for k in ("problem", "isolation", "confinement", "startup",
+                                               "import_error")}
         if not all(isinstance(v, str) for v in text.values()):
             raise ledger.LedgerError("the stored facts are malformed")
         extracted = ""
@@ -300,25 +360,29 @@ class Output:
                             problem=text["problem"][:2000], extracted=extracted,
                             isolation=text["isolation"][:40], confinement=text["confinement"][:200],
                             startup=text["startup"][:40], version=engine.GRADER_VERSION,
-                            verdicts=verdicts, keys=self.verdict_keys)
+                            verdicts=verdicts, keys=self.verdict_keys,
+                            import_error=text["import_error"][:2000] if "import_error" in facts
+                            else None)
 
     def recompose(self, student: str) -> dict:
         """Score a row again from its stored measurements (no child); LedgerError when they
-        cannot be used (the row then needs a new run)."""
+        cannot be used (the row then needs a new run).  The outputs are read only for the
+        checks whose verdict is not kept with the row."""
         entry = self.students[student]
-        facts, outputs = self._stored(student)
-        got = {}
-        for t in self.tasks:
-            key, out = outputs.get(t.id, ("", None))
-            if out is None or key != self.keys[t.id]:
-                raise ledger.LedgerError(f"{t.item.id} needs a new run")
-            got[t.id] = out
+        measured = entry.get("measured")
+        facts = entry.get("facts")
+        if not isinstance(measured, dict) or not isinstance(facts, dict):
+            raise ledger.LedgerError("no stored measurements")
+        stale = [t.item.id for t in self.tasks if measured.get(t.id) != self.keys[t.id]]
+        if stale:
+            raise ledger.LedgerError(f"{stale[0]} needs a new run")
         verdicts = _Verdicts(entry.get("verdicts"))
-        report = self._report(student, str(entry.get("source", "")), got, facts, verdicts)
+        report = self._report(student, str(entry.get("source", "")), _Stored(self, student),
+                              facts, verdicts)
         status = row_status(report)
         entry = {**entry, "status": status, "reason": clean_line(report.import_error)[:500],
                  "verdicts": verdicts.saved()}
-        return self._record_scored(student, entry, report, got)
+        return self._record_scored(student, entry, report, None)
 
     # ------------------------------------------------------------ rows
 
@@ -368,6 +432,7 @@ class Output:
                     if t.id not in got and t.id in outputs:
                         got[t.id] = outputs[t.id][1]
             if all(t.id in got for t in self.tasks):
+                facts = {**facts, "import_error": _import_error(got, str(facts.get("problem") or ""))}
                 write_atomic(self.measured / f"{sub.student}.results",
                              ledger.encode_measurements(got, self.keys, facts))
                 verdicts = _Verdicts()
@@ -379,7 +444,8 @@ class Output:
         entry = self._entry(sub, key, row_status(report), clean_line(report.import_error)[:500],
                             outcome.seconds)
         if got is not None:
-            entry["verdicts"] = verdicts.saved()
+            entry.update(verdicts=verdicts.saved(), facts=facts,
+                         measured={t.id: self.keys[t.id] for t in self.tasks})
         old = self.students.get(sub.student) or {}
         if isinstance(old.get("override_base"), dict):
             entry["override_base"] = old["override_base"]
@@ -399,8 +465,8 @@ class Output:
                                 if t.item.id in manual_ids and t.id in got}
         self._compose(student, entry)
         json_text, text = lms.student_report(report, entry, self.manual.get(student, {}))
-        write_atomic(self.reports / f"{student}.json", json_text)
-        write_atomic(self.reports / f"{student}.txt", text)
+        _write_derived(self.reports / f"{student}.json", json_text)
+        _write_derived(self.reports / f"{student}.txt", text)
         self.students[student] = entry
         return entry
 
@@ -449,7 +515,7 @@ class Output:
         """state.json, then gradebook.csv: each replaced whole, never half-written."""
         state = {"version": 2, "context": self.context, "options": self.options,
                  "salt": self.salt, "students": self.students}
-        write_atomic(self.out / "state.json", json.dumps(state, indent=1, sort_keys=True))
+        write_atomic(self.out / "state.json", json.dumps(state, sort_keys=True))
         write_atomic(self.out / "gradebook.csv",
                      summary.gradebook_csv([i.id for i in self.rubric.items], self.students))
         if self.lms == "canvas":
