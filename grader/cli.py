@@ -1,4 +1,4 @@
-"""The command line: ``python -m grader check|calibrate|bundle|gradescope|batch ...``.
+"""The command line: ``python -m grader check|calibrate|bundle|gradescope|batch|rescore ...``.
 
 Exit status: 0 full marks, 1 points lost, 2 usage error, bad rubric or any
 other grader fault ("ungradable": never reported as a score of zero).
@@ -104,6 +104,9 @@ def _parser(instructor: bool | None = None) -> argparse.ArgumentParser:
         pass
     else:
         add_arguments(command("batch", "grade a whole class"))
+        from .batch.rescore import add_arguments as add_rescore
+        add_rescore(command("rescore", "score a graded class again from its stored results "
+                                       "(no submission runs)"))
     return parser
 
 
@@ -268,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_bundle(args)
         if args.command == "gradescope":
             return run_gradescope(args)
+        if args.command == "rescore":
+            from .batch.rescore import run_rescore
+            return run_rescore(args)
         from .batch import run_batch
         return run_batch(args)
     except GraderError as exc:

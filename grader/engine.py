@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import replace
 import tempfile
 from pathlib import Path
 
@@ -30,9 +29,8 @@ from .plan import Task, child_seed, plan, planned_seed
 from .progress import Progress, Watch
 from .report import ERROR, QuestionResult, Report
 from .rubric import Item, Rubric
-from .scoring import _as_cells, _import_error, score_item
+from .scoring import build_report, score_item, shown_question
 from .submission_file import graded_source
-from .shown import for_student, scrub
 from .supervise import Probed, probe, run_probes
 
 __all__ = ["CACHE_DIR", "EXPECTED_DIR", "GRADER_VERSION", "LOADER_PATH", "PACKAGE_DIR",
@@ -93,7 +91,8 @@ class _Live(Watch):
 
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),
           isolation: str = "auto", prepared: tuple[list[Task], dict] | None = None,
-          startup: str | None = None, progress: Progress | None = None) -> Report:
+          startup: str | None = None, progress: Progress | None = None,
+          keep: dict | None = None) -> Report:
     """Grade one file; raises GraderError (exit 2) for anything that is not the student's.
 
     ``prepared``: the plan of ``rubric`` for ``visibilities`` and the reference's
@@ -106,6 +105,8 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
 
     ``progress`` hears of each stage and item as it starts, and of each item
     once it is scored (as the report will show it).
+    ``keep``: a dict that receives the measurements the report is scored from
+    (the plan, each task's output, the reference's, and the facts of the run).
     """
     if not submission.is_file():
         raise UsageError(f"{submission}: no such file")
@@ -125,10 +126,7 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
         scanned = [] if problem else integrity.scan_file(source)  # flags, never a score
 
         def shown(item: Item, own: list[Task], got: dict, expected: dict) -> QuestionResult:
-            q = replace(score_item(item, own, got, expected, rubric), expects=item.expects)
-            if extracted:
-                q = _as_cells(q, extracted, rubric.submission_name)
-            return for_student(q, submission.name, rubric.submission_name)
+            return shown_question(item, own, got, expected, rubric, extracted, submission.name)
 
         if problem:  # a broken notebook is the student's, like a syntax error
             got = {t.id: ProbeOutput.failure(ERROR, problem) for t in tasks}
@@ -140,22 +138,12 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
                            startup=startup, watch=live)
             got, level, confinement, started = (probed.results, probed.level,
                                                 probed.confinement, probed.startup)
-    questions = tuple(shown(item, [t for t in tasks if t.item is item], got, expected)
-                      for item in rubric.items)
-    from .notebook import relocate, skipped
-    import_error = _import_error(got, problem)
-    notes: tuple[str, ...] = ()
-    if extracted:
-        import_error = relocate(import_error, extracted, rubric.submission_name)
-        notes = tuple(skipped(extracted))
     flags = tuple(scanned + integrity.behaviour_flags(got))
-    import_error = scrub(import_error, submission.name, rubric.submission_name)
-    notes = tuple(scrub(n, submission.name, rubric.submission_name) for n in notes)
-    complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
-    checks_run = "all" if complete else "public"
-    return Report(submission=str(submission), total=round(sum(q.score for q in questions), 6),
-                  max_total=round(sum(q.max_score for q in questions), 6), questions=questions,
-                  isolation=level, checks_run=checks_run, full_total=rubric.full_total,
-                  grader_version=GRADER_VERSION, rubric_digest=rubric.digest[:16],
-                  confinement=confinement, import_error=import_error, notes=notes,
-                  startup=started, flags=flags)
+    if keep is not None:   # what batch stores, to rescore without running anything
+        keep.update(tasks=tasks, got=got, expected=expected, problem=problem,
+                    extracted=bool(extracted), isolation=level, confinement=confinement,
+                    startup=started, flags=[[str(f.kind), f.detail] for f in flags])
+    return build_report(rubric, tasks, got, expected, visibilities=visibilities,
+                        submission=str(submission), problem=problem, extracted=extracted,
+                        isolation=level, confinement=confinement, startup=started,
+                        version=GRADER_VERSION, flags=flags, student_name=submission.name)

@@ -13,12 +13,97 @@ from .errors import UngradableError
 from .outcome import ProbeOutput
 from .plan import Task
 from .probes import PROBES
-from .report import ERROR, FAILED, HIDDEN_FAILED, PASSED, PENDING, CheckResult, QuestionResult
+from .report import (ERROR, FAILED, HIDDEN_FAILED, PASSED, PENDING, CheckResult, QuestionResult,
+                     Report)
 from .rubric import Item, Rubric
 
 
+def build_report(rubric: Rubric, tasks: list[Task], got: dict, expected: dict, *,
+                 visibilities: tuple[str, ...], submission: str, problem: str = "",
+                 extracted: str = "", isolation: str = "", confinement: str = "",
+                 startup: str = "", version: str = "", verdicts: dict | None = None,
+                 keys: dict[str, str] | None = None, import_error: str | None = None,
+                 flags: tuple = (), student_name: str = "") -> Report:
+    """The report of one submission from what its probes returned (``got``, by task id):
+    every item scored, a notebook's lines mapped back to its cells (``extracted``: the
+    script graded), the import error said once.  ``engine.grade`` builds its report here,
+    and a rescore builds the same report from stored results.
+
+    ``verdicts`` (with ``keys``, each task's measurement key): the checks' verdicts on
+    these outputs, reused where a check, the tolerances and the task are unchanged
+    (a change of points or weights needs no check to run again), added to otherwise;
+    ``got`` is then read only where a verdict is missing.  ``import_error``: what
+    ``_import_error`` said of these outputs before.  ``flags``: the integrity flags, for a
+    human (never a score).  ``student_name``: the file's own name, which the messages
+    use for the name the child imported it under (``shown.for_student``)."""
+    from .notebook import relocate, skipped
+    from .shown import scrub
+    questions = tuple(shown_question(item, [t for t in tasks if t.item is item], got, expected,
+                                     rubric, extracted, student_name, verdicts, keys)
+                      for item in rubric.items)
+    if import_error is None:
+        import_error = _import_error(got, problem)
+    notes: tuple[str, ...] = ()
+    if extracted:
+        import_error = relocate(import_error, extracted, rubric.submission_name)
+        notes = tuple(skipped(extracted))
+    if student_name:
+        import_error = scrub(import_error, student_name, rubric.submission_name)
+        notes = tuple(scrub(n, student_name, rubric.submission_name) for n in notes)
+    complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
+    return Report(submission=submission, total=round(sum(q.score for q in questions), 6),
+                  max_total=round(sum(q.max_score for q in questions), 6), questions=questions,
+                  isolation=isolation, checks_run="all" if complete else "public",
+                  full_total=rubric.full_total, grader_version=version,
+                  rubric_digest=rubric.digest[:16], confinement=confinement,
+                  import_error=import_error, notes=notes, startup=startup, flags=tuple(flags))
+
+
+def shown_question(item: Item, tasks: list[Task], got: dict, expected: dict, rubric: Rubric,
+                   extracted: str = "", student_name: str = "", verdicts: dict | None = None,
+                   keys: dict[str, str] | None = None) -> QuestionResult:
+    """One item scored as the report shows it: a notebook's lines as its cells, the
+    student's file by its own name."""
+    from dataclasses import replace
+    from .shown import for_student
+    q = replace(score_item(item, tasks, got, expected, rubric, verdicts, keys),
+                expects=item.expects)
+    if extracted:
+        q = _as_cells(q, extracted, rubric.submission_name)
+    return for_student(q, student_name, rubric.submission_name) if student_name else q
+
+
+VALID = ProbeOutput("ok")   # a task's outputs passed their probe's declaration (memoised)
+
+
+def _validated(declared, task: Task, got, verdicts: dict | None, key: str | None) -> ProbeOutput:
+    """The task's outputs as the probe declares them; with a memo (``verdicts``), what the
+    validation found before: VALID, or the failure, without reading the outputs."""
+    if key is None:
+        return declared.validate(got[task.id])
+    memo = f"{key}:valid"
+    found = verdicts.get(memo)
+    if isinstance(found, ProbeOutput):
+        return found
+    out = declared.validate(got[task.id])
+    verdicts[memo] = VALID if out.ok else ProbeOutput.failure(
+        out.status, out.message, out.traceback, out.unanswered)
+    return out
+
+
+def verdict_key(item: Item, spec, task_key: str, rubric: Rubric) -> str:
+    """What a check's verdict depends on: the check (but its weight), the tolerances and
+    the task's measurement key."""
+    import hashlib
+    import json
+    own = {k: v for k, v in spec.spec.items() if k != "weight"}
+    return hashlib.sha256(json.dumps([item.id, own, rubric.tolerances, task_key], sort_keys=True,
+                                     default=str).encode()).hexdigest()[:24]
+
+
 def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
-               rubric: Rubric) -> QuestionResult:
+               rubric: Rubric, verdicts: dict | None = None,
+               keys: dict[str, str] | None = None) -> QuestionResult:
     total_weight = sum(c.weight for c in item.checks)
     by_vis = {t.visibility: t for t in tasks}
     declared = PROBES[item.probe]
@@ -28,13 +113,21 @@ def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
         if task is None:
             continue
         points = item.points * spec.weight / total_weight
-        out = declared.validate(got[task.id])  # checks see only what the probe declares
+        memoised = verdicts is not None and bool(keys) and task.id in keys
+        memo = verdict_key(item, spec, keys[task.id], rubric) if memoised else None
+        out = _validated(declared, task, got, verdicts, keys[task.id] if memoised else None)
         if not out.ok:
             results.append(CheckResult(spec.name, spec.kind, ERROR, points, 0.0, spec.visibility,
                                        out.message, _error_hint(out), out.traceback,
                                        failure=out.status, unanswered=out.unanswered))
             continue
-        verdict = _run_check(item, spec, task, out, expected.get(task.id), rubric)
+        verdict = verdicts.get(memo) if memo is not None else None
+        if verdict is None:
+            if out is VALID:   # validated before: the outputs are needed now
+                out = declared.validate(got[task.id])
+            verdict = _run_check(item, spec, task, out, expected.get(task.id), rubric)
+            if memo is not None:
+                verdicts[memo] = verdict
         hidden = spec.visibility == "hidden"
         if verdict.pending:
             status, score = PENDING, 0.0

@@ -7,7 +7,14 @@ opened).  The layouts recognised, which may be mixed:
 ``folders``     one folder per student, ``<student>/...``, holding the submission;
 ``gradescope``  a Gradescope export: ``submission_metadata.yml`` beside
                 ``submission_<id>/`` folders (student names from the metadata);
-``canvas``      a Canvas export: ``<name>[_LATE]_<userid>_<submissionid>_<file>``.
+``canvas``      a Canvas export: ``<name>[_LATE]_<userid>_<submissionid>_<file>``;
+                a ``.zip`` a student uploaded is unpacked (``extract_zip``'s caps)
+                and searched like a student's folder.
+
+A Gradescope group submission gives one row per member, graded from the same
+file.  The submission time is kept (``info.submitted_at``): Gradescope's
+``created_at``; for Canvas, the time of a file flagged ``_LATE_`` (a zip
+SRC keeps the times it records).
 
 In a student's folder (or among a Canvas student's files) the submission is
 the file named as the rubric's ``submission_name`` (``.py``, else ``.ipynb``),
@@ -20,9 +27,15 @@ why: its status is ``skipped-not-python``, ``skipped-no-submission``,
 ``skipped-ambiguous``, ``skipped-too-large`` or ``skipped-not-a-file``.
 Hidden files, ``__MACOSX/`` and the like are ignored and listed in summary.json.
 
-DIR receives ``gradebook.csv`` (``student,user_id,late,source,<item ids>,total,status``,
-one row per student), ``reports/<student>.json`` (what ``check --format json``
-prints) and ``reports/<student>.txt`` (the student's feedback),
+DIR receives ``gradebook.csv`` (``student,user_id,late,source,<item ids>,total,status,
+raw,penalty,hours_late,pending,overrides,review,flags``, one row per student; an item
+graded by hand is an empty cell while pending, and so is the total),
+``reports/<student>.json`` (what ``check --format json`` prints, with the manual
+scores, comments and late penalty merged) and ``reports/<student>.txt`` (the
+student's feedback), ``measurements/`` (each student's outputs, the
+reference's, see ``ledger.py``: ``rescore`` scores them again), ``manual.json``
+(the manual layer: scores and comments ``--manual`` merged), ``review/<item>``
+``.html`` and ``.csv`` for items graded by hand, ``feedback.zip``,
 ``submissions/<student>.py`` (the exact file graded: a notebook's extracted
 code), ``summary.json``, ``score_distribution.png``, ``summary.html``,
 ``state.json`` (what makes a rerun resume) and, with ``--lms canvas``,
@@ -38,7 +51,9 @@ be imported (every item lost, the error said once); ``timeout`` / ``crashed``
 when an item ran out of time or killed its process (the score counts what did
 run).  A grader fault on one submission gives ``ungradable`` and an empty
 score, never a zero.  A rerun skips every submission whose graded bytes, rubric, reference
-and grader code are unchanged (``--force`` regrades); the gradebook is
+and measurement keys are unchanged (its score is composed again from the stored
+results: a rubric change that needs no new run costs no child); ``--items``
+reruns given items, ``--only`` given students, ``--force`` everything; the gradebook is
 rewritten atomically after each submission, so Ctrl-C leaves one that holds
 everything that finished.
 
@@ -46,7 +61,8 @@ everything that finished.
 (``ray.py``); everything else is as here.
 
 The modules: ``discovery`` (the layouts, the row names, zips), ``state``
-(DIR: rows, resume keys, the gradebook), ``grading`` (one submission),
+(DIR: rows, resume keys, measurements, the gradebook), ``grading`` (one submission),
+``rescore`` (the ``rescore`` command),
 ``progress`` (the terminal, Ctrl-C), ``run`` (the command and the local
 worker pool), ``ray`` (the Ray driver and tasks).
 
