@@ -44,7 +44,8 @@ import re
 import warnings
 from pathlib import Path
 
-__all__ = ["NotebookError", "extract", "is_extracted", "line_map", "relocate", "skipped"]
+__all__ = ["NotebookError", "extract", "extract_cells", "is_extracted", "line_map", "relocate",
+           "skipped"]
 
 HEADER = "# Python extracted from "
 CELL = re.compile(r"^# %% cell (\d+)\b")
@@ -169,6 +170,8 @@ class _Filter:
         return why
 
     def _why(self, stmt: ast.stmt) -> str:
+        if _is_self_check(stmt):
+            return "self-check"
         if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
                              ast.ClassDef, ast.Pass)):
             return ""
@@ -213,6 +216,17 @@ class _Filter:
 
     def _all_kept(self, body: list[ast.stmt]) -> str:
         return next((w for w in (self._why(s) for s in body) if w), "")
+
+
+def _is_self_check(stmt: ast.stmt) -> bool:
+    """``import grader``, ``from grader import check`` or ``check(...)``: the
+    notebook checking itself, which the sandbox cannot (and need not) run."""
+    if isinstance(stmt, ast.Import):
+        return any(a.name.split(".")[0] == "grader" for a in stmt.names)
+    if isinstance(stmt, ast.ImportFrom):
+        return (stmt.module or "").split(".")[0] == "grader" and not stmt.level
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "check")
 
 
 def _is_main_guard(test: ast.expr) -> bool:
@@ -378,19 +392,32 @@ def extract(path: Path) -> str:
     except Exception as exc:  # nbformat raises JSON, validation and OS errors alike
         raise NotebookError(f"not a readable Jupyter notebook ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    parts = [f"{HEADER}{path.name}: the code cells, IPython syntax removed, "
+    cells = []
+    for cell in notebook.get("cells", []):
+        source = cell.get("source", "")
+        cells.append(str("".join(source) if isinstance(source, list) else source)
+                     if cell.get("cell_type") == "code" else None)
+    return _extract(cells, path.name)
+
+
+def extract_cells(sources: list[str], name: str = "the kernel's history") -> str:
+    """The Python source of these code cells (a kernel's input history, say),
+    by the same rules as a notebook file's."""
+    return _extract(list(sources), name)
+
+
+def _extract(cells: list[str | None], name: str) -> str:
+    """``cells``: each code cell's source, None for another kind of cell."""
+    parts = [f"{HEADER}{name}: the code cells, IPython syntax removed, "
              "top-level code that runs the tutorial skipped."]
     futures: list[str] = []
     keeper = _Filter()
-    for number, cell in enumerate(notebook.get("cells", []), start=1):
-        if cell.get("cell_type") != "code":
+    for number, source in enumerate(cells, start=1):
+        if source is None:
             continue
-        source = cell.get("source", "")
-        if isinstance(source, list):
-            source = "".join(source)
-        cleaned = _clean_cell(str(source))
+        cleaned = _clean_cell(source)
         if cleaned is None:
-            kept = "\n".join("# " + line for line in str(source).splitlines())
+            kept = "\n".join("# " + line for line in source.splitlines())
             parts.append(f"# %% cell {number} (removed: not a Python cell)\n{kept}")
         else:
             lines = _skip_top_level(cleaned, keeper).splitlines()
