@@ -15,10 +15,11 @@ ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export TF_ENABLE_ONEDNN_OPTS ?= 0
 
-.PHONY: help venv grade run clean
+.PHONY: help venv grade watch run clean
 
 help:
 	@echo "make grade [SUBMISSION=path]   grade a submission (default: $(SUBMISSION))"
+	@echo "make watch [SUBMISSION=path]   grade it again each time it is saved (Ctrl-C to stop)"
 	@echo "make run [RUN=path] [ARGS=..]  run the tutorial end to end (default: $(RUN))"
 # instructor:begin
 	@echo "make test                      run the test suite (make test-fast: the tier without TensorFlow)"
@@ -42,6 +43,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 # Only 2 (nothing could be graded) fails the target.
 grade: $(STAMP)
 	@$(PY) -m grader check $(SUBMISSION) $(ARGS) || test $$? -eq 1
+
+watch: $(STAMP)
+	@$(PY) -m grader watch $(SUBMISSION) $(ARGS)
 
 run: $(STAMP)
 	$(PY) $(RUN) $(ARGS)

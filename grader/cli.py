@@ -1,4 +1,4 @@
-"""The command line: ``python -m grader check|calibrate|bundle|gradescope|batch ...``.
+"""The command line: ``python -m grader check|watch|calibrate|bundle|gradescope|batch ...``.
 
 Exit status: 0 full marks, 1 points lost, 2 usage error, bad rubric or any
 other grader fault ("ungradable": never reported as a score of zero).
@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
                             "present) or public (the student's self-check)")
     check.add_argument("--isolation", choices=("auto", "full", "basic"), default="auto")
     check.add_argument("--output", type=Path, help="write the report here instead of stdout")
+
+    watch = sub.add_parser("watch", help="grade a submission again each time it is saved "
+                                         "(TensorFlow stays warm between grades)")
+    watch.add_argument("file", type=Path)
+    watch.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    watch.add_argument("--checks", choices=("all", "public"), default=None)
+    watch.add_argument("--isolation", choices=("auto", "full", "basic"), default="auto")
 
     cal = sub.add_parser("calibrate", help="run the reference over many seeds and suggest "
                                            "the model's accuracy threshold")
@@ -105,6 +112,23 @@ def run_check(args) -> int:
     else:
         sys.stdout.write(text)
     return report.exit_code
+
+
+def run_watch(args) -> int:
+    from .watch import Watcher
+    rubric = load_rubric(args.rubric)
+    checks = args.checks or default_checks()
+    visibilities = ("public", "hidden") if checks == "all" else ("public",)
+
+    def grade_once(path: Path) -> tuple[str, int]:
+        try:
+            report = engine.grade(path, rubric, visibilities, isolation=args.isolation)
+        except GraderError as exc:  # this save could not be graded; the next one may be
+            label = "usage error" if isinstance(exc, UsageError) else "ungradable"
+            return f"{label}: {exc}\n", exc.exit_code
+        return to_text(report), report.exit_code
+
+    return Watcher(args.file, args.rubric, grade_once).run()
 
 
 def run_calibrate(args) -> int:
@@ -186,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "check":
             return run_check(args)
+        if args.command == "watch":
+            return run_watch(args)
         if args.command == "calibrate":
             return run_calibrate(args)
         if args.command == "bundle":

@@ -4,7 +4,8 @@
 script and its notebook), the loader, the grader, the students' Makefile (the
 instructor blocks removed), the students' part of the README,
 ``docs/assignment.md``, the public part of the rubric, and the reference's
-outputs on the public inputs (``grader/expected/``).  No reference code, no hidden check, no hidden seed.
+outputs on the public inputs (``grader/expected/``).  No reference code, no hidden
+check, no hidden seed.
 
 ``gradescope_bundle``: ``setup.sh``, ``run_autograder`` and what they need;
 the whole rubric and the reference's outputs on every input.  The reference
