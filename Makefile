@@ -56,11 +56,12 @@ clean:
 # instructor:begin
 .PHONY: test test-fast bench calibrate student-bundle gradescope batch
 
-# Ray (batch --ray, its tests and its benchmark) on top of the rest.
+# Ray (batch --ray, its tests and its benchmark) and a Jupyter kernel (the notebook
+# tests) on top of the rest.
 RAY_STAMP := $(VENV)/.installed-ray
 
-$(RAY_STAMP): $(STAMP) requirements-ray.txt
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
+$(RAY_STAMP): $(STAMP) requirements-ray.txt requirements-notebook.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt -r requirements-notebook.txt
 	@touch $@
 
 test: $(RAY_STAMP)
