@@ -13,8 +13,9 @@ first. Entries that do not compile are left out: the kernel never ran them.
 Outside IPython the source is the only ``.ipynb`` of the working directory.
 
 The script is graded in a grading process of the grader's own
-(``grader/selfcheck_server.py``), never in the kernel: it is started by the
-first ``check`` and kept while the kernel lives, so that its zygote keeps
+(``grader/selfcheck_server.py``), never in the kernel: it is started when
+``check`` is imported in a kernel (else by the first ``check``;
+``GRADER_CHECK_PRESTART=0`` waits for the first ``check``) and kept while the kernel lives, so that its zygote keeps
 TensorFlow imported and each later ``check`` pays only for its items. Its
 children are sandboxed exactly as ``make grade``'s, and it, not the kernel,
 is their parent (the sandbox's clean-up of stray processes applies to its own
@@ -44,6 +45,7 @@ from pathlib import Path
 
 __all__ = ["SelfCheck", "SelfCheckError", "bundle_root", "check", "kernel_source"]
 
+PRESTART_VARIABLE = "GRADER_CHECK_PRESTART"   # 0: start the grading process at the first check
 TIMEOUT_SECONDS = 900.0   # a whole check(), model training included, on a loaded machine
 _lock = threading.Lock()
 _server: subprocess.Popen | None = None
@@ -146,6 +148,24 @@ def _stop() -> None:
 atexit.register(_stop)
 
 
+def _prestart() -> None:
+    """In a notebook's kernel, start the grading process as soon as ``check``
+    is imported, so that TensorFlow imports while the student works and the
+    first ``check`` finds it warm. Best effort: ``check`` starts it otherwise."""
+    global _server
+    try:
+        from IPython import get_ipython
+        shell = get_ipython()
+        if shell is None or not hasattr(shell, "kernel") \
+                or os.environ.get(PRESTART_VARIABLE) == "0":
+            return
+        with _lock:
+            if _server is None:
+                _server = _start(bundle_root())
+    except Exception:  # noqa: BLE001 - never break the import for a warm-up
+        return
+
+
 def _ask(request: dict, root: Path, timeout: float) -> dict:
     """One request to the grading process (started now if need be); its answer."""
     global _server
@@ -191,3 +211,6 @@ def check(question: str | None = None, *, timeout: float = TIMEOUT_SECONDS) -> S
     return SelfCheck(question, str(answer.get("text", "")), int(answer.get("exit_code", 2)),
                      answer.get("total"), answer.get("max_total"), answer.get("full_total"),
                      time.monotonic() - started)
+
+
+_prestart()

@@ -37,32 +37,47 @@ IDLE_SECONDS = 600.0
 MAX_REQUEST = 16 << 20
 
 
-def _answer(request: dict, rubric_path: Path) -> dict:
-    from . import engine
-    from .errors import GraderError, UsageError
-    from .report import to_text
-    from .rubric import load_rubric
+class _Grader:
+    """The rubric, its public plan and the reference's outputs on it, prepared
+    once (the zygote importing TensorFlow meanwhile), for every request."""
 
-    try:
-        rubric = load_rubric(rubric_path)
-        question = request.get("question")
-        if question is not None:
-            ids = [i.id for i in rubric.items]
-            if question not in ids:
-                raise UsageError(f"check({question!r}): no such question; "
-                                 f"try one of {', '.join(ids)}")
-            rubric = replace(rubric, items=(rubric.item(question),))
+    def __init__(self, rubric_path: Path) -> None:
+        from . import engine
+        from .rubric import load_rubric
+
+        self.rubric = load_rubric(rubric_path)
+        engine.prestart(self.rubric)
+        self.tasks = engine.plan(self.rubric, ("public",))
         with tempfile.TemporaryDirectory(prefix="grader-selfcheck-") as tmp:
-            script = Path(tmp) / rubric.submission_name
-            script.write_text(str(request["source"]), encoding="utf-8")
-            report = engine.grade(script, rubric, ("public",))
-        report = replace(report, submission=str(request.get("label") or "the notebook"),
-                         notes=())
-    except GraderError as exc:
-        label = "usage error" if isinstance(exc, UsageError) else "ungradable"
-        return {"text": f"{label}: {exc}\n", "exit_code": exc.exit_code}
-    return {"text": to_text(report), "exit_code": report.exit_code, "total": report.total,
-            "max_total": report.max_total, "full_total": report.full_total}
+            self.expected = engine.expected_outputs(self.rubric, self.tasks, Path(tmp))
+
+    def answer(self, request: dict) -> dict:
+        from . import engine
+        from .errors import GraderError, UsageError
+        from .report import to_text
+
+        try:
+            rubric, tasks = self.rubric, self.tasks
+            question = request.get("question")
+            if question is not None:
+                ids = [i.id for i in rubric.items]
+                if question not in ids:
+                    raise UsageError(f"check({question!r}): no such question; "
+                                     f"try one of {', '.join(ids)}")
+                rubric = replace(rubric, items=(rubric.item(question),))
+                tasks = [t for t in tasks if t.item.id == question]
+            with tempfile.TemporaryDirectory(prefix="grader-selfcheck-") as tmp:
+                script = Path(tmp) / rubric.submission_name
+                script.write_text(str(request["source"]), encoding="utf-8")
+                report = engine.grade(script, rubric, ("public",),
+                                      prepared=(tasks, self.expected))
+            report = replace(report, submission=str(request.get("label") or "the notebook"),
+                             notes=())
+        except GraderError as exc:
+            label = "usage error" if isinstance(exc, UsageError) else "ungradable"
+            return {"text": f"{label}: {exc}\n", "exit_code": exc.exit_code}
+        return {"text": to_text(report), "exit_code": report.exit_code, "total": report.total,
+                "max_total": report.max_total, "full_total": report.full_total}
 
 
 def serve(root: Path, idle: float = IDLE_SECONDS) -> int:
@@ -73,6 +88,11 @@ def serve(root: Path, idle: float = IDLE_SECONDS) -> int:
     os.dup2(2, 1)  # whatever else prints goes to stderr, never into an answer
     rubric_path = root / "rubric.yaml"
     known = grader_state(rubric_path)
+    from .errors import GraderError
+    try:
+        grader: _Grader | str = _Grader(rubric_path)
+    except GraderError as exc:  # said in answer to every request, as check would say it
+        grader = f"ungradable: {exc}\n"
     requests = sys.stdin.buffer
     while True:
         if not select.select([requests], [], [], idle)[0]:
@@ -84,9 +104,14 @@ def serve(root: Path, idle: float = IDLE_SECONDS) -> int:
             answer: dict = {"restart": True}
         else:
             try:
-                answer = _answer(json.loads(line), rubric_path)
+                request = json.loads(line)
+                answer = ({"text": grader, "exit_code": 2} if isinstance(grader, str)
+                          else grader.answer(request))
             except (ValueError, KeyError, TypeError) as exc:
                 answer = {"text": f"usage error: a malformed request ({exc})\n", "exit_code": 2}
+            except Exception as exc:  # a bug of ours: one line, and the server goes on
+                answer = {"text": f"ungradable: internal grader error: {type(exc).__name__}: "
+                                  f"{exc}\n", "exit_code": 2}
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
         if answer.get("restart"):
