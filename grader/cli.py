@@ -119,10 +119,15 @@ def run_watch(args) -> int:
     rubric = load_rubric(args.rubric)
     checks = args.checks or default_checks()
     visibilities = ("public", "hidden") if checks == "all" else ("public",)
+    engine.prestart(rubric)  # TensorFlow imports while the inputs are prepared, once
+    tasks = engine.plan(rubric, visibilities)
+    with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+        expected = engine.expected_outputs(rubric, tasks, Path(tmp))
 
     def grade_once(path: Path) -> tuple[str, int]:
         try:
-            report = engine.grade(path, rubric, visibilities, isolation=args.isolation)
+            report = engine.grade(path, rubric, visibilities, isolation=args.isolation,
+                                  prepared=(tasks, expected))
         except GraderError as exc:  # this save could not be graded; the next one may be
             label = "usage error" if isinstance(exc, UsageError) else "ungradable"
             return f"{label}: {exc}\n", exc.exit_code

@@ -133,16 +133,22 @@ def _start(root: Path) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def _stop() -> None:
+def _stop(grace: float = 10.0) -> None:
+    """End the grading process: it exits when its input closes (after the
+    grade it is running), or is terminated after ``grace`` seconds."""
     global _server
     server, _server = _server, None
     if server is not None and server.poll() is None:
         try:
-            server.stdin.close()     # it exits when its input closes
-            server.wait(10)
+            server.stdin.close()
+            server.wait(grace)
         except (OSError, subprocess.TimeoutExpired):
-            server.kill()
-            server.wait()
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 atexit.register(_stop)
@@ -204,8 +210,12 @@ def check(question: str | None = None, *, timeout: float = TIMEOUT_SECONDS) -> S
         root = bundle_root()
         source, label = kernel_source()
         with _lock:
-            answer = _ask({"source": source, "question": question, "label": label}, root,
-                          timeout)
+            try:
+                answer = _ask({"source": source, "question": question, "label": label}, root,
+                              timeout)
+            except BaseException:   # interrupted mid-grade: its answer would come late
+                _stop(grace=0.0)
+                raise
     except SelfCheckError as exc:  # one line in the notebook, not a traceback
         return SelfCheck(question, f"check: {exc}\n", 2, seconds=time.monotonic() - started)
     return SelfCheck(question, str(answer.get("text", "")), int(answer.get("exit_code", 2)),

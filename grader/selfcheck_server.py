@@ -105,6 +105,8 @@ def serve(root: Path, idle: float = IDLE_SECONDS) -> int:
         else:
             try:
                 request = json.loads(line)
+                if not isinstance(request, dict) or not isinstance(request.get("source"), str):
+                    raise ValueError('expected {"source": "...", "question": ...}')
                 answer = ({"text": grader, "exit_code": 2} if isinstance(grader, str)
                           else grader.answer(request))
             except (ValueError, KeyError, TypeError) as exc:

@@ -257,3 +257,34 @@ def _servers() -> list[int]:
         except OSError:
             continue
     return found
+
+
+@pytest.mark.tf
+def test_the_grading_process_answers_then_asks_for_a_restart_when_the_rubric_changes(tmp_path):
+    import json
+    rubric = tmp_path / "rubric.yaml"
+    rubric.write_text((ROOT / "rubric.yaml").read_text())
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "from grader.selfcheck_server import serve; sys.exit(serve(Path(sys.argv[1])))",
+         str(tmp_path)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, env=tutorial_env(tmp_path))
+    try:
+        def ask(request: dict) -> dict:
+            server.stdin.write((json.dumps(request) + "\n").encode())
+            server.stdin.flush()
+            return json.loads(server.stdout.readline())
+
+        answer = ask({"source": "x = 1\n", "question": "Q55"})
+        assert answer["exit_code"] == 2 and "no such question" in answer["text"]
+        answer = ask({"source": "", "question": "Q2", "label": "mine"})
+        assert answer["exit_code"] == 1 and answer["max_total"] == 5
+        assert "Grading mine" in answer["text"] and "Q2" in answer["text"]
+        assert ask({"source": 5})["text"].startswith("usage error: a malformed request")
+        rubric.write_text(rubric.read_text() + "\n# changed\n")
+        assert ask({"source": "x = 1\n", "question": "Q2"}) == {"restart": True}
+        assert server.wait(60) == 0      # and it has ended
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
