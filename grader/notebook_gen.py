@@ -27,7 +27,7 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["SECTION", "notebook_json", "main", "sections"]
+__all__ = ["SECTION", "generate", "main", "notebook_json", "sections"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = (("starter", "tensorflow_tutorial"), ("reference", "tensorflow_tutorial"))

@@ -10,7 +10,6 @@ kernel's history and how ``check`` finds its bundle and its source. The
 from __future__ import annotations
 
 import ast
-import os
 import re
 import subprocess
 import sys
@@ -154,17 +153,10 @@ def test_the_starter_notebook_grades_todo_and_the_reference_notebook_full_marks(
 def _kernel(nb, tmp_path: Path, timeout: int = 900):
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    env = tutorial_env(tmp_path)
-    env["TUTORIAL_STEPS"] = "60"
-    saved = dict(os.environ)
-    os.environ.update(env)  # the kernel inherits this process's environment
-    try:
-        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                         resources={"metadata": {"path": str(ROOT / "starter")}})
-        client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    env = dict(tutorial_env(tmp_path), TUTORIAL_STEPS="60")
+    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                     resources={"metadata": {"path": str(ROOT / "starter")}})
+    client.execute(env=env)
     return nb
 
 
@@ -288,3 +280,30 @@ def test_the_grading_process_answers_then_asks_for_a_restart_when_the_rubric_cha
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+@pytest.mark.tf
+def test_check_works_in_the_student_bundle_from_its_starter_folder(tmp_path):
+    import zipfile
+    from grader import distribute
+    bundle = distribute.student_bundle(tmp_path / "student.zip", ROOT / "rubric.yaml")
+    with zipfile.ZipFile(bundle) as z:
+        z.extractall(tmp_path / "unpacked")
+    folder = tmp_path / "unpacked" / "tensorflow-tutorial"
+    assert (folder / "starter" / "tensorflow_tutorial.ipynb").read_bytes() == \
+        (ROOT / "starter" / "tensorflow_tutorial.ipynb").read_bytes()
+    starter = nbformat.read(folder / "starter" / "tensorflow_tutorial.ipynb", as_version=4)
+    reference = nbformat.read(ROOT / "reference" / "tensorflow_tutorial.ipynb", as_version=4)
+    cost = next(s for s in _code(reference) if "def compute_cost" in s)
+    cells = [c.source for c in starter.cells[:5] if c.cell_type == "code"]
+    cells += [cost, "import grader\ngrader.__file__", 'check("Q5")']
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={
+        "metadata": {"path": str(folder / "starter")}})
+    client.execute(env=tutorial_env(tmp_path))
+    assert str(folder / "grader") in _shown(nb.cells[-2])   # the bundle's grader, not ours
+    shown = _shown(nb.cells[-1])
+    assert "public checks: 6 of 10 points can be checked here" in shown
+    assert "Total: 6/6" in shown
