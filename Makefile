@@ -19,10 +19,11 @@ ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export TF_ENABLE_ONEDNN_OPTS ?= 0
 
-.PHONY: help venv grade run clean
+.PHONY: help venv grade watch run clean
 
 help:
 	@echo "make grade [FILE] [Q=Q5]       grade a submission, or Q5 only (default: $(SUBMISSION))"
+	@echo "make watch [SUBMISSION=path]   grade it again each time it is saved (Ctrl-C to stop)"
 	@echo "make run [RUN=path] [ARGS=..]  run the tutorial end to end (default: $(RUN))"
 # instructor:begin
 	@echo "make test                      run the test suite (make test-fast: the tier without TensorFlow)"
@@ -51,6 +52,9 @@ grade: $(STAMP)
 $(GOAL_FILES):
 	@:
 
+watch: $(STAMP)
+	@$(PY) -m grader watch $(SUBMISSION) $(ARGS)
+
 run: $(STAMP)
 	$(PY) $(RUN) $(ARGS)
 
@@ -60,12 +64,12 @@ clean:
 # instructor:begin
 .PHONY: test test-fast bench calibrate student-bundle gradescope batch
 
-# Ray (requirements-ray.txt: batch --ray, its tests and its benchmark) on top of the rest,
-# for test, bench and batch ARGS=--ray only.
+# Ray (requirements-ray.txt: batch --ray, its tests and its benchmark) and a Jupyter
+# kernel (the notebook tests) on top of the rest, for test, bench and batch ARGS=--ray only.
 RAY_STAMP := $(VENV)/.installed-ray
 
-$(RAY_STAMP): $(STAMP) requirements-ray.txt
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
+$(RAY_STAMP): $(STAMP) requirements-ray.txt requirements-notebook.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt -r requirements-notebook.txt
 	@touch $@
 
 # The test tools (requirements-dev.txt: pytest, pytest-xdist, hypothesis) on top of the

@@ -24,6 +24,10 @@ rescore: ``python -m grader rescore`` of a class of 1,000 stored students
        unanswered items) after a change of one check's weight; target < 10 s.
 items: ``batch --items Q5`` (only Q5 runs again) against ``batch --force``
        (everything runs again) on the same class of 4 submissions.
+watch: ``python -m grader watch`` re-grading the reference after a save, against a
+       bare import timed in the same run (target <= 0.3x); ``check("Q5")`` in a
+       Jupyter kernel after its first call (target < 1 s), and its first call
+       (target: at most ``make grade``).
 ray:   the same 20 submissions with ``batch --ray --jobs 2`` (a local Ray instance
        started by the run, in a network namespace of its own: needs root and
        Ray) against local ``--jobs 2``; target: Ray's time within 15%.
@@ -35,6 +39,7 @@ machines are shared and noisy.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -468,10 +473,101 @@ def bench_items(repeat: int) -> bool:
     return items < force
 
 
+def _watch_lines(proc: subprocess.Popen, grade: int, timeout: float = 900) -> float:
+    """Seconds the watcher reports for grade number ``grade`` (its "-- graded in" line)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            sys.exit("bench: the watcher ended early")
+        if line.startswith("-- graded in ") and f"(grade {grade})" in line:
+            return float(line.split()[3])
+    sys.exit("bench: the watcher took too long")
+
+
+def bench_watch(repeat: int) -> bool:
+    """watch: re-grades vs a bare import; check("Q5") in a kernel, first and later calls."""
+    imports = [timed([PY, "-c", "import tensorflow"])[0] for _ in range(repeat)]
+    grade = ["make", "-s", "--no-print-directory", "grade",
+             "SUBMISSION=reference/tensorflow_tutorial.py", "ARGS=--checks public"]
+    timed(grade)  # the expected values cached, as after the first grade
+    grades = [timed(grade)[0] for _ in range(repeat)]
+    with tempfile.TemporaryDirectory(prefix="bench-watch-") as tmp:
+        path = Path(tmp) / "tensorflow_tutorial.py"
+        path.write_text((ROOT / "reference" / "tensorflow_tutorial.py").read_text())
+        proc = subprocess.Popen([PY, "-m", "grader", "watch", str(path), "--checks", "public"],
+                                cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
+                                stderr=subprocess.DEVNULL)
+        try:
+            first = _watch_lines(proc, 1)
+            regrades, latencies = [], []
+            for n in range(repeat):
+                saved = time.monotonic()
+                path.write_text(path.read_text() + f"# save {n}\n")
+                regrades.append(_watch_lines(proc, n + 2))
+                latencies.append(time.monotonic() - saved)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    kernel = _kernel_checks(repeat)
+    bare, regrade = statistics.median(imports), statistics.median(regrades)
+    later, make_grade = statistics.median(kernel["later"]), statistics.median(grades)
+    print("\nwatch: a re-grade with TensorFlow warm vs a bare TensorFlow import (same run)")
+    print(f"  {IMPORT:<34} median {bare:6.2f} s   (runs: {', '.join(f'{v:.2f}' for v in imports)})")
+    print(f"  make grade (reference, public)     median {make_grade:6.2f} s")
+    print(f"  watch: first grade {first:.2f} s; re-grade median {regrade:.2f} s (runs: "
+          f"{', '.join(f'{v:.2f}' for v in regrades)}); save to report "
+          f"{statistics.median(latencies):.2f} s (poll and debounce included)")
+    print(f"  check(\"Q5\") in a kernel: first {kernel['first']:.2f} s (just after the import; "
+          f"after a warm-up: {kernel['warmed']:.2f} s), later median {later:.2f} s "
+          f"(runs: {', '.join(f'{v:.2f}' for v in kernel['later'])})")
+    ratio = regrade / bare
+    ok = ratio <= 0.3 and later < 1.0 and kernel["first"] <= make_grade
+    print(f"  ratio: re-grade {ratio:.2f}x the import (target <= 0.3x); later check "
+          f"{later:.2f} s (target < 1 s); first check {kernel['first']:.2f} s vs make grade "
+          f"{make_grade:.2f} s (target: at most) {'OK' if ok else 'OVER TARGET'}")
+    return ok
+
+
+# Times check("Q5") in a kernel: as soon as it is imported, then again and again.
+_KERNEL_TIMING = """\
+import json, time
+from grader import check
+def _timed():
+    start = time.perf_counter()
+    result = check("Q5")
+    assert result.exit_code == 0, result.text
+    return time.perf_counter() - start
+first = _timed()
+later = [_timed() for _ in range({repeat})]
+print("TIMES", json.dumps({{"first": first, "later": later}}))
+"""
+
+
+def _kernel_checks(repeat: int) -> dict:
+    import nbclient
+    import nbformat
+    reference = nbformat.read(ROOT / "reference" / "tensorflow_tutorial.ipynb", as_version=4)
+    cells = [c.source for c in reference.cells[:3] if c.cell_type == "code"]
+    cost = next(c.source for c in reference.cells if "def compute_cost" in c.source)
+    times = {}
+    for name, wait in (("cold", ""), ("warm", "time.sleep(20)\n")):
+        code = _KERNEL_TIMING.format(repeat=repeat).replace("first = _timed()",
+                                                           wait + "first = _timed()")
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c)
+                                             for c in [*cells, cost, code]])
+        nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={
+            "metadata": {"path": str(ROOT / "starter")}}).execute()
+        text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+        times[name] = json.loads(text.split("TIMES", 1)[1])
+    return {"first": times["cold"]["first"], "warmed": times["warm"]["first"],
+            "later": times["cold"]["later"] + times["warm"]["later"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("grade", "parent", "tests", "batch", "rescore",
-                                           "items", "ray"))
+                                           "items", "ray", "watch"))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     ok = True
@@ -489,6 +585,8 @@ def main() -> int:
         ok &= bench_items(max(1, args.repeat - 1))
     if args.only in (None, "ray"):
         ok &= bench_ray(max(1, args.repeat - 2))
+    if args.only in (None, "watch"):
+        ok &= bench_watch(args.repeat)
     return 0 if ok else 1
 
 

@@ -6,6 +6,10 @@ The public surface, for code that grades without the command line::
     report = grade(Path("tensorflow_tutorial.py"), load_rubric(Path("rubric.yaml")))
     print(report.total, [(q.id, q.score) for q in report.questions])
 
+In a notebook, ``from grader import check`` then ``check("Q5")`` grades the
+kernel's current functions on Q5's public checks, in a grading process of
+its own (``grader/selfcheck.py``).
+
 ``grade`` raises a ``GraderError`` (exit status 2 on the command line) for
 anything that is not the student's doing: a rubric that does not validate,
 a reference that fails, a sandbox that cannot start. The names are loaded on
@@ -17,9 +21,10 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["GraderError", "Report", "grade", "load_rubric"]
+__all__ = ["GraderError", "Report", "check", "grade", "load_rubric"]
 
-_WHERE = {"grade": "engine", "load_rubric": "rubric", "Report": "report", "GraderError": "errors"}
+_WHERE = {"grade": "engine", "load_rubric": "rubric", "Report": "report", "GraderError": "errors",
+          "check": "selfcheck"}
 
 
 def __getattr__(name: str):

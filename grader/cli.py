@@ -1,4 +1,4 @@
-"""The command line: ``python -m grader check|calibrate|bundle|gradescope|batch|rescore ...``.
+"""The command line: ``python -m grader check|watch|calibrate|bundle|gradescope|batch|rescore ...``.
 
 Exit status: 0 full marks, 1 points lost, 2 usage error, bad rubric or any
 other grader fault ("ungradable": never reported as a score of zero).
@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-STUDENT_COMMANDS = ("check",)
+STUDENT_COMMANDS = ("check", "watch")
 
 
 def _parser(instructor: bool | None = None) -> argparse.ArgumentParser:
@@ -71,6 +71,13 @@ def _parser(instructor: bool | None = None) -> argparse.ArgumentParser:
                             "elsewhere) or not at all")
     check.add_argument("--verbose", "-v", action="store_true",
                        help="also say how the grade ran (isolation, start-up)")
+
+    watch = command("watch", "grade a submission again each time it is saved "
+                             "(TensorFlow stays warm between grades)")
+    watch.add_argument("file", type=Path)
+    watch.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    watch.add_argument("--checks", choices=("all", "public"), default=None)
+    watch.add_argument("--isolation", choices=("auto", "full", "basic"), default="auto")
 
     cal = command("calibrate", "run the reference over many seeds and suggest "
                                "the model's accuracy threshold")
@@ -183,6 +190,28 @@ def run_check(args) -> int:
     return report.exit_code
 
 
+def run_watch(args) -> int:
+    from .watch import Watcher
+    rubric = load_rubric(args.rubric)
+    checks = args.checks or default_checks()
+    visibilities = ("public", "hidden") if checks == "all" else ("public",)
+    engine.prestart(rubric)  # TensorFlow imports while the inputs are prepared, once
+    tasks = engine.plan(rubric, visibilities)
+    with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+        expected = engine.expected_outputs(rubric, tasks, Path(tmp))
+
+    def grade_once(path: Path) -> tuple[str, int]:
+        try:
+            report = engine.grade(path, rubric, visibilities, isolation=args.isolation,
+                                  prepared=(tasks, expected))
+        except GraderError as exc:  # this save could not be graded; the next one may be
+            label = "usage error" if isinstance(exc, UsageError) else "ungradable"
+            return f"{label}: {exc}\n", exc.exit_code
+        return to_text(report), report.exit_code
+
+    return Watcher(args.file, args.rubric, grade_once).run()
+
+
 def run_calibrate(args) -> int:
     rubric = load_rubric(args.rubric)
     try:
@@ -265,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "check":
             return run_check(args)
+        if args.command == "watch":
+            return run_watch(args)
         if args.command == "calibrate":
             return run_calibrate(args)
         if args.command == "bundle":

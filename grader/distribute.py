@@ -1,12 +1,12 @@
 """Publishing the assignment: the student bundle and the Gradescope autograder.
 
-``student_bundle``: one folder, ``tensorflow-tutorial/``, with the starter, the
-loader, the grader, the students' Makefile (the instructor blocks removed),
-the students' part of the README, ``docs/assignment.md`` and
-``docs/students.md``, the public part of the rubric, the runtime's requirements
-only (no test tool), and the
-reference's outputs on the public inputs (``grader/expected/``).  No
-reference code, no hidden check, no hidden seed, no grading key.
+``student_bundle``: one folder, ``tensorflow-tutorial/``, with the starter (the
+script and its notebook), the loader, the grader, the students' Makefile (the
+instructor blocks removed), the students' part of the README,
+``docs/assignment.md`` and ``docs/students.md``, the public part of the rubric,
+the runtime's requirements only (no test tool), and the reference's outputs on
+the public inputs (``grader/expected/``).  No reference code, no hidden check, no
+hidden seed, no grading key.
 
 ``gradescope_bundle``: ``setup.sh``, ``run_autograder`` and what they need;
 the whole rubric, its grading key (``keys.py``: the hidden inputs are derived
@@ -150,7 +150,8 @@ def student_bundle(out: Path, rubric_path: Path) -> Path:
         public_path = Path(tmp) / "rubric.yaml"
         public_path.write_text(yaml.safe_dump(data, sort_keys=False))
         _copy_common(tree, data, rubric_path, ("public",))
-        shutil.copy2(ROOT / "starter" / "tensorflow_tutorial.py", tree / "starter")
+        for name in ("tensorflow_tutorial.py", "tensorflow_tutorial.ipynb"):
+            shutil.copy2(ROOT / "starter" / name, tree / "starter")
         (tree / "Makefile").write_text(student_makefile((ROOT / "Makefile").read_text()))
         (tree / "README.md").write_text(_student_readme())
         (tree / "docs").mkdir()

@@ -93,7 +93,7 @@ def test_the_students_makefile_offers_only_what_students_can_run(student):
                          timeout=60, env=ENV)
     assert run.returncode == 0, run.stderr
     targets = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("make ")]
-    assert targets == ["grade", "run"]
+    assert targets == ["grade", "watch", "run"]
     assert "default: starter/tensorflow_tutorial.py" in run.stdout.splitlines()[1]
     assert "reference" not in run.stdout
     for target in ("test", "bench", "gradescope", "student-bundle", "calibrate", "batch"):
@@ -109,6 +109,7 @@ def test_the_student_bundle_holds_nothing_of_the_reference(student):
     files = {p.relative_to(student).as_posix(): p for p in student.rglob("*")
              if p.is_file() and ".venv" not in p.parts}
     assert "starter/tensorflow_tutorial.py" in files and "starter/mnist_loader.py" in files
+    assert "starter/tensorflow_tutorial.ipynb" in files
     assert "Makefile" in files and "README.md" in files and "grader/cli.py" in files
     for link in re.findall(r"\]\(([^)#:]+)\)", files["README.md"].read_text()):
         assert link in files, f"the students' README links to {link}, not in the bundle"
