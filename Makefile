@@ -59,14 +59,21 @@ $(RAY_STAMP): $(STAMP) requirements-ray.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
 	@touch $@
 
-test: $(RAY_STAMP)
+# The similarity report of a class (batch), on top of the rest.
+SIM_STAMP := $(VENV)/.installed-similarity
+
+$(SIM_STAMP): $(STAMP) requirements-similarity.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-similarity.txt
+	@touch $@
+
+test: $(RAY_STAMP) $(SIM_STAMP)
 	$(PY) -m pytest -q -n 2 tests
 
 # The tier without TensorFlow: checks, diagnoses, reports, rubric, channel, loader.
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(SIM_STAMP)
 	$(PY) -m pytest -q -m "not tf" tests
 
-bench: $(RAY_STAMP)
+bench: $(RAY_STAMP) $(SIM_STAMP)
 	$(PY) bench/bench.py
 
 calibrate: $(STAMP)
@@ -78,7 +85,7 @@ student-bundle: $(STAMP)
 gradescope: $(STAMP)
 	$(PY) -m grader bundle gradescope
 
-batch: $(STAMP) $(if $(findstring --ray,$(ARGS)),$(RAY_STAMP))
+batch: $(STAMP) $(SIM_STAMP) $(if $(findstring --ray,$(ARGS)),$(RAY_STAMP))
 	@test -n "$(SRC)" && test -n "$(OUT)" || \
 		{ echo "usage: make batch SRC=folder-or-zip OUT=folder [ARGS='--jobs N --force']" >&2; exit 2; }
 	$(PY) -m grader batch "$(SRC)" --out "$(OUT)" $(ARGS)

@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         pass
     else:
         add_arguments(sub.add_parser("batch", help="grade a whole class"))
+        sim = sub.add_parser("similarity", help="rank the pairs of a graded class by similar "
+                                                "code and shared wrong behaviour")
+        sim.add_argument("out", type=Path, metavar="DIR", help="a folder batch wrote")
+        sim.add_argument("--threshold", type=float, default=None,
+                         help="flag pairs at or over this score (default 0.6)")
     return parser
 
 
@@ -192,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_bundle(args)
         if args.command == "gradescope":
             return run_gradescope(args)
+        if args.command == "similarity":
+            from .batch.similarity import run_command
+            return run_command(args.out, args.threshold)
         from .batch import run_batch
         return run_batch(args)
     except GraderError as exc:

@@ -220,7 +220,12 @@ def render_png(report: dict) -> bytes:
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em}
-th{background:#f3f3f3}td.n{text-align:right}img{max-width:100%}.warn{color:#b71c1c}"""
+th{background:#f3f3f3}td.n{text-align:right}img{max-width:100%}.warn{color:#b71c1c}
+table.code td{vertical-align:top;width:50%}table.code pre{white-space:pre-wrap;font-size:80%}
+mark{background:#ffe082}"""
+# where batch's similarity section goes (grader/batch/similarity.py fills it in)
+SIMILARITY_BEGIN, SIMILARITY_END = "<!--similarity:begin-->", "<!--similarity:end-->"
+SIMILARITY_SLOT = SIMILARITY_BEGIN + SIMILARITY_END
 
 
 def _e(text: object) -> str:
@@ -275,6 +280,7 @@ def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
                              f"<td class='n'>{m['percent']:g}%</td>"
                              f"<td>{e(', '.join(m['students']))}</td></tr>")
             parts.append("</table>")
+    parts.append(SIMILARITY_SLOT)
     parts.append("<h2>Gradebook</h2><table><tr><th>student</th>"
                  + "".join(f"<th>{e(i)}</th>" for i in ids)
                  + "<th>total</th><th>status</th><th>feedback</th></tr>")

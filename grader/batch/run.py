@@ -74,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, default=2, metavar="N",
                         help="with --ray: times a grade is retried when its Ray worker or node "
                              "dies (default: 2); then the row is ungradable")
+    parser.add_argument("--no-similarity", dest="similarity", action="store_false",
+                        help="do not compare the class's submissions (integrity.csv and the "
+                             "Similarity section of summary.html)")
     parser.add_argument("--lms", choices=("canvas",), default=None,
                         help="also write the LMS's gradebook import: canvas_import.csv "
                              "(rows with a Canvas user id; the column is the rubric's assignment)")
@@ -205,6 +208,8 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
                                    "graded_now": len(todo) if not interrupted else None,
                                    "unchanged": reused, "jobs": jobs})
     summary.write_all(out, report, output.students, rubric)
+    if getattr(args, "similarity", True) and not interrupted:
+        _similarity(out)
     counts = report["counts"]
     written = ["gradebook.csv"] + (["canvas_import.csv"] if output.lms == "canvas" else [])
     print("batch: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
@@ -215,6 +220,19 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
               file=sys.stderr)
         return 130
     return 1 if counts.get(RowStatus.UNGRADABLE) else 0
+
+
+def _similarity(out: Path) -> None:
+    """integrity.csv and summary.html's Similarity section, on the driver, from what is stored."""
+    from . import similarity
+    if not similarity.available():   # the grades stand without it
+        print(f"batch: similarity not compared: {similarity.MISSING}", file=sys.stderr)
+        return
+    started = time.monotonic()
+    pairs, _ = similarity.run(out)
+    flagged = sum(p.score >= similarity.DEFAULT_THRESHOLD for p in pairs)
+    print(f"batch: similarity: {flagged} pair(s) at or over {similarity.DEFAULT_THRESHOLD:g} "
+          f"in {out / 'integrity.csv'} ({time.monotonic() - started:.1f} s)", file=sys.stderr)
 
 
 def _grade_todo(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, output: Output,
