@@ -45,7 +45,8 @@ _LISTED = 0.2                # pairs under this score are not written to integri
 _MAX_REPORT_BYTES = 4 * 2**20
 # what each kind of shared fact weighs when two students alone share it
 MISSING = "copydetect is not installed (pip install -r requirements-similarity.txt)"
-_STRENGTH = {"value": 0.6, "message": 0.35, "error": 0.3, "combination": 0.5}
+_STRENGTH = {"value": 0.45, "message": 0.35, "error": 0.3, "combination": 0.5}
+_MAX_MEASUREMENT_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,10 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def report_facts(report: dict) -> list[Fact]:
-    """The behaviour a report records that a copy would repeat: its failures, never a pass."""
+def report_facts(report: dict, measured: bool = False) -> list[Fact]:
+    """The behaviour a report records that a copy would repeat: its failures, never a pass.
+    ``measured``: the values themselves are compared (:func:`measured_facts`), so a failed
+    check's message, which shows them, adds nothing."""
     facts: list[Fact] = []
     mistakes: list[tuple[str, str]] = []
     for q in report.get("questions") or []:
@@ -102,8 +105,9 @@ def report_facts(report: dict) -> list[Fact]:
             status, name = c.get("status"), clean_line(c.get("name", ""))[:80]
             message = clean_line(c.get("message", ""))[:500]
             if status == "failed" and not c.get("generic"):
-                facts.append(Fact("message", _digest(item, name, message),
-                                  f"the same failed {item} check '{name}': {message[:120]}"))
+                if not measured:
+                    facts.append(Fact("message", _digest(item, name, message),
+                                      f"the same failed {item} check '{name}': {message[:120]}"))
                 named = clean_line(c.get("hint") if c.get("visibility") == "public" else message)
                 if named:
                     mistakes.append((item, named[:200]))
@@ -115,6 +119,71 @@ def report_facts(report: dict) -> list[Fact]:
         facts.append(Fact("combination", _digest(combination),
                           f"the same {len(combination)} named mistakes ("
                           + ", ".join(i for i, _ in combination) + ")"))
+    return facts
+
+
+def _quantised(array: np.ndarray) -> bytes:
+    """An array's values to about four significant digits (floats), as bytes to hash: equal
+    for the outputs of one code on one input, whatever the last bits."""
+    a = np.asarray(array)
+    if a.dtype.kind != "f":
+        return a.dtype.str.encode() + repr(a.shape).encode() + a.tobytes()
+    mantissa, exponent = np.frexp(np.nan_to_num(a.astype(np.float64), posinf=1e300, neginf=-1e300))
+    return repr(a.shape).encode() + np.round(mantissa * 4096).astype(np.int64).tobytes() \
+        + exponent.astype(np.int64).tobytes()
+
+
+def _same_as(got, expected) -> bool:
+    """Whether a student's output is the reference's (every array, within a small tolerance)."""
+    if set(got.arrays) != set(expected.arrays):
+        return False
+    for name, ref in expected.arrays.items():
+        mine = got.arrays[name]
+        if np.shape(mine) != np.shape(ref):
+            return False
+        try:
+            if not np.allclose(mine, ref, rtol=1e-3, atol=1e-4, equal_nan=True):
+                return False
+        except TypeError:
+            if not np.array_equal(mine, ref):
+                return False
+    return True
+
+
+def measured_facts(out: Path, students: list[str]) -> dict[str, list[Fact]]:
+    """From the measurements batch stored: per item, the values a student's code returned on
+    the grader's inputs where they are not the reference's (a right value is no evidence).
+    Nothing when the reference's own measurements are not stored beside them."""
+    from ..ledger import LedgerError, read_measurements
+
+    try:
+        _, reference = read_measurements(out / "measurements" / "reference.results",
+                                         _MAX_MEASUREMENT_BYTES)
+    except LedgerError:
+        return {}
+    facts: dict[str, list[Fact]] = {}
+    for student in students:
+        try:
+            _, outputs = read_measurements(out / "measurements" / "students" / f"{student}.results",
+                                           _MAX_MEASUREMENT_BYTES)
+        except LedgerError:
+            continue
+        by_item: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for task, (_, got) in sorted(outputs.items()):
+            expected = reference.get(task, (None, None))[1]
+            if not got.ok or not got.arrays or expected is None or _same_as(got, expected):
+                continue
+            digest = hashlib.sha256()
+            for name in sorted(got.arrays):
+                digest.update(name.encode() + b"\0" + _quantised(got.arrays[name]))
+            by_item[task.rsplit("-", 1)[0]].append((task, digest.hexdigest()))
+        facts[student] = [
+            Fact("value", _digest(item, found),
+                 f"the same {item} values, not the reference's, on "
+                 + (f"all {len(found)} of the grader's inputs" if len(found) > 1
+                    else "the grader's input") + " (" + ", ".join(
+                     t.rsplit("-", 1)[1] for t, _ in found) + ")")
+            for item, found in sorted(by_item.items())]
     return facts
 
 
@@ -181,8 +250,7 @@ def _behaviour_pairs(facts: list[list[Fact]], cap: int
     return result
 
 
-def compare_class(out: Path, given: list[Path], extra_facts: dict[str, list[Fact]] | None = None,
-                  workers: int | None = None) -> tuple[list[Pair], dict[str, str]]:
+def compare_class(out: Path, given: list[Path], workers: int | None = None) -> tuple[list[Pair], dict[str, str]]:
     """The ranked pairs of a batch's DIR ``out`` (its scored students), and the students whose
     code could not be compared, with why.  ``given``: the starter, loader and reference."""
     state = _read_json(out / "state.json") or {}
@@ -203,8 +271,10 @@ def compare_class(out: Path, given: list[Path], extra_facts: dict[str, list[Fact
             not_compared[s] = "its file is too large or could not be tokenised"
     cap = common_cap(len(students))
     code = _code_pairs([prints.get(s) for s in students], cap)
-    facts = [report_facts(_read_json(out / "reports" / f"{s}.json") or {})
-             + (extra_facts or {}).get(s, []) for s in students]
+    measured = measured_facts(out, students)
+    facts = [report_facts(_read_json(out / "reports" / f"{s}.json") or {},
+                          measured=bool(measured.get(s)))
+             + measured.get(s, []) for s in students]
     behaviour = _behaviour_pairs(facts, cap)
     pairs = []
     for key in sorted(set(code) | set(behaviour)):
