@@ -21,6 +21,11 @@ tests: the same slice of the test suite (the corpus's real solutions, with
        before; ``TEST_GRADE=process``); target: the warm way >= 30% shorter.
 similarity: ``python -m grader similarity`` over a synthetic class of 2,000 built
        from the corpus (bench/similarity_class.py); target under a minute.
+rescore: ``python -m grader rescore`` of a class of 1,000 stored students
+       (measurements synthesised from the reference's outputs, a quarter with
+       unanswered items) after a change of one check's weight; target < 10 s.
+items: ``batch --items Q5`` (only Q5 runs again) against ``batch --force``
+       (everything runs again) on the same class of 4 submissions.
 ray:   the same 20 submissions with ``batch --ray --jobs 2`` (a local Ray instance
        started by the run, in a network namespace of its own: needs root and
        Ray) against local ``--jobs 2``; target: Ray's time within 15%.
@@ -375,10 +380,115 @@ def bench_similarity(repeat: int) -> bool:
     return ok
 
 
+def _changed_weight(tmp: Path) -> Path:
+    import yaml
+    data = yaml.safe_load((ROOT / "rubric.yaml").read_text())
+    q5 = next(q for q in data["questions"] if q["id"] == "Q5")
+    q5["checks"][0]["weight"] = q5["checks"][0].get("weight", 1) * 3
+    path = tmp / "rubric-weight.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _stored_class(out: Path, n: int) -> None:
+    """DIR as batch leaves it for n students, their measurements synthesised: the
+    reference's outputs, a quarter of them with Q3 and Q9 unanswered (the starter's)."""
+    sys.path.insert(0, str(ROOT))
+    from grader import engine, ledger
+    from grader.batch.discovery import Submission
+    from grader.batch.grading import Outcome
+    from grader.batch.state import Output, resume_key
+    from grader.outcome import ProbeOutput
+    from grader.report import Report
+    from grader.rubric import load_rubric
+    rubric = load_rubric(ROOT / "rubric.yaml")
+    visibilities = ("public", "hidden")
+    context = ledger.measurement_base(rubric, "auto")
+    output = Output(out, rubric, context)
+    output.options.update(isolation="auto", visibilities=list(visibilities))
+    tasks = engine.plan(rubric, visibilities)
+    output.plan(tasks, ledger.task_keys(context, tasks), visibilities)
+    with tempfile.TemporaryDirectory(prefix="bench-ref-") as tmp:
+        os.chmod(tmp, 0o711)
+        expected = engine.expected_outputs(rubric, tasks, Path(tmp))
+    output.set_reference(expected)
+    starter = ProbeOutput.failure("error", "NotImplementedError: YOUR CODE HERE", unanswered=True)
+    facts = {"problem": "", "extracted": False, "isolation": "full", "confinement": "",
+             "startup": "zygote"}
+    placeholder = Report("x", 0.0, 0.0, (), "full", "all", 0.0, "x", "y")
+    for i in range(n):
+        name = f"student{i:04d}"
+        graded = f"# {name}\n".encode()
+        (output.graded / f"{name}.py").write_bytes(graded)
+        got = {t.id: starter if i % 4 == 3 and t.item.id in ("Q3", "Q9") else expected[t.id]
+               for t in tasks}
+        output.record(Submission(name, f"{name}.py", output.graded / f"{name}.py"),
+                      resume_key(graded, context),
+                      Outcome(placeholder, "", 1.0, {"got": got, "facts": facts}))
+    output.finish()
+
+
+def bench_rescore(repeat: int) -> bool:
+    n = 1000
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        out = Path(tmp) / "out"
+        started = time.perf_counter()
+        _stored_class(out, n)
+        stored = time.perf_counter() - started
+        rubric = _changed_weight(Path(tmp))
+        walls = []
+        for _ in range(repeat):
+            wall, rss, code = timed([PY, "-m", "grader", "rescore", str(out), "--rubric",
+                                     str(rubric)])
+            if code != 0:
+                sys.exit(f"bench: rescore failed with exit code {code}")
+            walls.append((wall, rss))
+        size = sum(f.stat().st_size for f in (out / "measurements").rglob("*") if f.is_file())
+    wall = statistics.median(w for w, _ in walls)
+    ok = wall < 10
+    print(f"\nrescore: {n} stored students ({size / 2**20:.0f} MiB of measurements, written in "
+          f"{stored:.1f} s), Q5's first check weighted 3x")
+    print(f"  rescore   median {wall:6.2f} s = {1000 * wall / n:.1f} ms per student   peak RSS "
+          f"{max(r for _, r in walls):4.0f} MiB   (runs: "
+          + ", ".join(f"{w:.1f} s" for w, _ in walls) + f")   target < 10 s "
+          f"{'OK' if ok else 'OFF TARGET'}")
+    return ok
+
+
+def bench_items(repeat: int) -> bool:
+    n = 4
+    samples: dict[str, list[float]] = {"--items Q5": [], "--force": []}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        src = tmp_src = Path(tmp) / "src"
+        tmp_src.mkdir()
+        files = [ROOT / "reference" / "tensorflow_tutorial.py",
+                 ROOT / "starter" / "tensorflow_tutorial.py"]
+        for i in range(n):
+            shutil.copyfile(files[i % 4 == 3], src / f"student{i:02d}.py")
+        out = Path(tmp) / "out"
+        base = [PY, "-m", "grader", "batch", str(src), "--out", str(out), "--jobs", "2"]
+        if timed(base)[2] not in (0, 1):
+            sys.exit("bench: the first batch failed")
+        for _ in range(repeat):
+            for label in samples:
+                wall, _, code = timed(base + label.split())
+                if code not in (0, 1):
+                    sys.exit(f"bench: batch {label} failed with exit code {code}")
+                samples[label].append(wall)
+    items, force = (statistics.median(samples[k]) for k in samples)
+    print(f"\nitems: batch --items Q5 against batch --force, {n} submissions (3 the reference, "
+          "1 the starter), --jobs 2")
+    for label, values in samples.items():
+        print(f"  {label:<11} median {statistics.median(values):6.2f} s   (runs: "
+              + ", ".join(f"{v:.1f} s" for v in values) + ")")
+    print(f"  --items Q5 takes {items / force:.2f}x the time of --force")
+    return items < force
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("grade", "parent", "tests", "batch", "ray",
-                                           "similarity"))
+    parser.add_argument("--only", choices=("grade", "parent", "tests", "batch", "rescore",
+                                           "items", "ray", "similarity"))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     ok = True
@@ -390,6 +500,10 @@ def main() -> int:
         ok &= bench_tests(max(1, args.repeat - 1))
     if args.only in (None, "batch"):
         ok &= bench_batch(max(1, args.repeat - 2))
+    if args.only in (None, "rescore"):
+        ok &= bench_rescore(args.repeat)
+    if args.only in (None, "items"):
+        ok &= bench_items(max(1, args.repeat - 1))
     if args.only in (None, "ray"):
         ok &= bench_ray(max(1, args.repeat - 2))
     if args.only in (None, "similarity"):

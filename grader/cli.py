@@ -1,4 +1,4 @@
-"""The command line: ``python -m grader check|calibrate|bundle|gradescope|batch ...``.
+"""The command line: ``python -m grader check|calibrate|bundle|gradescope|batch|rescore ...``.
 
 Exit status: 0 full marks, 1 points lost, 2 usage error, bad rubric or any
 other grader fault ("ungradable": never reported as a score of zero).
@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
         pass
     else:
         add_arguments(sub.add_parser("batch", help="grade a whole class"))
+        from .batch.rescore import add_arguments as add_rescore
+        add_rescore(sub.add_parser("rescore", help="score a graded class again from its stored "
+                                                   "results (no submission runs)"))
         sim = sub.add_parser("similarity", help="rank the pairs of a graded class by similar "
                                                 "code and shared wrong behaviour")
         sim.add_argument("out", type=Path, metavar="DIR", help="a folder batch wrote")
@@ -197,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_bundle(args)
         if args.command == "gradescope":
             return run_gradescope(args)
+        if args.command == "rescore":
+            from .batch.rescore import run_rescore
+            return run_rescore(args)
         if args.command == "similarity":
             from .batch.similarity import run_command
             return run_command(args.out, args.threshold)

@@ -15,7 +15,6 @@ The names other modules use are re-exported here.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 import tempfile
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from .outcome import ProbeOutput
 from .plan import Task, child_seed, plan, planned_seed
 from .report import ERROR, Report
 from .rubric import Rubric
-from .scoring import _as_cells, _import_error, score_item
+from .scoring import build_report, score_item
 from .supervise import Probed, probe, run_probes
 
 __all__ = ["CACHE_DIR", "EXPECTED_DIR", "GRADER_VERSION", "LOADER_PATH", "PACKAGE_DIR",
@@ -75,7 +74,7 @@ def _as_script(submission: Path, folder: Path, rubric: Rubric) -> tuple[Path, st
 
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),
           isolation: str = "auto", prepared: tuple[list[Task], dict] | None = None,
-          startup: str | None = None) -> Report:
+          startup: str | None = None, keep: dict | None = None) -> Report:
     """Grade one file; raises GraderError (exit 2) for anything that is not the student's.
 
     ``prepared``: the plan of ``rubric`` for ``visibilities`` and the reference's
@@ -85,6 +84,9 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
 
     ``startup`` (default: ``$GRADER_STARTUP``, else ``auto``) says how the
     sandboxed children start; see :func:`probe`. The report says which was used.
+
+    ``keep``: a dict that receives the measurements the report is scored from
+    (the plan, each task's output, the reference's, and the facts of the run).
     """
     if not submission.is_file():
         raise UsageError(f"{submission}: no such file")
@@ -110,21 +112,11 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
                            startup=startup)
             got, level, confinement, started = (probed.results, probed.level,
                                                 probed.confinement, probed.startup)
-    questions = tuple(score_item(item, [t for t in tasks if t.item is item], got, expected, rubric)
-                      for item in rubric.items)
-    from .notebook import relocate, skipped
-    questions = tuple(replace(q, expects=item.expects) for q, item in zip(questions, rubric.items))
-    import_error = _import_error(got, problem)
-    notes: tuple[str, ...] = ()
-    if extracted:
-        questions = tuple(_as_cells(q, extracted, rubric.submission_name) for q in questions)
-        import_error = relocate(import_error, extracted, rubric.submission_name)
-        notes = tuple(skipped(extracted))
-    complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
-    checks_run = "all" if complete else "public"
-    return Report(submission=str(submission), total=round(sum(q.score for q in questions), 6),
-                  max_total=round(sum(q.max_score for q in questions), 6), questions=questions,
-                  isolation=level, checks_run=checks_run, full_total=rubric.full_total,
-                  grader_version=GRADER_VERSION, rubric_digest=rubric.digest[:16],
-                  confinement=confinement, import_error=import_error, notes=notes,
-                  startup=started)
+    if keep is not None:   # what batch stores, to rescore without running anything
+        keep.update(tasks=tasks, got=got, expected=expected, problem=problem,
+                    extracted=bool(extracted), isolation=level, confinement=confinement,
+                    startup=started)
+    return build_report(rubric, tasks, got, expected, visibilities=visibilities,
+                        submission=str(submission), problem=problem, extracted=extracted,
+                        isolation=level, confinement=confinement, startup=started,
+                        version=GRADER_VERSION)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,25 @@ class Item:
 
 
 @dataclass(frozen=True)
+class LatePolicy:
+    """``late_policy`` of rubric.yaml: a share of the raw score lost per day or hour late."""
+
+    due: datetime                 # timezone-aware (UTC when the rubric gives none)
+    penalty_percent: float        # of the raw score, per unit started after the grace period
+    per: str = "day"              # "day" or "hour"
+    grace_minutes: float = 0.0
+    max_percent: float = 100.0    # the cap
+    extensions: Path | None = None  # a CSV: student,extra_hours
+
+    @property
+    def unit_hours(self) -> float:
+        return 24.0 if self.per == "day" else 1.0
+
+
+LATE_UNITS = ("day", "hour")
+
+
+@dataclass(frozen=True)
 class Rubric:
     path: Path
     assignment: str
@@ -82,6 +102,7 @@ class Rubric:
     items: tuple[Item, ...]
     digest: str
     gradescope_hidden_visibility: str = "after_published"
+    late_policy: LatePolicy | None = None
 
     @property
     def max_total(self) -> float:
@@ -275,6 +296,52 @@ def _validate_item(problems: _Problems, raw: Any, path: str) -> Item | None:
                 hidden_points=float(hidden_points), expects=" ".join(expects.split()))
 
 
+def _as_due(value: Any) -> datetime | None:
+    try:
+        when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _validate_late_policy(problems: _Problems, raw: Any, path: Path) -> LatePolicy | None:
+    """``late_policy``: due, penalty_percent and per required; grace_minutes, max_percent
+    and extensions (a CSV beside the rubric) optional."""
+    if raw is None:
+        return None
+    if not problems.mapping(raw, "late_policy"):
+        return None
+    due = None
+    if "due" not in raw:
+        problems.add("late_policy.due", "is missing: a date and time, e.g. 2026-12-01T23:59:00+00:00")
+    else:
+        due = _as_due(raw["due"])
+        if due is None:
+            problems.add("late_policy.due", f"{raw['due']!r} is not a date and time "
+                                            "(e.g. 2026-12-01T23:59:00+00:00)")
+    penalty = problems.typed(raw, "penalty_percent", (int, float), "late_policy")
+    per = raw.get("per", "day")
+    problems.among(per, LATE_UNITS, "late_policy.per")
+    grace = problems.typed(raw, "grace_minutes", (int, float), "late_policy", required=False)
+    cap = problems.typed(raw, "max_percent", (int, float), "late_policy", required=False)
+    for key, value in (("penalty_percent", penalty), ("grace_minutes", grace), ("max_percent", cap)):
+        if value is not None and value < 0:
+            problems.add(f"late_policy.{key}", f"{value!r} must not be negative")
+    for key, value in (("penalty_percent", penalty), ("max_percent", cap)):
+        if value is not None and value > 100:
+            problems.add(f"late_policy.{key}", f"{value!r} is more than 100 (a percent of the score)")
+    extensions = problems.typed(raw, "extensions", str, "late_policy", required=False)
+    for key in raw:
+        if key not in {"due", "penalty_percent", "per", "grace_minutes", "max_percent",
+                       "extensions"}:
+            problems.add(f"late_policy.{key}", "unknown key")
+    if due is None or penalty is None or per not in LATE_UNITS:
+        return None
+    return LatePolicy(due=due, penalty_percent=float(penalty), per=per,
+                      grace_minutes=float(grace or 0), max_percent=float(100 if cap is None else cap),
+                      extensions=(path.parent / extensions) if extensions else None)
+
+
 def parse_rubric(data: Any, path: Path, text: str = "") -> Rubric:
     """Validate already-parsed YAML; raises RubricError listing every problem."""
     problems = _Problems(path.name)
@@ -317,9 +384,10 @@ def parse_rubric(data: Any, path: Path, text: str = "") -> Rubric:
     gs_visibility = data.get("gradescope_hidden_visibility", "after_published")
     if gs_visibility not in GRADESCOPE_VISIBILITIES:
         problems.add("gradescope_hidden_visibility", one_of(gs_visibility, GRADESCOPE_VISIBILITIES))
+    late_policy = _validate_late_policy(problems, data.get("late_policy"), path)
     for key in data:
         if key not in {"assignment", "submission_name", "seed", "public_seed", "tolerances",
-                       "limits", "questions", "gradescope_hidden_visibility"}:
+                       "limits", "questions", "gradescope_hidden_visibility", "late_policy"}:
             problems.add(key, "unknown key")
     if problems.items:
         raise RubricError("\n".join(problems.items))
@@ -328,7 +396,7 @@ def parse_rubric(data: Any, path: Path, text: str = "") -> Rubric:
                   submission_name=str(data.get("submission_name", "tensorflow_tutorial.py")),
                   seed=seed, public_seed=public_seed, tolerances=dict(tolerances),
                   limits=dict(limits), items=tuple(items), digest=digest,
-                  gradescope_hidden_visibility=gs_visibility)
+                  gradescope_hidden_visibility=gs_visibility, late_policy=late_policy)
 
 
 def load_rubric(path: str | Path) -> Rubric:

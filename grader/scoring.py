@@ -13,12 +13,57 @@ from .errors import UngradableError
 from .outcome import ProbeOutput
 from .plan import Task
 from .probes import PROBES
-from .report import ERROR, FAILED, HIDDEN_FAILED, PASSED, PENDING, CheckResult, QuestionResult
+from .report import (ERROR, FAILED, HIDDEN_FAILED, PASSED, PENDING, CheckResult, QuestionResult,
+                     Report)
 from .rubric import Item, Rubric
 
 
+def build_report(rubric: Rubric, tasks: list[Task], got: dict, expected: dict, *,
+                 visibilities: tuple[str, ...], submission: str, problem: str = "",
+                 extracted: str = "", isolation: str = "", confinement: str = "",
+                 startup: str = "", version: str = "", verdicts: dict | None = None,
+                 keys: dict[str, str] | None = None) -> Report:
+    """The report of one submission from what its probes returned (``got``, by task id):
+    every item scored, a notebook's lines mapped back to its cells (``extracted``: the
+    script graded), the import error said once.  ``engine.grade`` builds its report here,
+    and a rescore builds the same report from stored results.
+
+    ``verdicts`` (with ``keys``, each task's measurement key): the checks' verdicts on
+    these outputs, reused where a check, the tolerances and the task are unchanged
+    (a change of points or weights needs no check to run again), added to otherwise."""
+    from dataclasses import replace
+    from .notebook import relocate, skipped
+    questions = tuple(replace(score_item(item, [t for t in tasks if t.item is item], got,
+                                         expected, rubric, verdicts, keys), expects=item.expects)
+                      for item in rubric.items)
+    import_error = _import_error(got, problem)
+    notes: tuple[str, ...] = ()
+    if extracted:
+        questions = tuple(_as_cells(q, extracted, rubric.submission_name) for q in questions)
+        import_error = relocate(import_error, extracted, rubric.submission_name)
+        notes = tuple(skipped(extracted))
+    complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
+    return Report(submission=submission, total=round(sum(q.score for q in questions), 6),
+                  max_total=round(sum(q.max_score for q in questions), 6), questions=questions,
+                  isolation=isolation, checks_run="all" if complete else "public",
+                  full_total=rubric.full_total, grader_version=version,
+                  rubric_digest=rubric.digest[:16], confinement=confinement,
+                  import_error=import_error, notes=notes, startup=startup)
+
+
+def verdict_key(item: Item, spec, task_key: str, rubric: Rubric) -> str:
+    """What a check's verdict depends on: the check (but its weight), the tolerances and
+    the task's measurement key."""
+    import hashlib
+    import json
+    own = {k: v for k, v in spec.spec.items() if k != "weight"}
+    return hashlib.sha256(json.dumps([item.id, own, rubric.tolerances, task_key], sort_keys=True,
+                                     default=str).encode()).hexdigest()[:24]
+
+
 def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
-               rubric: Rubric) -> QuestionResult:
+               rubric: Rubric, verdicts: dict | None = None,
+               keys: dict[str, str] | None = None) -> QuestionResult:
     total_weight = sum(c.weight for c in item.checks)
     by_vis = {t.visibility: t for t in tasks}
     declared = PROBES[item.probe]
@@ -34,7 +79,13 @@ def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,
                                        out.message, _error_hint(out), out.traceback,
                                        failure=out.status, unanswered=out.unanswered))
             continue
-        verdict = _run_check(item, spec, task, out, expected.get(task.id), rubric)
+        memo = verdict_key(item, spec, keys[task.id], rubric) \
+            if verdicts is not None and keys and task.id in keys else None
+        verdict = verdicts.get(memo) if memo is not None else None
+        if verdict is None:
+            verdict = _run_check(item, spec, task, out, expected.get(task.id), rubric)
+            if memo is not None:
+                verdicts[memo] = verdict
         hidden = spec.visibility == "hidden"
         if verdict.pending:
             status, score = PENDING, 0.0

@@ -11,31 +11,25 @@ import csv
 import html
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
 from urllib.parse import quote
 
+from . import lms
 from .files import write_atomic
+from .lms import CANVAS_FIXED, fmt
 from .outcome import RowStatus
-from .report import clean, clean_line
+from .report import clean
 from .rubric import Rubric
 
-__all__ = ["build", "canvas_csv", "fmt", "gradebook_csv", "write_all"]
+__all__ = ["CANVAS_FIXED", "build", "canvas_csv", "fmt", "gradebook_csv", "write_all"]
 
 PNG_NAME = "score_distribution.png"
 COMMON_MISTAKES = 5          # per question, in summary.html and summary.json
-CANVAS_FIXED = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def fmt(x: float | None) -> str:
-    """A score as the gradebook writes it: up to 6 decimals, no trailing zeros."""
-    if x is None:
-        return ""
-    text = f"{float(x):.6f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
 def _scored(entry: dict) -> bool:
@@ -43,59 +37,56 @@ def _scored(entry: dict) -> bool:
     return RowStatus(entry["status"]).scored
 
 
-def _text_cell(text: object) -> str:
-    """Student-controlled text as a CSV cell: one clean line that no spreadsheet runs."""
-    text = clean_line(text)
-    return "'" + text if text.startswith(_FORMULA) else text
+_text_cell = lms.text_cell
+
+
+def _cells(values) -> str:
+    return "; ".join(clean(v).replace("\n", " ") for v in values or [])
+
+
+GRADEBOOK_EXTRA = ("raw", "penalty", "hours_late", "pending", "overrides", "review", "flags")
 
 
 def gradebook_csv(item_ids: list[str], students: dict[str, dict]) -> str:
-    """``student,user_id,late,source,<item ids>,total,status``: one row per student.
+    """``student,user_id,late,source,<item ids>,total,status,raw,penalty,hours_late,pending,
+    overrides,review,flags``: one row per student.
 
     ``user_id``: the Canvas user id, or Gradescope's submitter id (else email);
     empty for plain files.  ``late``: true/false from the export.  ``source``: the
-    file graded, relative to SRC.
+    file graded, relative to SRC.  An item still pending (graded by hand) is an
+    empty cell, and so is the total until it is graded.  ``raw`` is the total
+    before the late penalty (``penalty`` points, ``hours_late`` after the due date
+    and extension); ``overrides``: items scored by hand over an automatic score;
+    ``review``: overrides whose automatic score changed since; ``flags``: what
+    the grader flagged.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student", "user_id", "late", "source", *item_ids, "total", "status"])
+    writer.writerow(["student", "user_id", "late", "source", *item_ids, "total", "status",
+                     *GRADEBOOK_EXTRA])
     for name in sorted(students):
         entry = students[name]
         info = entry.get("info") or {}
         scores = entry.get("scores") or {}
         scored = _scored(entry)
         writer.writerow([_text_cell(name), _text_cell(info.get("user_id", "")),
-                         "true" if info.get("late") else "false",
+                         "true" if info.get("late") or entry.get("hours_late") else "false",
                          _text_cell(entry.get("source", "")),
                          *(fmt(scores.get(i)) if scored else "" for i in item_ids),
-                         fmt(entry.get("total")) if scored else "", entry.get("status", "")])
+                         fmt(entry.get("total")) if scored else "", entry.get("status", ""),
+                         fmt(entry.get("raw")) if scored else "",
+                         fmt(entry.get("penalty")) if scored and entry.get("penalty") else "",
+                         fmt(entry.get("hours_late")) if entry.get("hours_late") else "",
+                         " ".join(entry.get("pending") or []),
+                         " ".join(entry.get("overrides") or []),
+                         " ".join(entry.get("review") or []),
+                         _text_cell(_cells(entry.get("flags")))])
     return buffer.getvalue()
 
 
-def canvas_csv(rubric: Rubric, students: dict[str, dict]) -> str:
-    """What Canvas's gradebook import (Grades > Import) reads: ``Student, ID, SIS User ID,
-    SIS Login ID, Section`` and one assignment column named as the rubric's assignment,
-    a ``Points Possible`` row, then one row per student with a Canvas user id.
-
-    Canvas matches rows by ``ID`` (the user id of the export's file names); an
-    empty score (not graded) leaves that student's grade as it is.
-    """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    column = _text_cell(rubric.assignment or "Assignment")
-    writer.writerow([*CANVAS_FIXED, column])
-    writer.writerow(["Points Possible", "", "", "", "", fmt(rubric.max_total)])
-    rows = []
-    for name, entry in students.items():
-        info = entry.get("info") or {}
-        user_id = str(info.get("canvas_user_id", ""))
-        if not user_id:
-            continue
-        scored = _scored(entry)
-        rows.append([_text_cell(info.get("name", name)), _text_cell(user_id), "", "", "",
-                     fmt(entry.get("total")) if scored else ""])
-    writer.writerows(sorted(rows, key=lambda r: (r[0].lower(), r[1])))
-    return buffer.getvalue()
+def canvas_csv(rubric: Rubric, students: dict[str, dict], column: str | None = None) -> str:
+    """Canvas's gradebook import (``lms.canvas_csv``)."""
+    return lms.canvas_csv(rubric, students, column)
 
 
 def _stats(values: list[float], max_score: float) -> dict:
@@ -114,21 +105,40 @@ def _stats(values: list[float], max_score: float) -> dict:
                           "counts": [int(c) for c in counts]}}
 
 
+def _follow_up(students: dict[str, dict]) -> dict[str, list[str]]:
+    """Who needs the instructor: late, pending items, overrides to review, flags."""
+    rows = sorted(students.items())
+    return {"late": [n for n, s in rows if (s.get("info") or {}).get("late") or s.get("hours_late")],
+            "pending": [n for n, s in rows if _scored(s) and s.get("pending")],
+            "overrides": [n for n, s in rows if s.get("overrides")],
+            "review": [n for n, s in rows if s.get("review")],
+            "flagged": [n for n, s in rows if s.get("flags")]}
+
+
 def build(rubric: Rubric, students: dict[str, dict], *, layout: str, ignored: list[dict],
           source: str, complete: bool, timing: dict) -> dict:
-    """summary.json: counts by status, statistics per item, what was skipped and why."""
+    """summary.json: counts by status, statistics per item, what was skipped and why.
+
+    ``scored`` counts the rows that carry a score (graded, import-error, timeout,
+    crashed): the chart and the statistics are over those, as the header says.
+    """
     scored = [s for s in students.values() if _scored(s)]
     counts: dict[str, int] = {}
     for entry in students.values():
         counts[entry["status"]] = counts.get(entry["status"], 0) + 1
     items = []
     for item in rubric.items:
-        values = [s["scores"][item.id] for s in scored if item.id in (s.get("scores") or {})]
+        values = [s["scores"][item.id] for s in scored
+                  if (s.get("scores") or {}).get(item.id) is not None]
         items.append({"id": item.id, "title": item.title, "max_score": item.points,
                       **_stats(values, item.points),
+                      "pending": sum(item.id in (s.get("pending") or []) for s in scored),
+                      "unanswered": sum(item.id in (s.get("unanswered") or []) for s in scored),
+                      "overrides": sum(item.id in (s.get("overrides") or []) for s in scored),
                       "common_mistakes": common_mistakes(item.id, students)})
+    totals = [s["total"] for s in scored if s.get("total") is not None]
     items.append({"id": "total", "title": "Total", "max_score": rubric.max_total,
-                  **_stats([s["total"] for s in scored], rubric.max_total)})
+                  **_stats(totals, rubric.max_total)})
     not_graded = [{"student": name, "source": s.get("source", ""), "status": s["status"],
                    "reason": s.get("reason", "")}
                   for name, s in sorted(students.items()) if not _scored(s)]
@@ -138,7 +148,7 @@ def build(rubric: Rubric, students: dict[str, dict], *, layout: str, ignored: li
     return {"assignment": rubric.assignment, "source": source, "layout": layout,
             "complete": complete, "students": len(students), "scored": len(scored),
             "counts": dict(sorted(counts.items())), "items": items, "not_graded": not_graded,
-            "import_errors": import_errors,
+            "import_errors": import_errors, "follow_up": _follow_up(students),
             "ignored": ignored, "timing": timing, "rubric": str(rubric.path),
             "rubric_digest": rubric.digest[:16]}
 
@@ -146,14 +156,24 @@ def build(rubric: Rubric, students: dict[str, dict], *, layout: str, ignored: li
 def common_mistakes(item_id: str, students: dict[str, dict],
                     limit: int = COMMON_MISTAKES) -> list[dict]:
     """The named mistakes most made on one item: ``mistake``, ``count``, ``percent`` of the
-    scored students, and the ``students`` who made it; most common first."""
+    scored students, and the ``students`` who made it; most common first.
+
+    One diagnosis is one row: its sentence may carry numbers that depend on the
+    inputs ("the cost is 16x ..."), and these are set aside (shown as N when they
+    differ).  An unanswered question (the starter untouched) is no mistake."""
     scored = {n: s for n, s in students.items() if _scored(s)}
     who: dict[str, list[str]] = {}
+    texts: dict[str, set[str]] = {}
     for name in sorted(scored):
+        if item_id in (scored[name].get("unanswered") or []):
+            continue
         for mistake in dict.fromkeys((scored[name].get("mistakes") or {}).get(item_id, [])):
-            who.setdefault(mistake, []).append(name)
+            key = _NUMBER.sub("N", mistake)
+            if name not in who.setdefault(key, []):
+                who[key].append(name)
+            texts.setdefault(key, set()).add(mistake)
     ranked = sorted(who.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:limit]
-    return [{"mistake": m, "count": len(names),
+    return [{"mistake": next(iter(texts[m])) if len(texts[m]) == 1 else m, "count": len(names),
              "percent": round(100.0 * len(names) / len(scored), 1), "students": names}
             for m, names in ranked]
 
@@ -167,7 +187,17 @@ def write_all(out: Path, report: dict, students: dict[str, dict], rubric: Rubric
     except ImportError:  # matplotlib missing: the rest still helps
         report["picture"] = None
     write_atomic(out / "summary.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(out / "summary.html", render_html(report, students, rubric))
+    write_atomic(out / "summary.html", render_html(report, students, rubric,
+                                                   _similarity_section(out)))
+
+
+def _similarity_section(out: Path) -> str:
+    try:
+        with open(out / SIMILARITY_SECTION, "rb") as f:
+            data = f.read(_MAX_SECTION_BYTES + 1)
+    except OSError:
+        return ""
+    return "" if len(data) > _MAX_SECTION_BYTES else data.decode("utf-8", errors="replace")
 
 
 def render_png(report: dict) -> bytes:
@@ -195,7 +225,7 @@ def render_png(report: dict) -> bytes:
             ax.text(101, y, f"mean {r['mean']:.3g}/{r['max_score']:g}", va="center", fontsize=8)
     ax.set_xlim(0, 130)
     ax.set_xticks([0, 25, 50, 75, 100])
-    ax.set_xlabel("% of graded students")
+    ax.set_xlabel("% of scored students")
     ax.legend(loc="lower center", bbox_to_anchor=(0.4, 1.0), ncol=3, fontsize=8, frameon=False)
     if total.get("count"):
         edges = total["histogram"]["edges"]
@@ -210,7 +240,7 @@ def render_png(report: dict) -> bytes:
     hist.yaxis.set_major_locator(MaxNLocator(integer=True))
     hist.set_xlabel(f"total (out of {total['max_score']:g})")
     hist.set_ylabel("students")
-    fig.suptitle(f"{report['assignment'] or 'Assignment'}: {report['scored']} graded of "
+    fig.suptitle(f"{report['assignment'] or 'Assignment'}: {report['scored']} scored of "
                  f"{report['students']} students; score per item (left), totals (right)")
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -224,8 +254,11 @@ th{background:#f3f3f3}td.n{text-align:right}img{max-width:100%}.warn{color:#b71c
 table.code td{vertical-align:top;width:50%}table.code pre{white-space:pre-wrap;font-size:80%}
 mark{background:#ffe082}"""
 # where batch's similarity section goes (grader/batch/similarity.py fills it in)
+# batch's Similarity section (grader/batch/similarity.py), kept in DIR so that a rescore
+# renders it again; read back bounded, as every file of DIR is
+SIMILARITY_SECTION = "integrity_section.html"
 SIMILARITY_BEGIN, SIMILARITY_END = "<!--similarity:begin-->", "<!--similarity:end-->"
-SIMILARITY_SLOT = SIMILARITY_BEGIN + SIMILARITY_END
+_MAX_SECTION_BYTES = 16 * 2**20
 
 
 def _e(text: object) -> str:
@@ -245,28 +278,59 @@ def _table(intro: str, columns: dict[str, str], rows: list[dict]) -> list[str]:
                     for r in rows), "</table>"]
 
 
-def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
+def _counts_line(report: dict) -> str:
+    """The header's counts, in the chart's terms: scored rows (by status), then the rest."""
+    counts = report["counts"]
+    scored = [(s, n) for s, n in counts.items() if RowStatus(s).scored]
+    other = [(s, n) for s, n in counts.items() if not RowStatus(s).scored]
+    line = (f"<p>{report['students']} students from <code>{_e(report['source'])}</code> "
+            f"({_e(report['layout'])} layout): {report['scored']} scored ("
+            + ", ".join(f"{n} {_e(s)}" for s, n in scored) + ")")
+    if other:
+        line += (f"; {sum(n for _, n in other)} not scored ("
+                 + ", ".join(f"{n} {_e(s)}" for s, n in other) + ")")
+    return line + ".</p>"
+
+
+def _follow_up_html(report: dict) -> list[str]:
+    follow = report.get("follow_up") or {}
+    labels = {"late": "late", "pending": "items pending (graded by hand)",
+              "overrides": "scores overridden by hand", "review": "overrides to review (the "
+              "automatic score changed since)", "flagged": "flagged"}
+    rows = [(labels[k], names) for k, names in follow.items() if k in labels and names]
+    if not rows:
+        return []
+    return (["<h2>Needs follow-up</h2><table><tr><th>what</th><th>students</th><th>who</th></tr>"]
+            + [f"<tr><td>{_e(label)}</td><td class='n'>{len(names)}</td>"
+               f"<td>{_e(', '.join(names))}</td></tr>" for label, names in rows] + ["</table>"])
+
+
+def render_html(report: dict, students: dict[str, dict], rubric: Rubric,
+                similarity: str = "") -> str:
+    """The page; ``similarity``: batch's Similarity section (HTML it rendered), placed
+    before the gradebook."""
     e = _e
     ids = [i.id for i in rubric.items]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(report['assignment'])}"
              f" - class summary</title><style>{_CSS}</style></head><body>",
              f"<h1>{e(report['assignment'] or 'Assignment')}: class summary</h1>",
-             f"<p>{report['students']} students from <code>{e(report['source'])}</code> "
-             f"({e(report['layout'])} layout): "
-             + ", ".join(f"{n} {e(s)}" for s, n in report["counts"].items()) + ".</p>"]
+             _counts_line(report)]
     if not report["complete"]:
         parts.append("<p class='warn'>The batch was interrupted: rows marked pending are not "
                      "graded yet; run it again to finish.</p>")
     if report.get("picture"):
         parts.append(f"<p><img src='{e(report['picture'])}' alt='score distribution per item'></p>")
     parts.append("<h2>Per item</h2><table><tr><th>item</th><th>title</th><th>max</th>"
-                 "<th>mean</th><th>median</th><th>full marks</th><th>zero</th></tr>")
+                 "<th>mean</th><th>median</th><th>full marks</th><th>zero</th><th>unanswered</th>"
+                 "<th>pending</th></tr>")
     for item in report["items"]:
         cells = [f"{item.get(k, ''):g}" if isinstance(item.get(k), (int, float)) else ""
-                 for k in ("max_score", "mean", "median", "full_marks", "zero")]
+                 for k in ("max_score", "mean", "median", "full_marks", "zero", "unanswered",
+                           "pending")]
         parts.append(f"<tr><td>{e(item['id'])}</td><td>{e(item['title'])}</td>"
                      + "".join(f"<td class='n'>{c}</td>" for c in cells) + "</tr>")
     parts.append("</table>")
+    parts += _follow_up_html(report)
     mistaken = [i for i in report["items"] if i.get("common_mistakes")]
     if mistaken:
         parts.append("<h2>Common mistakes</h2><p>The named mistakes most made on each question "
@@ -280,19 +344,30 @@ def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
                              f"<td class='n'>{m['percent']:g}%</td>"
                              f"<td>{e(', '.join(m['students']))}</td></tr>")
             parts.append("</table>")
-    parts.append(SIMILARITY_SLOT)
+    parts.append(SIMILARITY_BEGIN + similarity + SIMILARITY_END)
+    flags = any(s.get("flags") for s in students.values())
     parts.append("<h2>Gradebook</h2><table><tr><th>student</th>"
                  + "".join(f"<th>{e(i)}</th>" for i in ids)
-                 + "<th>total</th><th>status</th><th>feedback</th></tr>")
+                 + "<th>total</th><th>status</th><th>late</th><th>pending</th><th>overrides</th>"
+                 + ("<th>flags</th>" if flags else "") + "<th>feedback</th></tr>")
     for name in sorted(students):
         s = students[name]
         scored = _scored(s)
         scores = s.get("scores") or {}
+        late = ((f"{fmt(s['hours_late'])} h" if s.get("hours_late") else "yes")
+                + (f", -{fmt(s['penalty'])}" if s.get("penalty") else "")
+                if (s.get("info") or {}).get("late") or s.get("hours_late") else "")
+        review = [f"{i} (review)" for i in s.get("review") or []]
+        overrides = [i for i in s.get("overrides") or [] if i not in (s.get("review") or [])]
         parts.append(f"<tr><td>{e(name)}</td>"
                      + "".join(f"<td class='n'>{fmt(scores.get(i)) if scored else ''}</td>"
                                for i in ids)
                      + f"<td class='n'>{fmt(s.get('total')) if scored else ''}</td>"
-                     f"<td>{e(s['status'])}</td><td><a href='reports/{_href(name)}.txt'>text</a>"
+                     f"<td>{e(s['status'])}</td><td>{e(late)}</td>"
+                     f"<td>{e(' '.join(s.get('pending') or []))}</td>"
+                     f"<td>{e(', '.join(overrides + review))}</td>"
+                     + (f"<td>{e(_cells(s.get('flags')))}</td>" if flags else "")
+                     + f"<td><a href='reports/{_href(name)}.txt'>text</a>"
                      + (f" <a href='reports/{_href(name)}.json'>json</a>" if scored else "")
                      + "</td></tr>")
     parts.append("</table>")

@@ -33,7 +33,8 @@ REFERENCE = ROOT / "reference" / "tensorflow_tutorial.py"
 STARTER = ROOT / "starter" / "tensorflow_tutorial.py"
 RUBRIC = load_rubric(ROOT / "rubric.yaml")
 ITEMS = ["Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10", "Q11", "model"]
-HEADER = ["student", "user_id", "late", "source", *ITEMS, "total", "status"]
+EXTRA = ["raw", "penalty", "hours_late", "pending", "overrides", "review", "flags"]
+HEADER = ["student", "user_id", "late", "source", *ITEMS, "total", "status", *EXTRA]
 COST_MEAN = "return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=Y, logits=Z2))"
 HANGS = "import time\ntime.sleep(3600)\n"
 HOSTILE = """import os, sys
@@ -356,10 +357,14 @@ def test_gradebook_rows_and_number_format():
                 "a": {"status": "ungradable", "scores": {}, "total": None, "reason": "x"}}
     students["b"]["info"] = {"user_id": "101", "late": True}
     students["b"]["source"] = "b_LATE_101_9_tensorflow_tutorial.py"
+    students["b"].update(raw=35 / 3 + 1, penalty=1.0, hours_late=25.5, pending=["Q4"],
+                         overrides=["Q3"], flags=["=copied", "late"])
     text = summary.gradebook_csv(["Q2", "Q3"], students)
-    assert text == ("student,user_id,late,source,Q2,Q3,total,status\n"
-                    "a,,false,,,,,ungradable\n"
-                    "b,101,true,b_LATE_101_9_tensorflow_tutorial.py,5,6.666667,11.666667,graded\n")
+    assert text == ("student,user_id,late,source,Q2,Q3,total,status,raw,penalty,hours_late,"
+                    "pending,overrides,review,flags\n"
+                    "a,,false,,,,,ungradable,,,,,,,\n"
+                    "b,101,true,b_LATE_101_9_tensorflow_tutorial.py,5,6.7,11.7,graded,12.7,1,25.5,"
+                    "Q4,Q3,,'=copied; late\n")   # numbers as the report shows them
 
 
 def test_the_resume_key_changes_with_the_rubric(tmp_path):
@@ -389,7 +394,7 @@ def test_a_grader_fault_on_one_submission_is_ungradable_not_zero(tmp_path, monke
     from grader.errors import UngradableError
     from grader.report import Report
 
-    def fake_grade(path, rubric, visibilities, isolation="auto"):
+    def fake_grade(path, rubric, visibilities, isolation="auto", **_):
         if path.stem == "a":
             raise UngradableError("the sandbox cannot start: no free uid")
         if path.stem == "b":
@@ -426,7 +431,7 @@ def test_a_grader_fault_on_one_submission_is_ungradable_not_zero(tmp_path, monke
 
 def read_gradebook_with(out: Path, ids: list[str]) -> list[dict]:
     rows = list(csv.reader(io.StringIO((out / "gradebook.csv").read_text())))
-    assert rows[0] == ["student", "user_id", "late", "source", *ids, "total", "status"]
+    assert rows[0] == ["student", "user_id", "late", "source", *ids, "total", "status", *EXTRA]
     return [dict(zip(rows[0], r)) for r in rows[1:]]
 
 
@@ -471,7 +476,7 @@ def fake_report(path, import_error=""):
 
 
 def test_import_errors_canvas_import_and_common_mistakes(tmp_path, monkeypatch):
-    def fake_grade(path, rubric, visibilities, isolation="auto"):
+    def fake_grade(path, rubric, visibilities, isolation="auto", **_):
         text = path.read_text()
         return fake_report(path, "importing your file raised ModuleNotFoundError: No module named "
                                  "'seaborn'" if "seaborn" in text else "")

@@ -24,7 +24,8 @@ from ..outcome import RowStatus
 from ..rubric import Rubric
 from ..submission_file import PROVIDED, SOURCE_SUFFIXES, is_ignored, pick, plain_name, walk
 
-__all__ = ["Discovery", "Submission", "discover", "open_source", "row_names", "safe_name"]
+__all__ = ["Discovery", "Submission", "discover", "open_source", "restore_times", "row_names",
+           "safe_name"]
 
 MAX_SOURCE_BYTES = 32 * 2**20        # a submission file (notebooks carry their outputs)
 MAX_ZIP_MEMBERS = 20_000
@@ -86,23 +87,42 @@ def _gradescope(root: Path, rubric: Rubric, ignored: list[dict]) -> list[tuple]:
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not is_ignored(p)):
         entry = metadata.get(folder.name) if isinstance(metadata.get(folder.name), dict) else {}
-        people = [s for s in entry.get(":submitters", []) or [] if isinstance(s, dict)]
-        name = " & ".join(str(s.get(":name", "")).strip() for s in people).strip(" &")
-        info = {"submission": folder.name}
-        for key in ("sid", "email"):
-            values = [str(s[f":{key}"]) for s in people if s.get(f":{key}")]
-            if values:
-                info[key] = ", ".join(values)
-        if info.get("sid") or info.get("email"):
-            info["user_id"] = info.get("sid") or info["email"]
-        info["late"] = _gradescope_late(entry, metadata)
         path, status, reason = pick(walk(folder, root, ignored), rubric.submission_name, root)
         source = str(path.relative_to(root)) if path else folder.name + "/"
-        found.append((name or folder.name, source, path, status, reason, info))
+        for name, info in _gradescope_members(folder.name, entry, metadata):
+            found.append((name, source, path, status, reason, info))
     for path in sorted(p for p in root.iterdir() if p.is_file() and not is_ignored(p)):
         if path.name != "submission_metadata.yml":
             ignored.append({"path": path.name, "reason": "not a submission folder of the export"})
     return found
+
+
+def _gradescope_members(folder: str, entry: dict, metadata: dict) -> list[tuple[str, dict]]:
+    """(name, info) of each submitter of one Gradescope submission: a group's members each
+    get their own row (``group`` names the others), graded from the same file."""
+    people = [s for s in entry.get(":submitters", []) or [] if isinstance(s, dict)]
+    common = {"submission": folder, "late": _gradescope_late(entry, metadata)}
+    created = entry.get(":created_at")
+    try:
+        if created:
+            common["submitted_at"] = _as_time(created).isoformat()
+    except (TypeError, ValueError):
+        pass
+    if not people:
+        return [(folder, dict(common))]
+    names = [str(s.get(":name", "")).strip() for s in people]
+    members = []
+    for person, name in zip(people, names):
+        info = dict(common)
+        for key in ("sid", "email"):
+            if person.get(f":{key}"):
+                info[key] = str(person[f":{key}"])
+        if info.get("sid") or info.get("email"):
+            info["user_id"] = info.get("sid") or info["email"]
+        if len(people) > 1:
+            info["group"] = [n for n in names if n != name]
+        members.append((name or folder, info))
+    return members
 
 
 def _gradescope_late(entry: dict, metadata: dict) -> bool:
@@ -123,7 +143,8 @@ def _as_time(value) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def _canvas(files: list[Path], rubric: Rubric, root: Path) -> list[tuple]:
+def _canvas(files: list[Path], rubric: Rubric, root: Path, scratch: Path | None = None,
+            ignored: list[dict] | None = None) -> list[tuple]:
     groups: dict[tuple[str, str], list[Path]] = {}
     late: set[tuple[str, str]] = set()
     for path in files:
@@ -141,8 +162,71 @@ def _canvas(files: list[Path], rubric: Rubric, root: Path) -> list[tuple]:
         path = next((p for p in paths if renamed[p] == chosen), None) if chosen else None
         info = {"user_id": key[1], "canvas_user_id": key[1], "late": key in late}
         source = path.name if path else f"{key[0]}_{key[1]}_*"
+        uploads = [p for p in paths if p.suffix.lower() == ".zip"]
+        if path is None and uploads and scratch is not None:
+            path, status, reason, source = _canvas_upload(uploads, rubric, scratch / key[1],
+                                                          ignored if ignored is not None else [])
+            source = source or f"{key[0]}_{key[1]}_*"
+        # the file time counts only where Canvas flags the file late: an on-time file may
+        # have been copied since, and its time be the copy's
+        when = _file_time(path if path is not None and path.is_relative_to(root) else
+                          (uploads[0] if uploads else None)) if key in late else ""
+        if when:
+            info["submitted_at"] = when
         found.append((key[0], source, path, status, reason, info))
     return found
+
+
+def _file_time(path: Path | None) -> str:
+    """A file's modification time (an export's submission time), ISO in UTC; "" if none."""
+    try:
+        return datetime.fromtimestamp(os.lstat(path).st_mtime, timezone.utc).isoformat() \
+            if path is not None else ""
+    except OSError:
+        return ""
+
+
+def _canvas_upload(uploads: list[Path], rubric: Rubric, folder: Path,
+                   ignored: list[dict]) -> tuple[Path | None, RowStatus | None, str, str]:
+    """A student's uploaded .zip files, unpacked (``extract_zip``'s caps) into ``folder`` and
+    searched like a student's folder: (path, status, reason, source)."""
+    unpacked = []
+    for n, upload in enumerate(sorted(uploads)):
+        target = folder / str(n)
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            left_out = extract_zip(upload, target)
+        except UsageError as exc:
+            return (None, RowStatus.SKIPPED_NOT_PYTHON,
+                    f"{upload.name} cannot be unpacked: {str(exc).split(': ', 1)[-1][:200]}", "")
+        ignored += [{"path": f"{upload.name}:{i['path']}", "reason": i["reason"]} for i in left_out]
+        unpacked += [(upload, target, p) for p in walk(target, target)]
+    path, status, reason = pick([p for _, _, p in unpacked], rubric.submission_name, folder)
+    if path is None:
+        return None, status, f"in the uploaded zip: {reason}", ""
+    upload, target, _ = next(u for u in unpacked if u[2] == path)
+    return path, None, "", f"{upload.name}:{path.relative_to(target).as_posix()}"
+
+
+def restore_times(archive: Path, root: Path) -> None:
+    """Give the files unpacked from ``archive`` into ``root`` the times the archive records
+    (as UTC): an export's file times are its submission times."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()[:MAX_ZIP_MEMBERS]
+    except (OSError, zipfile.BadZipFile):
+        return
+    base = root.resolve()
+    for member in members:
+        target = base / member.filename.replace("\\", "/")
+        try:
+            if member.is_dir() or not target.resolve().is_relative_to(base) \
+                    or not stat.S_ISREG(os.lstat(target).st_mode):
+                continue
+            when = datetime(*member.date_time, tzinfo=timezone.utc).timestamp()
+            os.utime(target, (when, when), follow_symlinks=False)
+        except (OSError, ValueError):
+            continue
 
 
 def _unwrap(root: Path, rubric: Rubric) -> Path:
@@ -158,8 +242,12 @@ def _unwrap(root: Path, rubric: Rubric) -> Path:
     return entries[0]
 
 
-def discover(root: Path, rubric: Rubric, exclude: Path | None = None) -> Discovery:
-    """Every student entry under ``root`` (an unpacked SRC), in a stable order."""
+def discover(root: Path, rubric: Rubric, exclude: Path | None = None,
+             scratch: Path | None = None) -> Discovery:
+    """Every student entry under ``root`` (an unpacked SRC), in a stable order.
+
+    ``scratch``: where a Canvas student's uploaded .zip is unpacked (without it, an upload
+    that is only a zip is skipped as not Python)."""
     root = _unwrap(root, rubric)
     ignored: list[dict] = []
     found: list[tuple] = []
@@ -185,7 +273,7 @@ def discover(root: Path, rubric: Rubric, exclude: Path | None = None) -> Discove
         kinds = []
         if canvas and len(canvas) * 2 >= len(files):
             kinds.append("canvas")
-            found += _canvas(canvas, rubric, root)
+            found += _canvas(canvas, rubric, root, scratch, ignored)
             files = [p for p in files if p not in canvas]
         if files:
             kinds.append("files")
@@ -237,7 +325,9 @@ def open_source(src: Path, scratch: Path) -> tuple[Path, list[dict]]:
     if src.is_file() and zipfile.is_zipfile(src):
         root = scratch / "src"
         root.mkdir()
-        return root, extract_zip(src, root)
+        left_out = extract_zip(src, root)
+        restore_times(src, root)
+        return root, left_out
     raise UsageError(f"{src}: not a folder or a .zip file")
 
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .. import engine, sandbox, summary
+from .. import engine, ledger, sandbox, summary
 from ..defaults import DEFAULT_RUBRIC, default_checks
 from ..errors import UngradableError, UsageError
 from ..files import write_atomic
@@ -22,9 +22,9 @@ from ..rubric import Rubric, load_rubric
 from .discovery import Discovery, Submission, discover, open_source
 from .grading import MEMORY_PER_WORKER, grade_one
 from .progress import Interrupt, Progress, print_list
-from .state import MAX_GRADED_BYTES, Output, context_digest, graded_file, resume_key
+from .state import MAX_GRADED_BYTES, Output, graded_file, resume_key
 
-__all__ = ["add_arguments", "run_batch"]
+__all__ = ["add_arguments", "item_list", "run_batch", "write_summary"]
 
 _EPILOG = """\
 layouts of SRC (detected; they may be mixed):
@@ -34,10 +34,20 @@ layouts of SRC (detected; they may be mixed):
   canvas       <name>[_LATE]_<userid>_<submissionid>_<file>
   A .zip of any of them; a single folder wrapping everything is opened.
 
-DIR gets gradebook.csv (student,user_id,late,source,<items>,total,status),
-reports/<student>.json and .txt, submissions/<student>.py (the file graded),
+DIR gets gradebook.csv (student,user_id,late,source,<items>,total,status,raw,
+penalty,hours_late,pending,overrides,review,flags), reports/<student>.json and
+.txt, submissions/<student>.py (the file graded), measurements/ (what each
+score was computed from: `rescore DIR` scores it again with no new run),
+review/<item>.html and .csv for items graded by hand, feedback.zip,
 summary.json, score_distribution.png, summary.html, state.json, and with
 --lms canvas canvas_import.csv (Canvas: Grades > Import).
+
+A rerun runs again only what changed: a submission's new bytes, or the items
+whose inputs, probes or limits changed; a rubric change that needs no new
+run (points, weights, tolerances, thresholds) is a rescore of stored results.
+--items Q5,Q6 reruns those items for everyone; --only NAME... regrades those
+students; --force regrades everything. Manual scores (--manual FILE, columns
+student,item,points,comment) are kept in DIR/manual.json and survive them all.
 
 status: graded, import-error (the file does not import), timeout, crashed
 (scored), ungradable (a grader fault: no score),
@@ -80,6 +90,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lms", choices=("canvas",), default=None,
                         help="also write the LMS's gradebook import: canvas_import.csv "
                              "(rows with a Canvas user id; the column is the rubric's assignment)")
+    add_ledger_arguments(parser)
+    parser.add_argument("--items", type=item_list, action="extend", default=[], metavar="Q5,Q6",
+                        help="run these items again for every student, even if nothing changed "
+                             "(after SRC)")
+    parser.add_argument("--only", nargs="+", action="extend", default=[], metavar="NAME",
+                        help="regrade only these students (row names of gradebook.csv; after SRC)")
+
+
+def add_ledger_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options ``batch`` and ``rescore`` share: the manual layer and the LMS files."""
+    parser.add_argument("--manual", type=Path, metavar="FILE",
+                        help="merge manual scores and comments (CSV: student,item,points,comment; "
+                             "any item: an override); kept in DIR/manual.json for later runs")
+    parser.add_argument("--canvas-column", metavar="NAME",
+                        help="the assignment column of canvas_import.csv (default: the rubric's "
+                             "assignment); remembered in DIR")
+    parser.add_argument("--anonymise", action="store_true", default=None,
+                        help="review pages name students by an anonymous id (remembered in DIR)")
+
+
+def item_list(text: str) -> list[str]:
+    """``Q5,Q6`` as a list of item ids."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _cores() -> int:
@@ -141,22 +174,50 @@ def run_batch(args) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="grader-batch-") as scratch:
             root, left_out = open_source(args.src, Path(scratch))
-            found = discover(root, rubric, exclude=out)
+            uploads = Path(scratch) / "uploads"
+            uploads.mkdir()
+            found = discover(root, rubric, exclude=out, scratch=uploads)
             found.ignored[:0] = left_out
             return _run(args, rubric, visibilities, jobs, why_jobs, out, found)
     finally:
         os.close(fd)
 
 
+def _checked_items(args, rubric: Rubric) -> set[str]:
+    known = [i.id for i in rubric.items]
+    unknown = [i for i in args.items if i not in known]
+    if unknown:
+        raise UsageError(f"--items: {', '.join(unknown)} is not an item of the rubric "
+                         f"({', '.join(known)})")
+    return set(args.items)
+
+
 def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path,
          found: Discovery) -> int:
     started = time.monotonic()
-    context = context_digest(rubric, visibilities, args.isolation)
-    output = Output(out, rubric, context, getattr(args, "lms", None))
-    output.forget({s.student for s in found.submissions})
+    items = _checked_items(args, rubric)
+    only = set(getattr(args, "only", None) or [])
+    missing = sorted(only - {s.student for s in found.submissions})
+    if missing:
+        raise UsageError(f"--only: no student {', '.join(missing)} in {args.src}")
+    context = ledger.measurement_base(rubric, args.isolation)
+    output = Output(out, rubric, context, getattr(args, "lms", None),
+                    getattr(args, "canvas_column", None), getattr(args, "anonymise", None))
+    output.options.update(isolation=args.isolation, visibilities=list(visibilities))
+    if not only:
+        output.forget({s.student for s in found.submissions})
+    tasks = engine.plan(rubric, visibilities)
+    output.plan(tasks, ledger.task_keys(context, tasks), visibilities)
+    everything = [t.id for t in tasks]
     todo: list[tuple[Submission, str, Path]] = []
+    recompose: list[tuple[Submission, str, Path]] = []
     reused = 0
+    rerun_items: dict[str, int] = {}
     for sub in found.submissions:
+        if only and sub.student not in only:
+            if sub.student in output.students and output.students[sub.student]["status"].scored:
+                recompose.append((sub, "", Path()))
+            continue
         if sub.status is not None:
             output.record_skip(sub)
             continue
@@ -169,24 +230,55 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
         copy = output.graded / f"{sub.student}{suffix}"
         (output.graded / f"{sub.student}{'.py' if suffix == '.ipynb' else '.ipynb'}").unlink(
             missing_ok=True)
-        if not args.force and output.reusable(sub.student, key) and copy.is_file():
-            reused += 1
+        stale = everything if args.force or only else output.stale(sub.student, key)
+        if items and not args.force:
+            stale = [t.id for t in tasks if t.id in stale or t.item.id in items]
+        if not stale and copy.is_file() and copy.read_bytes() == graded:
+            output.students[sub.student].update(info=sub.info, source=sub.source)
+            recompose.append((sub, key, copy))
             continue
         if not copy.is_file() or copy.read_bytes() != graded:
             write_atomic(copy, graded)
+            stale = everything
         output.mark_pending(sub, key)
+        if len(stale) < len(everything):
+            output.partial[sub.student] = stale
+            for t in tasks:
+                if t.id in stale:
+                    rerun_items[t.item.id] = rerun_items.get(t.item.id, 0) + 1
         todo.append((sub, key, copy))
+    if getattr(args, "manual", None):
+        taken = output.merge_manual(args.manual)
+        print(f"batch: {taken} manual score(s) and comment(s) taken from {args.manual}",
+              file=sys.stderr)
+    print_list("manual:", output.warnings)
+    if todo or recompose:
+        _reference(output, rubric, tasks)
+    for sub, key, copy in recompose:   # unchanged measurements: scored again, no child
+        try:
+            output.recompose(sub.student)
+            reused += 1
+        except ledger.LedgerError as exc:
+            if not copy.name:   # left out by --only: it keeps its row
+                print(f"batch: {sub.student} keeps its row ({exc})", file=sys.stderr)
+                continue
+            output.mark_pending(sub, "")
+            todo.append((sub, key, copy))
     output.save()  # skips, and pending rows for what changed, before anything slow
     skipped = [(name, s) for name, s in sorted(output.students.items()) if s["status"].skipped]
     print(f"batch: {len(found.submissions)} students ({found.layout} layout): {len(todo)} to grade, "
           f"{reused} unchanged since graded, {len(skipped)} skipped"
           + (f", {len(found.ignored)} files ignored" if found.ignored else ""), file=sys.stderr)
+    if rerun_items:
+        print("batch: run again only for "
+              + ", ".join(f"{i} ({n} students)" for i, n in sorted(rerun_items.items())),
+              file=sys.stderr)
     print_list("skipped", [f"{name} ({s['source']}): {s['reason']}" for name, s in skipped])
     print_list("ignored", [f"{i['path']}: {i['reason']}" for i in found.ignored])
     if output.lms == "canvas":
         left = sorted(n for n, s in output.students.items() if not s.get("info", {}).get(
-            "canvas_user_id"))
-        print_list("not in canvas_import.csv (no Canvas user id)", left)
+            "canvas_user_id") and not s.get("info", {}).get("email"))
+        print_list("not in canvas_import.csv (no Canvas user id or email)", left)
     interrupted = False
     elapsed_grading = 0.0
     cluster = None
@@ -200,21 +292,12 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
     finally:
         if cluster is not None:
             cluster.close()
-    output.save()
-    report = summary.build(rubric, output.students, layout=found.layout, ignored=found.ignored,
-                           source=str(args.src), complete=not interrupted,
-                           timing={"seconds": round(time.monotonic() - started, 2),
-                                   "grading_seconds": round(elapsed_grading, 2),
-                                   "graded_now": len(todo) if not interrupted else None,
-                                   "unchanged": reused, "jobs": jobs})
-    summary.write_all(out, report, output.students, rubric)
-    if getattr(args, "similarity", True) and not interrupted:
-        _similarity(out)
-    counts = report["counts"]
-    written = ["gradebook.csv"] + (["canvas_import.csv"] if output.lms == "canvas" else [])
-    print("batch: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-          + f"; wrote {', '.join(str(out / w) for w in written)} and {out / 'summary.html'}",
-          file=sys.stderr)
+    _similarity(out, getattr(args, "similarity", True) and not interrupted)
+    counts = write_summary(output, found.layout, found.ignored, str(args.src), not interrupted,
+                           {"seconds": round(time.monotonic() - started, 2),
+                            "grading_seconds": round(elapsed_grading, 2),
+                            "graded_now": len(todo) if not interrupted else None,
+                            "unchanged": reused, "jobs": jobs})
     if interrupted:
         print("batch: interrupted; the gradebook holds what finished, a rerun goes on from there",
               file=sys.stderr)
@@ -222,10 +305,14 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
     return 1 if counts.get(RowStatus.UNGRADABLE) else 0
 
 
-def _similarity(out: Path) -> None:
+def _similarity(out: Path, wanted: bool) -> None:
     """integrity.csv and summary.html's Similarity section, on the driver, from what is stored."""
     from . import similarity
+    if not wanted:
+        similarity.forget(out)
+        return
     if not similarity.available():   # the grades stand without it
+        similarity.forget(out)
         print(f"batch: similarity not compared: {similarity.MISSING}", file=sys.stderr)
         return
     started = time.monotonic()
@@ -233,6 +320,33 @@ def _similarity(out: Path) -> None:
     flagged = sum(p.score >= similarity.DEFAULT_THRESHOLD for p in pairs)
     print(f"batch: similarity: {flagged} pair(s) at or over {similarity.DEFAULT_THRESHOLD:g} "
           f"in {out / 'integrity.csv'} ({time.monotonic() - started:.1f} s)", file=sys.stderr)
+
+
+def _reference(output: Output, rubric: Rubric, tasks: list) -> None:
+    """The reference's outputs: stored in DIR under the current keys, else the cache's
+    (or the reference run now)."""
+    expected = output.stored_reference()
+    if expected is None:
+        with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+            os.chmod(tmp, 0o711)
+            expected = engine.expected_outputs(rubric, tasks, Path(tmp))
+    output.set_reference(expected)
+
+
+def write_summary(output: Output, layout: str, ignored: list, source: str, complete: bool,
+                  timing: dict) -> dict:
+    """The gradebook, the LMS files, the review pages and the summary; the counts by status."""
+    output.finish()
+    report = summary.build(output.rubric, output.students, layout=layout, ignored=ignored,
+                           source=source, complete=complete, timing=timing)
+    summary.write_all(output.out, report, output.students, output.rubric)
+    counts = report["counts"]
+    written = ["gradebook.csv"] + (["canvas_import.csv"] if output.lms == "canvas" else [])
+    print(f"{'batch' if timing.get('jobs') else 'rescore'}: "
+          + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+          + f"; wrote {', '.join(str(output.out / w) for w in written)} and "
+          f"{output.out / 'summary.html'}", file=sys.stderr)
+    return counts
 
 
 def _grade_todo(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, output: Output,
@@ -300,7 +414,12 @@ def grade_all(todo, output: Output, rubric: Rubric, visibilities, isolation: str
                 sub, key, path = waiting.get_nowait()
             except queue.Empty:
                 return
-            results.put((sub, key, grade_one(path, rubric, visibilities, isolation)))
+            subset = output.partial.get(sub.student)
+            prepared = None
+            if output.tasks and output.expected:
+                prepared = ([t for t in output.tasks if subset is None or t.id in subset],
+                            output.expected)
+            results.put((sub, key, grade_one(path, rubric, visibilities, isolation, prepared)))
 
     progress = Progress(len(todo), jobs)
     threads = [threading.Thread(target=work, name=f"batch-worker-{i}", daemon=True)

@@ -329,29 +329,44 @@ def _flags(out: Path, students: list[str]) -> dict[str, list[str]]:
 
 def run(out: Path, threshold: float = DEFAULT_THRESHOLD, workers: int | None = None
         ) -> tuple[list[Pair], str]:
-    """Compare a batch's DIR: write ``integrity.csv`` and put the section into
-    ``summary.html`` (between its markers, when the page has them).  Returns the pairs and
-    the section."""
+    """Compare a batch's DIR: write ``integrity.csv`` and the Similarity section that
+    summary.html shows (``summary.SIMILARITY_SECTION``).  Returns the pairs and the section."""
     from ..files import write_atomic
-    from ..summary import SIMILARITY_BEGIN, SIMILARITY_END
+    from ..summary import SIMILARITY_SECTION
     from .similarity_page import html_section
 
     given = given_code()
     pairs, not_compared = compare_class(out, given, workers=workers)
     write_atomic(out / "integrity.csv", integrity_csv(pairs))
-    students = sorted({*not_compared, *(p.a for p in pairs), *(p.b for p in pairs)}
-                      | set(((_read_json(out / "state.json") or {}).get("students") or {})))
+    students = sorted((_read_json(out / "state.json") or {}).get("students") or {})
     section = html_section(out, pairs, threshold, not_compared, _flags(out, students), given)
+    write_atomic(out / SIMILARITY_SECTION, section)
+    return pairs, section
+
+
+def forget(out: Path) -> None:
+    """No comparison this time: the files of an earlier one go, so that none is shown stale."""
+    from ..summary import SIMILARITY_SECTION
+    for name in ("integrity.csv", SIMILARITY_SECTION):
+        (out / name).unlink(missing_ok=True)
+
+
+def _splice(out: Path, section: str) -> None:
+    """summary.html with the new section between its markers (the command, after a batch
+    wrote the page)."""
+    from ..files import write_atomic
+    from ..summary import SIMILARITY_BEGIN, SIMILARITY_END
+
     page = out / "summary.html"
     try:
-        text = page.read_text(encoding="utf-8")
+        with open(page, "rb") as f:
+            text = f.read(_MAX_REPORT_BYTES * 16 + 1).decode("utf-8", errors="replace")
     except OSError:
-        text = ""
-    if SIMILARITY_BEGIN in text and SIMILARITY_END in text:
+        return
+    if SIMILARITY_BEGIN in text and SIMILARITY_END in text.split(SIMILARITY_BEGIN, 1)[1]:
         head, rest = text.split(SIMILARITY_BEGIN, 1)
         write_atomic(page, head + SIMILARITY_BEGIN + section + SIMILARITY_END
                      + rest.split(SIMILARITY_END, 1)[1])
-    return pairs, section
 
 
 def available() -> bool:
@@ -370,7 +385,8 @@ def run_command(out: Path, threshold: float | None) -> int:
         raise UsageError(f"{out}: not a folder batch wrote (no state.json)")
     if not available():
         raise UsageError(MISSING)
-    pairs, _ = run(out, threshold)
+    pairs, section = run(out, threshold)
+    _splice(out, section)
     flagged = [p for p in pairs if p.score >= threshold]
     for p in flagged:
         print(f"{p.score:.2f}  {p.a}  {p.b}  (code {p.code:.2f}, behaviour {p.behaviour:.2f})")
