@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from conftest import grader_main
@@ -229,6 +230,37 @@ def test_unanswered_and_generic_hidden_failures_are_no_evidence(tmp_path):
     assert similarity.compare_class(out, similarity.given_code(), workers=0)[0] == []
 
 
+def _store(out: Path, name: str, outputs: dict) -> None:
+    from grader import ledger
+    folder = out / "measurements" / ("students" if name != "reference" else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.results").write_bytes(ledger.encode_measurements(outputs, {}, {}))
+
+
+def test_the_same_values_that_are_not_the_reference_are_evidence_the_right_ones_none(tmp_path):
+    from grader.outcome import ProbeOutput, ProbeStatus
+
+    def cost(*values):
+        return ProbeOutput(ProbeStatus.OK, arrays={"cost": np.array(values, np.float32)})
+
+    right = {"Q5-public": cost(0.23, 0.24), "Q5-hidden": cost(0.31), "Q6-public": cost(0.5)}
+    summed = {**right, "Q5-public": cost(23.0, 24.0), "Q5-hidden": cost(31.0)}
+    code = {f"s{i}": f"x{i} = {i}\n" for i in range(6)}
+    out = lay_out(tmp_path / "out", code)
+    _store(out, "reference", right)
+    for name in code:     # everyone right but s1 and s2, who sum the same way
+        _store(out, name, summed if name in ("s1", "s2") else right)
+    # the same wrong values to the last bits a copy's rounding might change
+    _store(out, "s2", {**summed, "Q5-public": cost(23.000002, 24.0)})
+    pairs, _ = similarity.compare_class(out, similarity.given_code(), workers=0)
+    assert [(p.a, p.b) for p in pairs] == [("s1", "s2")]
+    assert pairs[0].evidence == ["the same Q5 values, not the reference's, on all 2 of the "
+                                 "grader's inputs (hidden, public) (no one else in the class)"]
+    # without the reference's own measurements, nothing tells a right value from a wrong one
+    (out / "measurements" / "reference.results").unlink()
+    assert similarity.compare_class(out, similarity.given_code(), workers=0)[0] == []
+
+
 # ---------------------------------------------------------------- outputs
 
 def test_integrity_csv_summary_section_and_command(tmp_path):
@@ -236,7 +268,7 @@ def test_integrity_csv_summary_section_and_command(tmp_path):
     hostile = "# </pre><script>alert(1)</script>\u202e\u200b\n"
     (out / "submissions" / "copy_bug.py").write_text(
         hostile + (out / "submissions" / "copy_bug.py").read_text())
-    (out / "summary.html").write_text("<html><body><h1>x</h1><!--similarity:begin-->"
+    (out / "summary.html").write_text("<html><body><h1>x</h1><!--similarity:begin-->old"
                                       "<!--similarity:end--><h2>Gradebook</h2></body></html>")
     code, stdout, stderr = grader_main(["similarity", str(out)])
     assert code == 0, stderr
