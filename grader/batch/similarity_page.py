@@ -17,7 +17,6 @@ import numpy as np
 
 from ..report import clean
 from .fingerprints import K, read_code
-from .similarity import Pair
 
 __all__ = ["html_section", "SHOWN"]
 
@@ -57,9 +56,10 @@ def _highlighted(code: str, slices: np.ndarray) -> str:
     return "".join(parts)
 
 
-def html_section(out: Path, pairs: list[Pair], threshold: float, not_compared: dict[str, str],
+def html_section(out: Path, pairs: list, threshold: float, not_compared: dict[str, str],
                  flags: dict[str, list[str]], given: list[Path]) -> str:
-    """The section: flagged pairs (code side by side, evidence in words), students whose code
+    """The section: flagged pairs (``similarity.Pair``, code side by side, evidence in words),
+    students whose code
     was not compared, and the integrity flags the grading raised."""
     e = lambda text: html.escape(clean(text))  # noqa: E731
     flagged = [p for p in pairs if p.score >= threshold]
