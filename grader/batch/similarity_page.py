@@ -58,9 +58,8 @@ def _highlighted(code: str, slices: np.ndarray) -> str:
 
 def html_section(out: Path, pairs: list, threshold: float, not_compared: dict[str, str],
                  flags: dict[str, list[str]], given: list[Path]) -> str:
-    """The section: flagged pairs (``similarity.Pair``, code side by side, evidence in words),
-    students whose code
-    was not compared, and the integrity flags the grading raised."""
+    """The section: flagged pairs (``similarity.Pair``, code side by side, evidence in
+    words), students whose code was not compared, and the integrity flags the grading raised."""
     e = lambda text: html.escape(clean(text))  # noqa: E731
     flagged = [p for p in pairs if p.score >= threshold]
     parts = ["<h2 id='similarity'>Similarity</h2>",
