@@ -80,14 +80,22 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 	@touch $@
 
-test: $(RAY_STAMP) $(DEV_STAMP)
+# The similarity report of a class (requirements-similarity.txt: copydetect), for batch,
+# test, test-fast and bench only.
+SIM_STAMP := $(VENV)/.installed-similarity
+
+$(SIM_STAMP): $(STAMP) requirements-similarity.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-similarity.txt
+	@touch $@
+
+test: $(RAY_STAMP) $(DEV_STAMP) $(SIM_STAMP)
 	$(PY) -m pytest -q -n 2 tests
 
 # The tier without TensorFlow: checks, diagnoses, reports, rubric, channel, loader.
-test-fast: $(DEV_STAMP)
+test-fast: $(DEV_STAMP) $(SIM_STAMP)
 	$(PY) -m pytest -q -m "not tf" tests
 
-bench: $(RAY_STAMP) $(DEV_STAMP)
+bench: $(RAY_STAMP) $(DEV_STAMP) $(SIM_STAMP)
 	$(PY) bench/bench.py
 
 calibrate: $(STAMP)
@@ -99,7 +107,7 @@ student-bundle: $(STAMP)
 gradescope: $(STAMP)
 	$(PY) -m grader bundle gradescope
 
-batch: $(STAMP) $(if $(findstring --ray,$(ARGS)),$(RAY_STAMP))
+batch: $(STAMP) $(SIM_STAMP) $(if $(findstring --ray,$(ARGS)),$(RAY_STAMP))
 	@test -n "$(SRC)" && test -n "$(OUT)" || \
 		{ echo "usage: make batch SRC=folder-or-zip OUT=folder [ARGS='--jobs N --force']" >&2; exit 2; }
 	$(PY) -m grader batch "$(SRC)" --out "$(OUT)" $(ARGS)

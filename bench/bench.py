@@ -19,6 +19,8 @@ tests: the same slice of the test suite (the corpus's real solutions, with
        in each pytest worker so that one zygote serves all its fixtures, against
        a ``python -m grader check`` process per fixture (how the suite graded
        before; ``TEST_GRADE=process``); target: the warm way >= 30% shorter.
+similarity: ``python -m grader similarity`` over a synthetic class of 2,000 built
+       from the corpus (bench/similarity_class.py); target under a minute.
 rescore: ``python -m grader rescore`` of a class of 1,000 stored students
        (measurements synthesised from the reference's outputs, a quarter with
        unanswered items) after a change of one check's weight; target < 10 s.
@@ -356,6 +358,33 @@ def bench_ray(repeat: int) -> bool:
     return ok
 
 
+def bench_similarity(repeat: int) -> bool:
+    """``python -m grader similarity`` over a synthetic class of 2,000 (bench/similarity_class.py)."""
+    import importlib.util
+    if importlib.util.find_spec("copydetect") is None:
+        print("\nsimilarity: skipped: copydetect is not installed "
+              "(pip install -r requirements-similarity.txt)")
+        return True
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import similarity_class
+    n = 2000
+    walls, peaks = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        out = similarity_class.build(Path(tmp) / "class", n)
+        for _ in range(repeat):
+            wall, peak, code = timed([PY, "-m", "grader", "similarity", str(out)])
+            if code != 0:
+                sys.exit(f"bench: similarity failed with exit code {code}")
+            walls.append(wall)
+            peaks.append(peak)
+    wall = statistics.median(walls)
+    ok = wall < 60
+    print(f"\nsimilarity: a synthetic class of {n} from the corpus, {os.cpu_count()} cores: median "
+          f"{wall:.1f} s (runs: {', '.join(f'{w:.1f}' for w in walls)} s; peak RSS of the "
+          f"largest process {max(peaks):.0f} MiB); target < 60 s {'OK' if ok else 'OFF TARGET'}")
+    return ok
+
+
 def _changed_weight(tmp: Path) -> Path:
     import yaml
     data = yaml.safe_load((ROOT / "rubric.yaml").read_text())
@@ -567,7 +596,7 @@ def _kernel_checks(repeat: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("grade", "parent", "tests", "batch", "rescore",
-                                           "items", "ray", "watch"))
+                                           "items", "ray", "watch", "similarity"))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     ok = True
@@ -587,6 +616,8 @@ def main() -> int:
         ok &= bench_ray(max(1, args.repeat - 2))
     if args.only in (None, "watch"):
         ok &= bench_watch(args.repeat)
+    if args.only in (None, "similarity"):
+        ok &= bench_similarity(max(1, args.repeat - 2))
     return 0 if ok else 1
 
 

@@ -114,6 +114,11 @@ def _parser(instructor: bool | None = None) -> argparse.ArgumentParser:
         from .batch.rescore import add_arguments as add_rescore
         add_rescore(command("rescore", "score a graded class again from its stored results "
                                        "(no submission runs)"))
+        sim = command("similarity", "rank the pairs of a graded class by similar code and "
+                                    "shared wrong behaviour")
+        sim.add_argument("out", type=Path, metavar="DIR", help="a folder batch wrote")
+        sim.add_argument("--threshold", type=float, default=None,
+                         help="flag pairs at or over this score (default 0.6)")
     return parser
 
 
@@ -305,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rescore":
             from .batch.rescore import run_rescore
             return run_rescore(args)
+        if args.command == "similarity":
+            from .batch.similarity import run_command
+            return run_command(args.out, args.threshold)
         from .batch import run_batch
         return run_batch(args)
     except GraderError as exc:

@@ -187,7 +187,17 @@ def write_all(out: Path, report: dict, students: dict[str, dict], rubric: Rubric
     except ImportError:  # matplotlib missing: the rest still helps
         report["picture"] = None
     write_atomic(out / "summary.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(out / "summary.html", render_html(report, students, rubric))
+    write_atomic(out / "summary.html", render_html(report, students, rubric,
+                                                   _similarity_section(out)))
+
+
+def _similarity_section(out: Path) -> str:
+    try:
+        with open(out / SIMILARITY_SECTION, "rb") as f:
+            data = f.read(_MAX_SECTION_BYTES + 1)
+    except OSError:
+        return ""
+    return "" if len(data) > _MAX_SECTION_BYTES else data.decode("utf-8", errors="replace")
 
 
 def render_png(report: dict) -> bytes:
@@ -240,7 +250,15 @@ def render_png(report: dict) -> bytes:
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em}
-th{background:#f3f3f3}td.n{text-align:right}img{max-width:100%}.warn{color:#b71c1c}"""
+th{background:#f3f3f3}td.n{text-align:right}img{max-width:100%}.warn{color:#b71c1c}
+table.code td{vertical-align:top;width:50%}table.code pre{white-space:pre-wrap;font-size:80%}
+mark{background:#ffe082}"""
+# where batch's similarity section goes (grader/batch/similarity.py fills it in)
+# batch's Similarity section (grader/batch/similarity.py), kept in DIR so that a rescore
+# renders it again; read back bounded, as every file of DIR is
+SIMILARITY_SECTION = "integrity_section.html"
+SIMILARITY_BEGIN, SIMILARITY_END = "<!--similarity:begin-->", "<!--similarity:end-->"
+_MAX_SECTION_BYTES = 16 * 2**20
 
 
 def _e(text: object) -> str:
@@ -287,7 +305,10 @@ def _follow_up_html(report: dict) -> list[str]:
                f"<td>{_e(', '.join(names))}</td></tr>" for label, names in rows] + ["</table>"])
 
 
-def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
+def render_html(report: dict, students: dict[str, dict], rubric: Rubric,
+                similarity: str = "") -> str:
+    """The page; ``similarity``: batch's Similarity section (HTML it rendered), placed
+    before the gradebook."""
     e = _e
     ids = [i.id for i in rubric.items]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(report['assignment'])}"
@@ -323,6 +344,7 @@ def render_html(report: dict, students: dict[str, dict], rubric: Rubric) -> str:
                              f"<td class='n'>{m['percent']:g}%</td>"
                              f"<td>{e(', '.join(m['students']))}</td></tr>")
             parts.append("</table>")
+    parts.append(SIMILARITY_BEGIN + similarity + SIMILARITY_END)
     flags = any(s.get("flags") for s in students.values())
     parts.append("<h2>Gradebook</h2><table><tr><th>student</th>"
                  + "".join(f"<th>{e(i)}</th>" for i in ids)

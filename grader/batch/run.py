@@ -84,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, default=2, metavar="N",
                         help="with --ray: times a grade is retried when its Ray worker or node "
                              "dies (default: 2); then the row is ungradable")
+    parser.add_argument("--no-similarity", dest="similarity", action="store_false",
+                        help="do not compare the class's submissions (integrity.csv and the "
+                             "Similarity section of summary.html)")
     parser.add_argument("--lms", choices=("canvas",), default=None,
                         help="also write the LMS's gradebook import: canvas_import.csv "
                              "(rows with a Canvas user id; the column is the rubric's assignment)")
@@ -298,6 +301,7 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
     finally:
         if cluster is not None:
             cluster.close()
+    _similarity(out, getattr(args, "similarity", True) and not interrupted)
     counts = write_summary(output, found.layout, found.ignored, str(args.src), not interrupted,
                            {"seconds": round(time.monotonic() - started, 2),
                             "grading_seconds": round(elapsed_grading, 2),
@@ -308,6 +312,23 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
               file=sys.stderr)
         return 130
     return 1 if counts.get(RowStatus.UNGRADABLE) else 0
+
+
+def _similarity(out: Path, wanted: bool) -> None:
+    """integrity.csv and summary.html's Similarity section, on the driver, from what is stored."""
+    from . import similarity
+    if not wanted:
+        similarity.forget(out)
+        return
+    if not similarity.available():   # the grades stand without it
+        similarity.forget(out)
+        print(f"batch: similarity not compared: {similarity.MISSING}", file=sys.stderr)
+        return
+    started = time.monotonic()
+    pairs, _ = similarity.run(out)
+    flagged = sum(p.score >= similarity.DEFAULT_THRESHOLD for p in pairs)
+    print(f"batch: similarity: {flagged} pair(s) at or over {similarity.DEFAULT_THRESHOLD:g} "
+          f"in {out / 'integrity.csv'} ({time.monotonic() - started:.1f} s)", file=sys.stderr)
 
 
 def _reference(output: Output, rubric: Rubric, tasks: list) -> None:
