@@ -420,7 +420,8 @@ def test_a_thread_grabbing_neighbour_cannot_starve_basic_mode(attempt):
     make no user namespace), a basic sandbox grabs threads in bursts beside
     an honest one that starts a pool of 12 again and again: with the tasks
     of each counted in a user namespace of its own, the honest one never
-    fails to (before, it failed nearly every time). Repeated: timing decides
+    fails to (before, it failed nearly every time); a command forked as the
+    zygote forks one gets the same count and no capability. Repeated: timing decides
     who wins a race, so the answer must not depend on it."""
     if not IS_ROOT or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run as another uid")
@@ -437,6 +438,9 @@ def test_a_thread_grabbing_neighbour_cannot_starve_basic_mode(attempt):
         shutil.copytree(REPO / "grader" / "sandbox", home / "grader" / "sandbox",
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(SCRIPTS / "neighbours_as_user.py", home / "driver.py")
+        from test_sandbox import _FORK_SERVER
+
+        (home / "server.py").write_text(_FORK_SERVER)
         for path in [home, *home.rglob("*")]:
             os.chown(path, uid, uid, follow_symlinks=False)
         run = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", python, "-B",
@@ -453,6 +457,9 @@ def test_a_thread_grabbing_neighbour_cannot_starve_basic_mode(attempt):
     assert report["honest"]["rounds"] >= 10
     assert report["honest"]["failures"] == 0
     assert report["left"] == []
+    # Forked as the zygote forks: its own count, and no capability from its user namespace.
+    assert report["forked"] == {"returncode": 0, "uid": uid, "nproc": 64, "cap_eff": 0, "cap_prm": 0,
+                                "no_new_privs": "1"}
 
 
 # ------------------------------------ nothing left running, whatever ends the grader

@@ -110,7 +110,7 @@ def detect(mountinfo: str, self_cgroup: str, pid: int | None = None) -> Cgroups:
         for name, parent in parents.items():
             if not os.access(parent, os.W_OK):
                 return Cgroups(0, {}, f"cannot create cgroups in {parent} (cgroup v1 {name})")
-        return Cgroups(1, parents, "")
+        return _tried(Cgroups(1, parents, ""))
     if not v2_mounts or v2_path is None:
         return Cgroups(0, {}, "no cgroup v2 hierarchy and no cgroup v1 memory and pids hierarchies")
     own = _join(v2_mounts[0], v2_path)
@@ -120,7 +120,27 @@ def detect(mountinfo: str, self_cgroup: str, pid: int | None = None) -> Cgroups:
         return Cgroups(0, {}, f"cgroup v2 at {own}: {exc.strerror or exc}")
     except SandboxError as exc:
         return Cgroups(0, {}, str(exc))
-    return Cgroups(2, {"": parent}, "")
+    return _tried(Cgroups(2, {"": parent}, ""))
+
+
+def _tried(found: Cgroups) -> Cgroups:
+    """``found``, once a cgroup could be made and removed there (a container
+    may show a hierarchy it does not let us change); else none, and why."""
+    made = []
+    try:
+        for parent in found.parents.values():
+            probe = os.path.join(parent, f"sandbox-{os.getpid()}-0")
+            os.mkdir(probe, 0o755)
+            made.append(probe)
+    except OSError as exc:
+        return Cgroups(0, {}, f"cannot create a cgroup in {os.path.dirname(exc.filename or '')}: {exc.strerror}")
+    finally:
+        for probe in made:
+            try:
+                os.rmdir(probe)
+            except OSError:
+                pass
+    return found
 
 
 def _enabled(directory: str) -> set[str]:
