@@ -60,9 +60,9 @@ def _as_script(submission: Path, folder: Path, rubric: Rubric) -> tuple[Path, st
             head = submission.read_bytes()[:4096].decode("utf-8", "replace")
         except OSError:
             return submission, "", ""
-        if not notebook.is_extracted(head):
-            return submission, "", ""
-        return submission, "", submission.read_text(encoding="utf-8", errors="replace")
+        if notebook.is_extracted(head):
+            return submission, "", submission.read_text(encoding="utf-8", errors="replace")
+        return _filtered(submission, folder, rubric)
     try:
         source = notebook.extract(submission)
     except notebook.NotebookError as exc:
@@ -71,6 +71,25 @@ def _as_script(submission: Path, folder: Path, rubric: Rubric) -> tuple[Path, st
     script = folder / rubric.submission_name
     script.write_text(source)
     return script, "", source
+
+
+def _filtered(submission: Path, folder: Path, rubric: Rubric) -> tuple[Path, str, str]:
+    """A ``.py`` that runs the tutorial at import, as a notebook's cells are graded (the
+    file as it is when importing it runs nothing of the tutorial)."""
+    from . import notebook
+    try:
+        if submission.stat().st_size > notebook.MAX_FILTERED_BYTES:
+            return submission, "", ""
+        source = submission.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):   # the child reports what Python makes of it
+        return submission, "", ""
+    script = notebook.filter_script(source, submission.name)
+    if script is None:
+        return submission, "", ""
+    folder.mkdir()
+    path = folder / rubric.submission_name
+    path.write_text(script, encoding="utf-8")
+    return path, "", script
 
 
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),

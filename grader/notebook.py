@@ -39,28 +39,23 @@ comments), also when batch grades it as a ``.py``.
 from __future__ import annotations
 
 import ast
-import builtins
 import re
 import warnings
 from pathlib import Path
 
-__all__ = ["NotebookError", "extract", "is_extracted", "line_map", "relocate", "skipped"]
+from .notebook_filter import (CONTINUED, FROM_DATA, NOT_AVAILABLE, READS_DATA, REASONS, SKIPPED,
+                              Filter, demote, skip_top_level, statement_names, statements)
+
+__all__ = ["NotebookError", "extract", "extract_cells", "filter_script", "is_extracted",
+           "line_map", "relocate", "skipped"]
 
 HEADER = "# Python extracted from "
 CELL = re.compile(r"^# %% cell (\d+)\b")
-SKIPPED = "# skipped ("
-CONTINUED = "# skipped, continued: "
-# Top-level calls that set things up rather than run the tutorial.
-SETUP_CALLS = frozenset({"disable_v2_behavior", "disable_eager_execution", "enable_eager_execution",
-                         "disable_resource_variables", "disable_v2_tensorshape", "set_verbosity",
-                         "filterwarnings", "simplefilter", "setdefault", "putenv", "seed",
-                         "set_random_seed", "set_seed", "reset_default_graph", "setLevel"})
-SETUP_PATHS = frozenset({"sys.path.insert", "sys.path.append"})
-PURE_BUILTINS = frozenset({"int", "float", "str", "bool", "tuple", "list", "dict", "set",
-                           "frozenset", "len", "range", "abs", "min", "max", "round", "sum",
-                           "sorted", "zip", "enumerate"})
-_BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__"}
-
+_LABEL = re.compile(r"^# %% cell (\d+)(?:, In \[(\d+)\])?")
+MAX_FILTERED_BYTES = 4 * 2**20   # a larger .py is graded as it is
+GUARD_NOTE = ("Your file runs code when it is imported, so the grader skipped that code "
+              "(listed below) and graded your functions. Such code belongs under "
+              "`if __name__ == \"__main__\":`, which importing the file does not run.")
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun"})
 _ASSIGNED_ESCAPE = re.compile(r"^\s*[A-Za-z_][\w.,\s]*=\s*[!%]")
 _HELP = re.compile(r"^\s*(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")
@@ -118,180 +113,6 @@ def _clean_cell(source: str) -> str | None:
     return "\n".join(out)
 
 
-def _call_name(func: ast.expr) -> str:
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return func.id if isinstance(func, ast.Name) else ""
-
-
-class _Filter:
-    """Decides, statement by statement in notebook order, what importing may run."""
-
-    def __init__(self):
-        self.defined: set[str] = set(_BUILTIN_NAMES)
-        self.star = False               # after ``from x import *`` any name may exist
-        self.unset: set[str] = set()    # names only skipped code assigns
-
-    def _pure(self, node: ast.AST) -> str:
-        """"" if evaluating ``node`` runs nothing of the tutorial, else why it does."""
-        for sub in ast.walk(node):
-            if isinstance(sub, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)):
-                return "runs at top level"
-            if isinstance(sub, ast.Call) and not (isinstance(sub.func, ast.Name)
-                                                  and sub.func.id in PURE_BUILTINS):
-                return _why_call(sub)
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                missing = self._missing(sub.id)
-                if missing:
-                    return missing
-        return ""
-
-    def _missing(self, name: str) -> str:
-        if name in self.defined or self.star:
-            return ""
-        if name in self.unset:
-            return f"uses {name}, which skipped code sets"
-        return ""   # a NameError the student will see, as Python would raise it
-
-    def why_skipped(self, stmt: ast.stmt) -> str:
-        """"" to keep ``stmt`` (and note what it defines), else why it is skipped."""
-        why = self._why(stmt)
-        if why:
-            for name in _bound(stmt):
-                if name not in self.defined:
-                    self.unset.add(name)
-        else:
-            for name in _bound(stmt):
-                self.defined.add(name)
-                self.unset.discard(name)
-            if isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names):
-                self.star = True
-        return why
-
-    def _why(self, stmt: ast.stmt) -> str:
-        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
-                             ast.ClassDef, ast.Pass)):
-            return ""
-        if isinstance(stmt, ast.Expr):
-            value = stmt.value
-            if isinstance(value, ast.Constant):       # a docstring or a stray literal
-                return ""
-            if isinstance(value, ast.Call) and (_call_name(value.func) in SETUP_CALLS
-                                                or ast.unparse(value.func) in SETUP_PATHS):
-                return self._names_missing(value)
-            return self._pure(value) or "shows a value at top level"
-        if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            names = [n for t in targets for n in ast.walk(t)]
-            if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Load, ast.Store))
-                       for n in names):
-                return "changes an object at top level"
-            if stmt.value is None:
-                return ""
-            if "IMPROVEMENTS" in _bound(stmt):
-                return self._names_missing(stmt.value)
-            return self._pure(stmt.value)
-        if isinstance(stmt, ast.If):
-            if _is_main_guard(stmt.test):
-                return ""
-            return self._pure(stmt.test) or self._all_kept(stmt.body + stmt.orelse)
-        if isinstance(stmt, ast.Try):   # kept as a whole when what it tries is kept
-            return self._all_kept(stmt.body)
-        if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
-            return "a loop at top level"
-        if isinstance(stmt, (ast.With, ast.AsyncWith)):
-            return "a with block at top level"
-        return "runs at top level"
-
-    def _names_missing(self, node: ast.AST) -> str:
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                missing = self._missing(sub.id)
-                if missing:
-                    return missing
-        return ""
-
-    def _all_kept(self, body: list[ast.stmt]) -> str:
-        return next((w for w in (self._why(s) for s in body) if w), "")
-
-
-def _is_main_guard(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Compare) and len(test.ops) == 1
-            and isinstance(test.ops[0], ast.Eq)
-            and {ast.dump(test.left), ast.dump(test.comparators[0])}
-            == {ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))})
-
-
-def _why_call(call: ast.Call) -> str:
-    name = _call_name(call.func)
-    lower = name.lower()
-    if name == "print" or lower in ("display", "pprint"):
-        return "prints"
-    root = call.func
-    while isinstance(root, ast.Attribute):
-        root = root.value
-    if (isinstance(root, ast.Name) and root.id in ("plt", "sns", "matplotlib")) or lower in (
-            "plot", "imshow", "show", "savefig", "figure", "subplots", "hist", "scatter"):
-        return "plots"
-    if "load" in lower or "read" in lower or "download" in lower:
-        return f"loads data: {name}()"
-    if lower in ("train", "fit", "run", "evaluate", "minimize") or "train" in lower:
-        return f"trains or evaluates: {name}()"
-    return f"calls {name or 'a function'}() at top level"
-
-
-def _bound(stmt: ast.stmt) -> set[str]:
-    """The names a top-level statement binds."""
-    names: set[str] = set()
-    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-        for alias in stmt.names:
-            if alias.name != "*":
-                names.add(alias.asname or alias.name.split(".")[0])
-        return names
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return {stmt.name}
-    targets: list[ast.AST] = []
-    if isinstance(stmt, ast.Assign):
-        targets = stmt.targets
-    elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
-        targets = [stmt.target]
-    for target in targets:
-        names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
-    for field in ("body", "orelse", "finalbody"):
-        for sub in getattr(stmt, field, None) or []:
-            names |= _bound(sub)
-    for handler in getattr(stmt, "handlers", None) or []:
-        for sub in handler.body:
-            names |= _bound(sub)
-    return names
-
-
-def _skip_top_level(cell: str, keeper: _Filter) -> str:
-    """The cell with the statements that run the tutorial commented out, line for line."""
-    try:
-        tree = ast.parse(cell)
-    except (SyntaxError, ValueError):
-        return cell   # the syntax error is the student's, reported with its cell
-    lines = cell.split("\n")
-    groups: list[list] = []   # statements that share lines (``a = 1; print(a)``) go together
-    for stmt in tree.body:
-        first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
-        if groups and first <= groups[-1][1]:
-            groups[-1][1] = max(groups[-1][1], stmt.end_lineno)
-            groups[-1][2].append(stmt)
-        else:
-            groups.append([first, stmt.end_lineno, [stmt]])
-    for first, last, stmts in groups:
-        reasons = [keeper.why_skipped(s) for s in stmts]
-        why = next((r for r in reasons if r), "")
-        if not why:
-            continue
-        for i in range(first - 1, last):
-            prefix = f"{SKIPPED}{why}): " if i == first - 1 else CONTINUED
-            lines[i] = prefix + lines[i]
-    return "\n".join(lines)
-
-
 def is_extracted(source: str) -> bool:
     """Whether ``source`` is a script ``extract`` wrote."""
     return source.startswith(HEADER)
@@ -309,45 +130,130 @@ def line_map(source: str) -> dict[int, tuple[int, int]]:
     return mapping
 
 
-def skipped(source: str, limit: int = 30) -> list[str]:
-    """One line per skipped statement of an extracted script: where, why, and its text."""
-    mapping = line_map(source)
+def _labels(source: str) -> dict[int, str]:
+    """{cell number: the cell as Jupyter shows it}: ``In [7]`` (its execution count), else
+    ``code cell 5``; cell 0 is a ``.py`` file's whole text, named by lines alone."""
+    labels = {}
+    for line in source.splitlines():
+        match = _LABEL.match(line)
+        if match:
+            cell = int(match.group(1))
+            labels[cell] = (f"In [{match.group(2)}]" if match.group(2) else
+                            f"code cell {cell}" if cell else "")
+    return labels
+
+
+def _place(cell: int, line: str, labels: dict[int, str]) -> str:
+    label = labels.get(cell, f"code cell {cell}")
+    return f"{label}, {line}" if label else line
+
+
+def skipped(source: str, limit: int = 100) -> list[str]:
+    """The skipped statements of an extracted script, grouped by why: a line per reason,
+    then a line per statement (where, and its text).  Beyond ``limit`` statements, each
+    reason lists its first few and counts the rest."""
+    mapping, labels = line_map(source), _labels(source)
     lines = source.splitlines()
-    notes = []
-    for number, line in enumerate(lines, start=1):
-        if not line.startswith(SKIPPED) or number not in mapping:
-            continue
-        why, _, code = line[len(SKIPPED):].partition("): ")
-        last = number
-        while last < len(lines) and lines[last].startswith(CONTINUED):
-            last += 1
-        cell, first_line = mapping[number]
-        span = f"line {first_line}" if last == number else \
-            f"lines {first_line}-{mapping.get(last, (cell, first_line))[1]}"
-        code = code.strip()
-        notes.append(f"cell {cell}, {span} ({why}): {code[:80]}{'...' if len(code) > 80 else ''}")
-    if len(notes) > limit:
-        notes[limit:] = [f"... and {len(notes) - limit} more"]
+    groups: dict[str, list[str]] = {}
+    for prefix in (SKIPPED, FROM_DATA):
+        for number, inside, code in statements(lines, prefix):
+            if number not in mapping:
+                continue
+            why = inside if prefix == SKIPPED else READS_DATA
+            cell, first = mapping[number]
+            last = number + code.count("\n")
+            span = f"line {first}" if last == number else \
+                f"lines {first}-{mapping.get(last, (cell, first))[1]}"
+            text = code.split("\n")[0].strip()
+            more = len(text) > 80 or last > number
+            groups.setdefault(why, []).append(
+                f"{_place(cell, span, labels)}: {text[:80]}{' ...' if more else ''}")
+    if not groups:
+        return []
+    order = sorted(groups, key=lambda w: (REASONS.index(w) if w in REASONS else len(REASONS), w))
+    total = sum(len(g) for g in groups.values())
+    each = len(groups[order[0]]) if total <= limit else max(3, limit // len(groups))
+    notes = [GUARD_NOTE] if labels.get(0) == "" else []
+    for why in order:
+        entries = groups[why]
+        notes.append(f"{why} ({len(entries)}):")
+        notes += [f"  {e}" for e in entries[: max(each, len(entries) if total <= limit else 0)]]
+        if total > limit and len(entries) > each:
+            notes.append(f"  {len(entries) - each} more statements like these")
     return notes
 
 
 _AT_LINE = re.compile(r"(?P<file>\S+\.py), line (?P<line>\d+)")
 _SYNTAX = re.compile(r"\(line (?P<line>\d+)\)")
+_UNDEFINED = re.compile(r"name '(?P<name>\w+)' is not defined")
+_NO_FUNCTION = re.compile(r"defines no function (?P<name>\w+)\(\)")
+_NO_MODULE = re.compile(r"No module named '(?P<module>[\w.]+)'")
+_ANNOTATED = ", which the grader "
+
+
+def _skipped_names(source: str, mapping: dict[int, tuple[int, int]]
+                   ) -> dict[str, tuple[int, str, str]]:
+    """{name: (script line, why, code)} of the names only skipped statements set."""
+    lines, found = source.splitlines(), {}
+    for prefix in (SKIPPED, FROM_DATA):
+        for number, inside, code in statements(lines, prefix):
+            if number in mapping:
+                why = inside if prefix == SKIPPED else READS_DATA
+                for name in statement_names(code):
+                    found.setdefault(name, (number, why, code))
+    return found
+
+
+def _why_missing(text: str, source: str, mapping: dict[int, tuple[int, int]]) -> str:
+    """What to add to ``text`` when it fails on a name only a skipped line sets, or on a
+    package the grading environment lacks."""
+    if _ANNOTATED in text:
+        return ""
+    module = _NO_MODULE.search(text)
+    if module:
+        top = module.group("module").split(".")[0]
+        return (f" ({top} is not available when grading: docs/assignment.md lists the packages "
+                "that are; use those, or do without it)")
+    match = _UNDEFINED.search(text) or _NO_FUNCTION.search(text)
+    if not match:
+        return ""
+    name = match.group("name")
+    found = _skipped_names(source, mapping).get(name)
+    if found is None:
+        return ""
+    number, why, code = found
+    cell, line = mapping[number]
+    place, first = _place(cell, f"line {line}", _labels(source)), code.split("\n")[0].strip()
+    more = " ..." if len(first) > 80 or "\n" in code else ""
+    where = f"{place}: `{first[:80]}{more}`"
+    if why == NOT_AVAILABLE:
+        return (f" ({name} comes from {where}{_ANNOTATED}skips: its package is not available "
+                "when grading; docs/assignment.md lists the packages that are)")
+    if first.startswith(("def ", "async def ", "class ", "@")):
+        return (f" ({name} is defined at {where}{_ANNOTATED}skips ({why}): what runs as it is "
+                "defined (decorators, default arguments) must not run the tutorial; compute "
+                "such a value inside the function)")
+    done = "ran on the grading data, where it failed" if why == READS_DATA else f"skips ({why})"
+    return (f" ({name} is set only by {where}{_ANNOTATED}{done}; compute {name} inside the "
+            "function that needs it, or make it a constant)")
 
 
 def relocate(text: str, source: str, submission_name: str,
              mapping: dict[int, tuple[int, int]] | None = None) -> str:
-    """``text`` (a message or traceback) with lines of the extracted script named as cells:
-    ``tensorflow_tutorial.py, line 40`` -> ``cell 7, line 3``; a syntax error's
-    ``(line 40)`` -> ``(cell 7, line 3: <the line>)``."""
+    """``text`` (a message or traceback) with lines of the extracted script named as
+    Jupyter names them: ``tensorflow_tutorial.py, line 40`` -> ``In [7], line 3`` (or
+    ``code cell 5, line 3``; ``line 38`` for a ``.py``); a syntax error's ``(line 40)``
+    -> ``(In [7], line 3: <the line>)``.  A failure on a name that only a skipped line
+    sets says which line, and why it was skipped."""
     mapping = line_map(source) if mapping is None else mapping
     lines = source.splitlines()
+    labels = _labels(source) if "line " in text else {}
 
     def where(number: int) -> str | None:
         if number not in mapping:
             return None
         cell, line = mapping[number]
-        return f"cell {cell}, line {line}"
+        return _place(cell, f"line {line}", labels)
 
     def frame(match: re.Match) -> str:
         if match.group("file") != submission_name:
@@ -360,11 +266,56 @@ def relocate(text: str, source: str, submission_name: str,
         if place is None:
             return match.group(0)
         quoted = lines[number - 1].strip() if 0 < number <= len(lines) else ""
-        if quoted.startswith(SKIPPED) or quoted.startswith(CONTINUED):
+        if quoted.startswith((SKIPPED, CONTINUED, FROM_DATA)):
             quoted = quoted.partition(": ")[2]
         return f'({place}: "{quoted[:100]}")' if quoted else f"({place})"
 
-    return _SYNTAX.sub(syntax, _AT_LINE.sub(frame, text))
+    text = _SYNTAX.sub(syntax, _AT_LINE.sub(frame, text))
+    return text + _why_missing(text, source, mapping)
+
+
+def extract_cells(sources: list[str], name: str = "the kernel's history",
+                  counts: list[int | None] | None = None) -> str:
+    """The Python of a notebook's code cells, in order (``counts``: their execution
+    counts, where known), as the grader imports it: IPython syntax removed, the
+    top-level code that runs the tutorial skipped.  ``extract`` reads a notebook file
+    through it; the self-check passes it the kernel's input history."""
+    parts = [f"{HEADER}{name}: the code cells, IPython syntax removed, "
+             "top-level code that runs the tutorial skipped."]
+    futures: list[str] = []
+    keeper = Filter()
+    for number, source in enumerate(sources, start=1):
+        count = counts[number - 1] if counts and number <= len(counts) else None
+        label = f"# %% cell {number}" + (f", In [{count}]" if isinstance(count, int) else "")
+        cleaned = _clean_cell(str(source))
+        if cleaned is None:
+            kept = "\n".join("# " + line for line in str(source).splitlines())
+            parts.append(f"{label} (removed: not a Python cell)\n{kept}")
+            continue
+        lines = skip_top_level(cleaned, keeper).splitlines()
+        for i, line in enumerate(lines):
+            if _FUTURE.match(line.rstrip()):
+                futures.append(line.rstrip())
+                lines[i] = "# moved to the top: " + line.rstrip()
+        parts.append(f"{label}\n" + "\n".join(lines))
+    if futures:
+        parts.insert(1, "\n".join(dict.fromkeys(futures)))
+    return demote("\n\n".join(parts) + "\n", keeper)
+
+
+def filter_script(source: str, name: str) -> str | None:
+    """A ``.py`` that runs code at import as the grader imports it (its lines unmoved, after
+    two header lines), or None when importing it as it is runs nothing of the tutorial
+    (or it is too large, or does not parse: graded as it is)."""
+    if len(source) > MAX_FILTERED_BYTES or is_extracted(source) or \
+            source.count("\r") != source.count("\r\n"):   # lines as Python counts them
+        return None
+    keeper = Filter()
+    filtered = skip_top_level(source, keeper)
+    if filtered is source or (SKIPPED not in filtered and FROM_DATA not in filtered):
+        return None
+    return demote(f"{HEADER}{name}: top-level code that runs the tutorial skipped.\n"
+                  f"# %% cell 0 (the whole file)\n{filtered}", keeper)
 
 
 def extract(path: Path) -> str:
@@ -378,27 +329,7 @@ def extract(path: Path) -> str:
     except Exception as exc:  # nbformat raises JSON, validation and OS errors alike
         raise NotebookError(f"not a readable Jupyter notebook ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    parts = [f"{HEADER}{path.name}: the code cells, IPython syntax removed, "
-             "top-level code that runs the tutorial skipped."]
-    futures: list[str] = []
-    keeper = _Filter()
-    for number, cell in enumerate(notebook.get("cells", []), start=1):
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        if isinstance(source, list):
-            source = "".join(source)
-        cleaned = _clean_cell(str(source))
-        if cleaned is None:
-            kept = "\n".join("# " + line for line in str(source).splitlines())
-            parts.append(f"# %% cell {number} (removed: not a Python cell)\n{kept}")
-        else:
-            lines = _skip_top_level(cleaned, keeper).splitlines()
-            for i, line in enumerate(lines):
-                if _FUTURE.match(line.rstrip()):
-                    futures.append(line.rstrip())
-                    lines[i] = "# moved to the top: " + line.rstrip()
-            parts.append(f"# %% cell {number}\n" + "\n".join(lines))
-    if futures:
-        parts.insert(1, "\n".join(dict.fromkeys(futures)))
-    return "\n\n".join(parts) + "\n"
+    cells = [c for c in notebook.get("cells", []) if c.get("cell_type") == "code"]
+    sources = [c.get("source", "") for c in cells]
+    sources = ["".join(s) if isinstance(s, list) else str(s) for s in sources]
+    return extract_cells(sources, path.name, [c.get("execution_count") for c in cells])
