@@ -52,7 +52,7 @@ __all__ = ["NotebookError", "extract", "extract_cells", "filter_script", "is_ext
 HEADER = "# Python extracted from "
 CELL = re.compile(r"^# %% cell (\d+)\b")
 _LABEL = re.compile(r"^# %% cell (\d+)(?:, In \[(\d+)\])?")
-MAX_FILTERED_BYTES = 4 * 2**20   # a larger .py is graded as it is
+MAX_FILTERED_BYTES = 64 * 2**10   # a larger .py is graded as it is (the parent parses it)
 GUARD_NOTE = ("Your file runs code when it is imported, so the grader skipped that code "
               "(listed below) and graded your functions. Such code belongs under "
               "`if __name__ == \"__main__\":`, which importing the file does not run.")

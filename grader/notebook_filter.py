@@ -197,10 +197,10 @@ class Filter:
         self.unset: set[str] = set()       # names only skipped code assigns
         self.data: set[str] = set()        # names the loaded data, or what uses it, is under
         self.derived: set[str] = set()     # names a data-reading statement sets in the child
-        self.functions: set[str] = set()   # the file's own functions and classes
         self.grader: set[str] = {"check"}  # names of the self-check
         self.demoted: set[str] = set()     # derived names that later code sets again
         self.tried = False                 # inside a try block with handlers
+        self.library: set[str] = set()     # names kept imports bind
 
     # ------------------------------------------------------------ expressions
 
@@ -209,7 +209,8 @@ class Filter:
         """(why evaluating ``nodes`` runs the tutorial or "", the data names they read).
 
         ``why`` is ``READS_DATA`` when they only read the data.  ``library_calls``: a
-        call of library code is inert (what runs as a function is defined)."""
+        call of what an import bound (``tf.zeros_initializer()``) counts as inert, as in
+        what runs as a function or class is defined."""
         call_why, skipped_name, data_names, derived = "", False, set(), False
         for node in nodes:
             for sub in _walk(node):
@@ -220,7 +221,7 @@ class Filter:
                     if name in PURE_BUILTINS or (str_methods and _str_method_chain(sub.func)):
                         continue
                     why = why_call(sub)
-                    if library_calls and why == CALLS and _root(sub.func) not in self.functions:
+                    if library_calls and why == CALLS and _root(sub.func) in self.library:
                         continue
                     call_why = call_why or why
                 elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
@@ -267,8 +268,8 @@ class Filter:
             self.defined |= names
             self.unset -= names
             self.data -= names
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                self.functions.add(stmt.name)
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                self.library |= names
             if isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names):
                 self.star = True
         return why, data_names
