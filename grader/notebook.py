@@ -39,6 +39,7 @@ comments), also when batch grades it as a ``.py``.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import warnings
 from pathlib import Path
@@ -191,16 +192,15 @@ _NO_MODULE = re.compile(r"No module named '(?P<module>[\w.]+)'")
 _ANNOTATED = ", which the grader "
 
 
-def _skipped_names(source: str, mapping: dict[int, tuple[int, int]]
-                   ) -> dict[str, tuple[int, str, str]]:
-    """{name: (script line, why, code)} of the names only skipped statements set."""
+@functools.lru_cache(maxsize=4)   # asked again for each message of a grade
+def _skipped_names(source: str) -> dict[str, tuple[int, str, str]]:
+    """{name: (script line, why, code)} of the names skipped statements set."""
     lines, found = source.splitlines(), {}
     for prefix in (SKIPPED, FROM_DATA):
         for number, inside, code in statements(lines, prefix):
-            if number in mapping:
-                why = inside if prefix == SKIPPED else READS_DATA
-                for name in statement_names(code):
-                    found.setdefault(name, (number, why, code))
+            why = inside if prefix == SKIPPED else READS_DATA
+            for name in statement_names(code):
+                found.setdefault(name, (number, why, code))
     return found
 
 
@@ -218,8 +218,8 @@ def _why_missing(text: str, source: str, mapping: dict[int, tuple[int, int]]) ->
     if not match:
         return ""
     name = match.group("name")
-    found = _skipped_names(source, mapping).get(name)
-    if found is None:
+    found = _skipped_names(source).get(name)
+    if found is None or found[0] not in mapping:
         return ""
     number, why, code = found
     cell, line = mapping[number]
