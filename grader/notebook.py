@@ -44,8 +44,9 @@ import re
 import warnings
 from pathlib import Path
 
-from .notebook_filter import (CONTINUED, FROM_DATA, NOT_AVAILABLE, READS_DATA, REASONS, SKIPPED,
-                              Filter, demote, skip_top_level, statement_names, statements)
+from .notebook_filter import (CONTINUED, FROM_DATA, NOT_AVAILABLE, READS_DATA, REASONS, RUNS,
+                              SKIPPED, Filter, demote, skip_top_level, statement_names,
+                              statements)
 
 __all__ = ["NotebookError", "extract", "extract_cells", "filter_script", "is_extracted",
            "line_map", "relocate", "skipped"]
@@ -160,7 +161,7 @@ def skipped(source: str, limit: int = 100) -> list[str]:
         for number, inside, code in statements(lines, prefix):
             if number not in mapping:
                 continue
-            why = inside if prefix == SKIPPED else READS_DATA
+            why = READS_DATA if prefix == FROM_DATA else inside if inside in REASONS else RUNS
             cell, first = mapping[number]
             last = number + code.count("\n")
             span = f"line {first}" if last == number else \
@@ -171,15 +172,15 @@ def skipped(source: str, limit: int = 100) -> list[str]:
                 f"{_place(cell, span, labels)}: {text[:80]}{' ...' if more else ''}")
     if not groups:
         return []
-    order = sorted(groups, key=lambda w: (REASONS.index(w) if w in REASONS else len(REASONS), w))
+    order = sorted(groups, key=REASONS.index)
     total = sum(len(g) for g in groups.values())
-    each = len(groups[order[0]]) if total <= limit else max(3, limit // len(groups))
+    each = total if total <= limit else max(3, limit // len(groups))
     notes = [GUARD_NOTE] if labels.get(0) == "" else []
     for why in order:
         entries = groups[why]
         notes.append(f"{why} ({len(entries)}):")
-        notes += [f"  {e}" for e in entries[: max(each, len(entries) if total <= limit else 0)]]
-        if total > limit and len(entries) > each:
+        notes += [f"  {e}" for e in entries[:each]]
+        if len(entries) > each:
             notes.append(f"  {len(entries) - each} more statements like these")
     return notes
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import nbformat
 
-from grader.notebook import (GUARD_NOTE, extract, extract_cells, filter_script, is_extracted,
+from grader.notebook import (GUARD_NOTE, HEADER, extract, extract_cells, filter_script, is_extracted,
                              line_map, relocate, skipped)
 from grader.notebook_filter import available
 from tests.conftest import ROOT
@@ -327,3 +327,10 @@ def test_self_check_lines_are_skipped_as_such():
                                "  code cell 2, line 3: check('Q5')",
                                "  code cell 2, line 4: grader.check('Q6')"]
     assert "def f():" in script.splitlines()
+
+
+def test_a_forged_script_cannot_make_the_skip_list_long():
+    forged = HEADER + "x\n# %% cell 1\n" + "".join(f"# skipped (reason {i}): x = {i}\n"
+                                                     for i in range(10000))
+    notes = skipped(forged)
+    assert notes[0] == "runs at top level (10000):" and len(notes) == 102
