@@ -1,14 +1,16 @@
-"""grader/notebook.py: notebooks as students write them (no TensorFlow here).
+"""grader/notebook.py and notebook_filter.py: notebooks, and .py files that run code at
+import, as students write them (no TensorFlow here).
 
-The end-to-end grade of such a notebook is in test_cli.py.
+Their end-to-end grades are in test_cli.py and in the corpus (tests/corpus/notebooks/ and
+tests/corpus/toplevel_*.py, with the scores they must get).
 """
 
 from __future__ import annotations
 
 import nbformat
 
-from grader.notebook import (GUARD_NOTE, HEADER, extract, extract_cells, filter_script, is_extracted,
-                             line_map, relocate, skipped)
+from grader.notebook import (GUARD_NOTE, HEADER, extract, extract_cells, filter_script,
+                             is_extracted, line_map, relocate, skipped)
 from grader.notebook_filter import available
 from tests.conftest import ROOT
 
