@@ -188,7 +188,8 @@ def test_statements_that_only_read_the_data_are_marked_for_the_grading_data():
     script = extract_cells([
         "data = load_dataset()\nimg_shape = data.train.images.shape[1:]\n"
         "img_size_flat = img_shape[0] * img_shape[1]\nnum_classes = data.train.labels.shape[1]\n"
-        "cls = data.test.labels[0:5].argmax(axis=1)\nx = data.train.images\nx = x.reshape(-1, 784)"])
+        "cls = data.test.labels[0:5].argmax(axis=1)\nx = data.train.images\n"
+        "x = x.reshape(-1, 784)"])
     lines = script.splitlines()
     assert "# from the grading data (data): img_shape = data.train.images.shape[1:]" in lines
     assert "# from the grading data (): img_size_flat = img_shape[0] * img_shape[1]" in lines
