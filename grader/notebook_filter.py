@@ -223,7 +223,7 @@ class Filter:
                     why = why_call(sub)
                     if library_calls and why == CALLS and _root(sub.func) in self.library:
                         continue
-                    call_why = call_why or why
+                    call_why = why if call_why in ("", CALLS) else call_why
                 elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
                     if sub.id in self.data:
                         data_names.add(sub.id)
@@ -278,7 +278,7 @@ class Filter:
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
             return self._why_import(stmt), set()
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            return self._why_definition(stmt), set()
+            return self._why_definition(stmt)
         if isinstance(stmt, ast.Pass):
             return "", set()
         if isinstance(stmt, ast.Expr):
@@ -322,24 +322,31 @@ class Filter:
             return NOT_AVAILABLE
         return ""
 
-    def _why_definition(self, stmt: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> str:
+    def _why_definition(self, stmt: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+                        ) -> tuple[str, set[str]]:
+        """Why what runs as ``stmt`` is defined is not inert; ``READS_DATA`` when it only
+        reads the data (``def f(n=n_input)``): the child then defines it after the import."""
         nodes: list[ast.AST] = [d if isinstance(d, ast.Call) else  # applying it is a call
                                 ast.Call(func=d, args=[], keywords=[]) for d in stmt.decorator_list]
         if isinstance(stmt, ast.ClassDef):
             nodes += stmt.bases + [k.value for k in stmt.keywords]
-            why = self._inert(nodes)
-            return why or next((w for w in map(self._why_in_class, stmt.body) if w), "")
-        args = stmt.args
-        nodes += args.defaults + [d for d in args.kw_defaults if d is not None]
-        nodes += [a.annotation for a in args.posonlyargs + args.args + args.kwonlyargs
-                  + [args.vararg, args.kwarg] if a is not None and a.annotation is not None]
-        if stmt.returns is not None:
-            nodes.append(stmt.returns)
-        return self._inert(nodes)
+            why, data_names = self._expr(nodes, library_calls=True)
+            inside = next((w for w in map(self._why_in_class, stmt.body) if w), "")
+            if inside and why in ("", READS_DATA):
+                return inside, set()
+        else:
+            args = stmt.args
+            nodes += args.defaults + [d for d in args.kw_defaults if d is not None]
+            nodes += [a.annotation for a in args.posonlyargs + args.args + args.kwonlyargs
+                      + [args.vararg, args.kwarg] if a is not None and a.annotation is not None]
+            if stmt.returns is not None:
+                nodes.append(stmt.returns)
+            why, data_names = self._expr(nodes, library_calls=True)
+        return (RUNS_AT_IMPORT if why == CALLS else why), data_names
 
     def _why_in_class(self, stmt: ast.stmt) -> str:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            return self._why_definition(stmt)
+            return self._plain(self._why_definition(stmt)[0])
         if isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr)
                                           and isinstance(stmt.value, ast.Constant)):
             return ""

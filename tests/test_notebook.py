@@ -211,7 +211,9 @@ def test_the_child_runs_them_on_a_stand_in_of_the_grading_data(tmp_path, monkeyp
         "import numpy as np\nmnist = load_dataset()\n"
         "n_input = mnist.train.images.shape[1] * mnist.train.images.shape[2]\n"
         "m = mnist.train.num_examples\ny_test = mnist.test.labels\n"
-        "flat = mnist.img_size_flat\ndef f():\n    return n_input"], "t.ipynb")
+        "flat = mnist.img_size_flat\ndef f():\n    return n_input\n"
+        "def g(n=n_input):\n    return n"], "t.ipynb")
+    assert "# from the grading data (): def g(n=n_input):" in script.splitlines()
     (tmp_path / "t.py").write_text(script)
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "model.npz", train_images=rng.integers(0, 256, (12, 28, 28), np.uint8),
@@ -223,8 +225,10 @@ def test_the_child_runs_them_on_a_stand_in_of_the_grading_data(tmp_path, monkeyp
     module = types.ModuleType("t")
     exec(compile(script, "t.py", "exec"), module.__dict__)
     assert "n_input" not in module.__dict__
+    assert "g" not in module.__dict__   # its default needs the data: defined after the import
     child_runner._bind_grading_data(module, job, np)
-    assert (module.n_input, module.m, module.flat, module.f()) == (784, 12, 784, 784)
+    assert (module.n_input, module.m, module.flat, module.f(), module.g()) == (784, 12, 784, 784,
+                                                                              784)
     assert "y_test" not in module.__dict__ and "mnist" not in module.__dict__   # no test label
     job["tasks"] = []   # a child without the model item: the shapes, no example
     fresh = types.ModuleType("t")
