@@ -58,7 +58,7 @@ RUNS = "runs at top level"
 NOT_AVAILABLE = "its package is not available when grading"
 SELF_CHECK = "self-check"
 IPYTHON = "IPython only"
-READS_DATA = "reads the data: run on the grading data when grading"
+READS_DATA = "reads the data: run on the grading data instead"
 REASONS = (LOADS_DATA, USES_DATA, TRAINS, PLOTS, PRINTS, CALLS, USES_SKIPPED, SHOWS, CHANGES,
            LOOP, WITH, RUNS_AT_IMPORT, RUNS, NOT_AVAILABLE, SELF_CHECK, IPYTHON, READS_DATA)
 

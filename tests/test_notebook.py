@@ -73,7 +73,7 @@ def test_the_report_notes_say_which_cells_and_lines_and_why(tmp_path):
         "calls a function at top level (1):",
         "  code cell 3, line 4: parameters = initialize_parameters()",
         "a loop at top level (1):", "  code cell 3, lines 5-6: for i in range(20000): ...",
-        "reads the data: run on the grading data when grading (1):",
+        "reads the data: run on the grading data instead (1):",
         "  code cell 2, line 4: images = mnist.train.images"]
 
 
