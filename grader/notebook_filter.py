@@ -268,8 +268,9 @@ class Filter:
             self.defined |= names
             self.unset -= names
             self.data -= names
-            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-                self.library |= names
+            if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.library |= {name for sub in ast.walk(stmt) if isinstance(
+                    sub, (ast.Import, ast.ImportFrom)) for name in bound(sub)}  # in a try too
             if isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names):
                 self.star = True
         return why, data_names
