@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import ast
 import bisect
-import builtins
 import functools
 import re
 from array import array
@@ -49,29 +48,26 @@ from pathlib import Path
 
 from .bounded import MAX_PYTHON_BYTES, MAX_PYTHON_LINES, InputError, notebook_script, size_text
 
-__all__ = ["LineMap", "NotebookError", "extract", "extract_cells", "is_extracted", "line_map",
-           "relocate", "script_from_cells", "skipped"]
+from .notebook_filter import (CONTINUED, FROM_DATA, NOT_AVAILABLE, READS_DATA, REASONS, RUNS,
+                              SKIPPED, Filter, demote, skip_top_level, statement_names,
+                              statements)
+
+__all__ = ["LineMap", "NotebookError", "extract", "extract_cells", "filter_script",
+           "is_extracted", "line_map", "relocate", "script_from_cells", "skipped"]
 
 HEADER = "# Python extracted from "
-HEADER_TAIL = ": the code cells, IPython syntax removed, top-level code that runs the tutorial skipped."
-MAX_HEADER_CHARS = 1024
-_HEADER_LINE = re.compile(re.escape(HEADER) + r"[^\n]{1,512}\.ipynb" + re.escape(HEADER_TAIL) + "$")
 CELL = re.compile(r"^# %% cell (\d+)\b")
 _CELL_LINE = re.compile(r"^# %% cell (\d{1,9})\b", re.M)
-SKIPPED = "# skipped ("
-CONTINUED = "# skipped, continued: "
-_SKIPPED_LINE = re.compile("^" + re.escape(SKIPPED) + ".*$", re.M)
-# Top-level calls that set things up rather than run the tutorial.
-SETUP_CALLS = frozenset({"disable_v2_behavior", "disable_eager_execution", "enable_eager_execution",
-                         "disable_resource_variables", "disable_v2_tensorshape", "set_verbosity",
-                         "filterwarnings", "simplefilter", "setdefault", "putenv", "seed",
-                         "set_random_seed", "set_seed", "reset_default_graph", "setLevel"})
-SETUP_PATHS = frozenset({"sys.path.insert", "sys.path.append"})
-PURE_BUILTINS = frozenset({"int", "float", "str", "bool", "tuple", "list", "dict", "set",
-                           "frozenset", "len", "range", "abs", "min", "max", "round", "sum",
-                           "sorted", "zip", "enumerate"})
-_BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__"}
-
+HEADER_TAIL = NOTEBOOK_TAIL = ": the code cells, IPython syntax removed, top-level code that runs the tutorial skipped."
+SCRIPT_TAIL = ": top-level code that runs the tutorial skipped."
+MAX_HEADER_CHARS = 1024
+_HEADER_LINE = re.compile(re.escape(HEADER) + r"[^\n]{1,512}?(?:" + re.escape(NOTEBOOK_TAIL)
+                          + "|" + re.escape(SCRIPT_TAIL) + ")$")
+_LABEL = re.compile(r"^# %% cell (\d+)(?:, In \[(\d+)\])?")
+MAX_FILTERED_BYTES = 64 * 2**10   # a larger .py is graded as it is (the parent parses it)
+GUARD_NOTE = ("Your file runs code when it is imported, so the grader skipped that code "
+              "(listed below) and graded your functions. Such code belongs under "
+              "`if __name__ == \"__main__\":`, which importing the file does not run.")
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun"})
 _ASSIGNED_ESCAPE = re.compile(r"^\s*[A-Za-z_][\w.,\s]*=\s*[!%]")
 _HELP = re.compile(r"^\s*(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")
@@ -129,196 +125,9 @@ def _clean_cell(source: str) -> str | None:
     return "\n".join(out)
 
 
-def _call_name(func: ast.expr) -> str:
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return func.id if isinstance(func, ast.Name) else ""
-
-
-class _Filter:
-    """Decides, statement by statement in notebook order, what importing may run."""
-
-    def __init__(self):
-        self.defined: set[str] = set(_BUILTIN_NAMES)
-        self.star = False               # after ``from x import *`` any name may exist
-        self.unset: set[str] = set()    # names only skipped code assigns
-
-    def _pure(self, node: ast.AST) -> str:
-        """"" if evaluating ``node`` runs nothing of the tutorial, else why it does."""
-        for sub in ast.walk(node):
-            if isinstance(sub, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)):
-                return "runs at top level"
-            if isinstance(sub, ast.Call) and not (isinstance(sub.func, ast.Name)
-                                                  and sub.func.id in PURE_BUILTINS):
-                return _why_call(sub)
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                missing = self._missing(sub.id)
-                if missing:
-                    return missing
-        return ""
-
-    def _missing(self, name: str) -> str:
-        if name in self.defined or self.star:
-            return ""
-        if name in self.unset:
-            return f"uses {name}, which skipped code sets"
-        return ""   # a NameError the student will see, as Python would raise it
-
-    def why_skipped(self, stmt: ast.stmt) -> str:
-        """"" to keep ``stmt`` (and note what it defines), else why it is skipped."""
-        why = self._why(stmt)
-        if why:
-            for name in _bound(stmt):
-                if name not in self.defined:
-                    self.unset.add(name)
-        else:
-            for name in _bound(stmt):
-                self.defined.add(name)
-                self.unset.discard(name)
-            if isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names):
-                self.star = True
-        return why
-
-    def _why(self, stmt: ast.stmt) -> str:
-        if _is_self_check(stmt):
-            return "self-check"
-        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
-                             ast.ClassDef, ast.Pass)):
-            return ""
-        if isinstance(stmt, ast.Expr):
-            value = stmt.value
-            if isinstance(value, ast.Constant):       # a docstring or a stray literal
-                return ""
-            if isinstance(value, ast.Call) and (_call_name(value.func) in SETUP_CALLS
-                                                or ast.unparse(value.func) in SETUP_PATHS):
-                return self._names_missing(value)
-            return self._pure(value) or "shows a value at top level"
-        if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            names = [n for t in targets for n in ast.walk(t)]
-            if not all(isinstance(n, (ast.Name, ast.Tuple, ast.List, ast.Load, ast.Store))
-                       for n in names):
-                return "changes an object at top level"
-            if stmt.value is None:
-                return ""
-            if "IMPROVEMENTS" in _bound(stmt):
-                return self._names_missing(stmt.value)
-            return self._pure(stmt.value)
-        if isinstance(stmt, ast.If):
-            if _is_main_guard(stmt.test):
-                return ""
-            return self._pure(stmt.test) or self._all_kept(stmt.body + stmt.orelse)
-        if isinstance(stmt, ast.Try):   # kept as a whole when what it tries is kept
-            return self._all_kept(stmt.body)
-        if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
-            return "a loop at top level"
-        if isinstance(stmt, (ast.With, ast.AsyncWith)):
-            return "a with block at top level"
-        return "runs at top level"
-
-    def _names_missing(self, node: ast.AST) -> str:
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                missing = self._missing(sub.id)
-                if missing:
-                    return missing
-        return ""
-
-    def _all_kept(self, body: list[ast.stmt]) -> str:
-        return next((w for w in (self._why(s) for s in body) if w), "")
-
-
-def _is_self_check(stmt: ast.stmt) -> bool:
-    """``import grader``, ``from grader import check`` or ``check(...)``: the
-    notebook checking itself, which the sandbox cannot (and need not) run."""
-    if isinstance(stmt, ast.Import):
-        return any(a.name.split(".")[0] == "grader" for a in stmt.names)
-    if isinstance(stmt, ast.ImportFrom):
-        return (stmt.module or "").split(".")[0] == "grader" and not stmt.level
-    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
-            and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "check")
-
-
-def _is_main_guard(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Compare) and len(test.ops) == 1
-            and isinstance(test.ops[0], ast.Eq)
-            and {ast.dump(test.left), ast.dump(test.comparators[0])}
-            == {ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))})
-
-
-def _why_call(call: ast.Call) -> str:
-    name = _call_name(call.func)
-    lower = name.lower()
-    if name == "print" or lower in ("display", "pprint"):
-        return "prints"
-    root = call.func
-    while isinstance(root, ast.Attribute):
-        root = root.value
-    if (isinstance(root, ast.Name) and root.id in ("plt", "sns", "matplotlib")) or lower in (
-            "plot", "imshow", "show", "savefig", "figure", "subplots", "hist", "scatter"):
-        return "plots"
-    if "load" in lower or "read" in lower or "download" in lower:
-        return f"loads data: {name}()"
-    if lower in ("train", "fit", "run", "evaluate", "minimize") or "train" in lower:
-        return f"trains or evaluates: {name}()"
-    return f"calls {name or 'a function'}() at top level"
-
-
-def _bound(stmt: ast.stmt) -> set[str]:
-    """The names a top-level statement binds."""
-    names: set[str] = set()
-    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-        for alias in stmt.names:
-            if alias.name != "*":
-                names.add(alias.asname or alias.name.split(".")[0])
-        return names
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return {stmt.name}
-    targets: list[ast.AST] = []
-    if isinstance(stmt, ast.Assign):
-        targets = stmt.targets
-    elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
-        targets = [stmt.target]
-    for target in targets:
-        names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
-    for field in ("body", "orelse", "finalbody"):
-        for sub in getattr(stmt, field, None) or []:
-            names |= _bound(sub)
-    for handler in getattr(stmt, "handlers", None) or []:
-        for sub in handler.body:
-            names |= _bound(sub)
-    return names
-
-
-def _skip_top_level(cell: str, keeper: _Filter) -> str:
-    """The cell with the statements that run the tutorial commented out, line for line."""
-    try:
-        tree = ast.parse(cell)
-    except (SyntaxError, ValueError):
-        return cell   # the syntax error is the student's, reported with its cell
-    lines = cell.split("\n")
-    groups: list[list] = []   # statements that share lines (``a = 1; print(a)``) go together
-    for stmt in tree.body:
-        first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
-        if groups and first <= groups[-1][1]:
-            groups[-1][1] = max(groups[-1][1], stmt.end_lineno)
-            groups[-1][2].append(stmt)
-        else:
-            groups.append([first, stmt.end_lineno, [stmt]])
-    for first, last, stmts in groups:
-        reasons = [keeper.why_skipped(s) for s in stmts]
-        why = next((r for r in reasons if r), "")
-        if not why:
-            continue
-        for i in range(first - 1, last):
-            prefix = f"{SKIPPED}{why}): " if i == first - 1 else CONTINUED
-            lines[i] = prefix + lines[i]
-    return "\n".join(lines)
-
-
 def is_extracted(source: str) -> bool:
-    """Whether ``source`` is a script ``extract`` wrote: its first line is the header
-    ``extract`` writes, and it is within the bounds of an extracted script (anything
+    """Whether ``source`` is a script ``extract`` (or ``filter_script``) wrote: its first
+    line is the header they write, and it is within the bounds of such a script (anything
     else is graded as a plain ``.py``, its lines not mapped to cells)."""
     first = source[:MAX_HEADER_CHARS].partition("\n")[0]
     return (bool(_HEADER_LINE.match(first)) and len(source) <= MAX_PYTHON_BYTES
@@ -372,52 +181,130 @@ def line_map(source: str) -> LineMap:
     return LineMap(source)
 
 
-def skipped(source: str, limit: int = 30) -> list[str]:
-    """One line per skipped statement of an extracted script: where, why, and its text."""
-    mapping = line_map(source)
-    notes, count = [], 0
-    line, position = 1, 0
-    for match in _SKIPPED_LINE.finditer(source):
-        line += source.count("\n", position, match.start())
-        position = match.start()
-        if line not in mapping:
-            continue
-        count += 1
-        if len(notes) > limit:
-            continue
-        why, _, code = match.group(0)[len(SKIPPED):].partition("): ")
-        last, end = line, match.end()
-        while source.startswith(CONTINUED, end + 1):
-            last += 1
-            following = source.find("\n", end + 1)
-            end = len(source) if following < 0 else following
-        cell, first_line = mapping[line]
-        span = f"line {first_line}" if last == line else \
-            f"lines {first_line}-{mapping.get(last, (cell, first_line))[1]}"
-        code = code.strip()
-        notes.append(f"cell {cell}, {span} ({why}): {code[:80]}{'...' if len(code) > 80 else ''}")
-    if count > limit:
-        notes[limit:] = [f"... and {count - limit} more"]
+@functools.lru_cache(maxsize=4)   # asked again for each message of a grade
+def _labels(source: str) -> dict[int, str]:
+    """{cell number: the cell as Jupyter shows it}: ``In [7]`` (its execution count), else
+    ``code cell 5``; cell 0 is a ``.py`` file's whole text, named by lines alone."""
+    labels = {}
+    for line in source.splitlines():
+        match = _LABEL.match(line)
+        if match:
+            cell = int(match.group(1))
+            labels[cell] = (f"In [{match.group(2)}]" if match.group(2) else
+                            f"code cell {cell}" if cell else "")
+    return labels
+
+
+def _place(cell: int, line: str, labels: dict[int, str]) -> str:
+    label = labels.get(cell, f"code cell {cell}")
+    return f"{label}, {line}" if label else line
+
+
+def skipped(source: str, limit: int = 100) -> list[str]:
+    """The skipped statements of an extracted script, grouped by why: a line per reason,
+    then a line per statement (where, and its text).  Beyond ``limit`` statements, each
+    reason lists its first few and counts the rest."""
+    mapping, labels = line_map(source), _labels(source)
+    lines = source.splitlines()
+    groups: dict[str, list[str]] = {}
+    for prefix in (SKIPPED, FROM_DATA):
+        for number, inside, code in statements(lines, prefix):
+            if number not in mapping:
+                continue
+            why = READS_DATA if prefix == FROM_DATA else inside if inside in REASONS else RUNS
+            cell, first = mapping[number]
+            last = number + code.count("\n")
+            span = f"line {first}" if last == number else \
+                f"lines {first}-{mapping.get(last, (cell, first))[1]}"
+            text = code.split("\n")[0].strip()
+            more = len(text) > 80 or last > number
+            groups.setdefault(why, []).append(
+                f"{_place(cell, span, labels)}: {text[:80]}{' ...' if more else ''}")
+    if not groups:
+        return []
+    order = sorted(groups, key=REASONS.index)
+    total = sum(len(g) for g in groups.values())
+    each = total if total <= limit else max(3, limit // len(groups))
+    notes = [GUARD_NOTE] if labels.get(0) == "" else []
+    for why in order:
+        entries = groups[why]
+        notes.append(f"{why} ({len(entries)}):")
+        notes += [f"  {e}" for e in entries[:each]]
+        if len(entries) > each:
+            notes.append(f"  {len(entries) - each} more statements like these")
     return notes
 
 
 _AT_LINE = re.compile(r"(?P<file>\S+\.py), line (?P<line>\d+)")
 _SYNTAX = re.compile(r"\(line (?P<line>\d+)\)")
+_UNDEFINED = re.compile(r"name '(?P<name>\w+)' is not defined")
+_NO_FUNCTION = re.compile(r"defines no function (?P<name>\w+)\(\)")
+_NO_MODULE = re.compile(r"No module named '(?P<module>[\w.]+)'")
+_ANNOTATED = ", which the grader "
+
+
+@functools.lru_cache(maxsize=4)   # asked again for each message of a grade
+def _skipped_names(source: str) -> dict[str, tuple[int, str, str]]:
+    """{name: (script line, why, code)} of the names skipped statements set."""
+    lines, found = source.splitlines(), {}
+    for prefix in (SKIPPED, FROM_DATA):
+        for number, inside, code in statements(lines, prefix):
+            why = inside if prefix == SKIPPED else READS_DATA
+            for name in statement_names(code):
+                found.setdefault(name, (number, why, code))
+    return found
+
+
+def _why_missing(text: str, source: str, mapping: dict[int, tuple[int, int]]) -> str:
+    """What to add to ``text`` when it fails on a name only a skipped line sets, or on a
+    package the grading environment lacks."""
+    if _ANNOTATED in text:
+        return ""
+    module = _NO_MODULE.search(text)
+    if module:
+        top = module.group("module").split(".")[0]
+        return (f" ({top} is not available when grading: docs/assignment.md lists the packages "
+                "that are; use those, or do without it)")
+    match = _UNDEFINED.search(text) or _NO_FUNCTION.search(text)
+    if not match:
+        return ""
+    name = match.group("name")
+    found = _skipped_names(source).get(name)
+    if found is None or found[0] not in mapping:
+        return ""
+    number, why, code = found
+    cell, line = mapping[number]
+    place, first = _place(cell, f"line {line}", _labels(source)), code.split("\n")[0].strip()
+    more = " ..." if len(first) > 80 or "\n" in code else ""
+    where = f"{place}: `{first[:80]}{more}`"
+    if why == NOT_AVAILABLE:
+        return (f" ({name} comes from {where}{_ANNOTATED}skips: its package is not available "
+                "when grading; docs/assignment.md lists the packages that are)")
+    if first.startswith(("def ", "async def ", "class ", "@")):
+        return (f" ({name} is defined at {where}{_ANNOTATED}skips ({why}): what runs as it is "
+                "defined (decorators, default arguments) must not run the tutorial; compute "
+                "such a value inside the function)")
+    done = "ran on the grading data, where it failed" if why == READS_DATA else f"skips ({why})"
+    return (f" ({name} is set only by {where}{_ANNOTATED}{done}; compute {name} inside the "
+            "function that needs it, or make it a constant)")
 
 
 def relocate(text: str, source: str, submission_name: str,
              mapping: dict[int, tuple[int, int]] | None = None) -> str:
-    """``text`` (a message or traceback) with lines of the extracted script named as cells:
-    ``tensorflow_tutorial.py, line 40`` -> ``cell 7, line 3``; a syntax error's
-    ``(line 40)`` -> ``(cell 7, line 3: <the line>)``."""
+    """``text`` (a message or traceback) with lines of the extracted script named as
+    Jupyter names them: ``tensorflow_tutorial.py, line 40`` -> ``In [7], line 3`` (or
+    ``code cell 5, line 3``; ``line 38`` for a ``.py``); a syntax error's ``(line 40)``
+    -> ``(In [7], line 3: <the line>)``.  A failure on a name that only a skipped line
+    sets says which line, and why it was skipped."""
     mapping = line_map(source) if mapping is None else mapping
     lines = source.splitlines()
+    labels = _labels(source) if "line " in text else {}
 
     def where(number: int) -> str | None:
         if number not in mapping:
             return None
         cell, line = mapping[number]
-        return f"cell {cell}, line {line}"
+        return _place(cell, f"line {line}", labels)
 
     def frame(match: re.Match) -> str:
         if match.group("file") != submission_name:
@@ -430,16 +317,61 @@ def relocate(text: str, source: str, submission_name: str,
         if place is None:
             return match.group(0)
         quoted = lines[number - 1].strip() if 0 < number <= len(lines) else ""
-        if quoted.startswith(SKIPPED) or quoted.startswith(CONTINUED):
+        if quoted.startswith((SKIPPED, CONTINUED, FROM_DATA)):
             quoted = quoted.partition(": ")[2]
         return f'({place}: "{quoted[:100]}")' if quoted else f"({place})"
 
-    return _SYNTAX.sub(syntax, _AT_LINE.sub(frame, text))
+    text = _SYNTAX.sub(syntax, _AT_LINE.sub(frame, text))
+    return text + _why_missing(text, source, mapping)
+
+
+def extract_cells(sources: list[str], name: str = "the kernel's history",
+                  counts: list[int | None] | None = None) -> str:
+    """The Python of a notebook's code cells, in order (``counts``: their execution
+    counts, where known), as the grader imports it: IPython syntax removed, the
+    top-level code that runs the tutorial skipped.  ``extract`` reads a notebook file
+    through it; the self-check passes it the kernel's input history."""
+    parts = [f"{HEADER}{name}{NOTEBOOK_TAIL}"]
+    futures: list[str] = []
+    keeper = Filter()
+    for number, source in enumerate(sources, start=1):
+        count = counts[number - 1] if counts and number <= len(counts) else None
+        label = f"# %% cell {number}" + (f", In [{count}]" if isinstance(count, int) else "")
+        cleaned = _clean_cell(str(source))
+        if cleaned is None:
+            kept = "\n".join("# " + line for line in str(source).splitlines())
+            parts.append(f"{label} (removed: not a Python cell)\n{kept}")
+            continue
+        lines = skip_top_level(cleaned, keeper).splitlines()
+        for i, line in enumerate(lines):
+            if _FUTURE.match(line.rstrip()):
+                futures.append(line.rstrip())
+                lines[i] = "# moved to the top: " + line.rstrip()
+        parts.append(f"{label}\n" + "\n".join(lines))
+    if futures:
+        parts.insert(1, "\n".join(dict.fromkeys(futures)))
+    return demote("\n\n".join(parts) + "\n", keeper)
+
+
+def filter_script(source: str, name: str) -> str | None:
+    """A ``.py`` that runs code at import as the grader imports it (its lines unmoved, after
+    two header lines), or None when importing it as it is runs nothing of the tutorial
+    (or it is too large, or does not parse: graded as it is)."""
+    if len(source) > MAX_FILTERED_BYTES or is_extracted(source) or \
+            source.count("\r") != source.count("\r\n"):   # lines as Python counts them
+        return None
+    keeper = Filter()
+    filtered = skip_top_level(source, keeper)
+    if filtered is source or (SKIPPED not in filtered and FROM_DATA not in filtered):
+        return None
+    return demote(f"{HEADER}{name}{SCRIPT_TAIL}\n"
+                  f"# %% cell 0 (the whole file)\n{filtered}", keeper)
 
 
 def extract(path: Path) -> str:
     """The Python source of the notebook at ``path``, read in a helper process under
-    ``bounded``'s limits; raises NotebookError (one line, naming the file)."""
+    ``bounded``'s limits (``notebook_reader``); raises NotebookError (one line, naming
+    the file)."""
     try:
         return notebook_script(path)
     except NotebookError:
@@ -448,45 +380,34 @@ def extract(path: Path) -> str:
         raise NotebookError(str(exc)) from None
 
 
-def extract_cells(sources: list[str], name: str = "the kernel's history") -> str:
-    """The Python of these code cells (a kernel's input history, say), by the same rules
-    as a notebook file's, in this process (the caller's own code: a student's kernel)."""
-    return script_from_cells([{"cell_type": "code", "source": s} for s in sources], name)
-
-
 def script_from_cells(cells: list, name: str) -> str:
-    """``extract``'s work on a notebook's cells (format 4), in this process: what
-    ``notebook_reader`` runs under its limits.  ``name`` is the notebook's file name."""
-    parts = [f"{HEADER}{name}{HEADER_TAIL}"]
-    futures: list[str] = []
-    keeper = _Filter()
-    for number, cell in enumerate(cells, start=1):
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        if isinstance(source, list):
-            source = "".join(str(s) for s in source)
-        try:
-            cleaned = _clean_cell(str(source))
-            if cleaned is not None:
-                lines = _skip_top_level(cleaned, keeper).splitlines()
-        except (RecursionError, MemoryError):
-            raise NotebookError(f"{name}: cell {number} is too deeply nested or too large "
-                                "for Python to compile") from None
-        if cleaned is None:
-            kept = "\n".join("# " + line for line in source.splitlines())
-            parts.append(f"# %% cell {number} (removed: not a Python cell)\n{kept}")
-        else:
-            for i, line in enumerate(lines):
-                if _FUTURE.match(line.rstrip()):
-                    futures.append(line.rstrip())
-                    lines[i] = "# moved to the top: " + line.rstrip()
-            parts.append(f"# %% cell {number}\n" + "\n".join(lines))
-    if futures:
-        parts.insert(1, "\n".join(dict.fromkeys(futures)))
-    script = "\n\n".join(parts) + "\n"
+    """``extract``'s work on a notebook's cells (``{"cell_type", "source",
+    "execution_count"}``, in order), in this process: what ``notebook_reader`` runs under
+    its limits.  Only code cells count, numbered as such; ``name`` is the file's name."""
+    code = [c for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
+    sources = ["".join(str(x) for x in s) if isinstance(s, list) else str(s)
+               for s in (c.get("source", "") for c in code)]
+    counts = [c.get("execution_count") if type(c.get("execution_count")) is int else None
+              for c in code]
+    try:
+        script = extract_cells(sources, name, counts)
+    except (RecursionError, MemoryError):
+        raise NotebookError(f"{name}: {_too_deep(sources, counts)} is too deeply nested or "
+                            "too large for Python to compile") from None
     if len(script.encode("utf-8", "surrogatepass")) > MAX_PYTHON_BYTES:
         raise NotebookError(f"{name}: its code is more than {size_text(MAX_PYTHON_BYTES)}")
     if script.count("\n") > MAX_PYTHON_LINES:
         raise NotebookError(f"{name}: its code is more than {MAX_PYTHON_LINES} lines")
     return script
+
+
+def _too_deep(sources: list[str], counts: list[int | None]) -> str:
+    """The first cell Python cannot compile for its depth or size, as Jupyter names it."""
+    for number, (source, count) in enumerate(zip(sources, counts), start=1):
+        try:
+            compile(source, "<cell>", "exec", flags=ast.PyCF_ONLY_AST)
+        except (RecursionError, MemoryError):
+            return f"In [{count}]" if count is not None else f"code cell {number}"
+        except (SyntaxError, ValueError):
+            continue
+    return "a cell"

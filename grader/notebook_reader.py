@@ -77,7 +77,9 @@ def cells(data: bytes, name: str) -> list:
         if total > MAX_NOTEBOOK_CODE_BYTES:
             raise NotebookError(f"{name}: its code cells hold more than "
                                 f"{size_text(MAX_NOTEBOOK_CODE_BYTES)} of code")
-        cells.append({"cell_type": cell.get("cell_type"), "source": source})
+        count = cell.get("execution_count" if major == 4 else "prompt_number")
+        cells.append({"cell_type": cell.get("cell_type"), "source": source,
+                      "execution_count": count if type(count) is int else None})
     return cells
 
 

@@ -97,10 +97,29 @@ def find_submission(folder: Path, submission_name: str) -> Path | None:
     return pick(walk(folder, folder), submission_name, folder)[0]
 
 
+def _filtered(submission: Path, data: bytes, folder: Path, script_name: str
+              ) -> tuple[Path, str, str]:
+    """A ``.py`` that runs the tutorial at import, graded as a notebook's cells are: its
+    top-level code skipped (``notebook.filter_script``, which parses only a file of at most
+    ``notebook.MAX_FILTERED_BYTES``); else the file as it is."""
+    try:
+        text = data.decode("utf-8")
+        script = notebook.filter_script(text, submission.name)
+    except (UnicodeDecodeError, RecursionError, MemoryError, SyntaxError, ValueError):
+        script = None   # what Python makes of the file is the child's to report
+    if script is None:
+        return submission, "", ""
+    folder.mkdir()
+    path = folder / script_name
+    path.write_text(script, encoding="utf-8")
+    return path, "", script
+
+
 def graded_source(submission: Path, folder: Path, script_name: str) -> tuple[Path, str, str]:
     """(the file the child imports, the student's problem or "", the extracted script or "").
 
-    A notebook's code cells become ``folder/script_name``; a ``.py`` that ``extract``
+    A notebook's code cells become ``folder/script_name``, and so does a ``.py`` that
+    runs the tutorial at import, its top-level code skipped; a ``.py`` that ``extract``
     wrote (batch extracts before it grades) keeps its text, so that its lines can be
     named as cells.  A file over the caps, unreadable, or a notebook that cannot be
     read gives a one-line problem, which the report shows as the student's.
@@ -111,10 +130,10 @@ def graded_source(submission: Path, folder: Path, script_name: str) -> tuple[Pat
         except InputError as exc:
             return submission, str(exc), ""
         head = data[:notebook.MAX_HEADER_CHARS].decode("utf-8", "replace")
-        if not head.startswith(notebook.HEADER):
-            return submission, "", ""
-        source = data.decode("utf-8", "replace")
-        return submission, "", source if notebook.is_extracted(source) else ""
+        if head.startswith(notebook.HEADER):
+            source = data.decode("utf-8", "replace")
+            return submission, "", source if notebook.is_extracted(source) else ""
+        return _filtered(submission, data, folder, script_name)
     try:
         source = notebook.extract(submission)
     except notebook.NotebookError as exc:

@@ -107,7 +107,7 @@ def test_extract_runs_in_a_helper_process_that_reports_the_students_problem(tmp_
     good.write_bytes(notebook_bytes("import os", "def f():\n    return 1"))
     deep.write_bytes(notebook_bytes("DEPTH = " + "+".join(["1"] * 60_000)))
     assert "def f():" in notebook.extract(good)
-    with pytest.raises(notebook.NotebookError, match="deep.ipynb: cell 1 is too deeply nested"):
+    with pytest.raises(notebook.NotebookError, match="deep.ipynb: code cell 1 is too deeply nested"):
         notebook.extract(deep)
 
 
@@ -184,9 +184,10 @@ def test_skipped_notes_are_bounded_and_say_where():
     source = (HEADER_LINE + "\n\n# %% cell 2\nimport os\n# skipped (prints): print(1,\n"
               "# skipped, continued:       2)\n" + "# skipped (prints): print(3)\n" * 40)
     notes = notebook.skipped(source)
-    assert notes[0] == "cell 2, lines 2-3 (prints): print(1,"
-    assert notes[1] == "cell 2, line 4 (prints): print(3)"
-    assert len(notes) == 31 and notes[-1] == "... and 11 more"
+    assert notes[0] == "prints (41):"
+    assert notes[1] == "  code cell 2, lines 2-3: print(1, ..."
+    assert notes[2] == "  code cell 2, line 4: print(3)"
+    assert len(notes) == 42 and notes[-1] == "  code cell 2, line 43: print(3)"
 
 
 # ---------------------------------------------------------------- files and YAML

@@ -119,12 +119,13 @@ def test_a_notebook_as_written_trains_nothing_and_errors_name_the_cell(tmp_path)
     run = grader("check", str(path))
     assert run.returncode == 1, run.stderr
     text = run.stdout
-    assert "cell 4, line 1 (loads data: load_dataset()): mnist = load_dataset()" in text
-    assert "cell 4, line 4 (calls sleep() at top level): time.sleep(3600)" in text
+    assert "  loads data (1):\n    code cell 4, line 1: mnist = load_dataset()\n" in text
+    assert "  calls a function at top level (2):\n    code cell 4, line 2: X, Y = " \
+        "create_placeholders()\n    code cell 4, line 4: time.sleep(3600)\n" in text
     cell2 = notebook.cells[1].source.splitlines()
     line = next(i for i, s in enumerate(cell2, start=1) if "raise ValueError" in s)
-    assert f"cell 2, line {line}, in compute_cost: raise ValueError('the labels do not match')" \
-        in text
+    assert f"code cell 2, line {line}, in compute_cost: raise ValueError('the labels do not " \
+        "match')" in text
     rows = {r.split()[0]: r for r in text.splitlines() if r.startswith("  Q")}
     assert "0/10" in rows["Q5"] and "10/10" in rows["Q4"] and "10/10" in rows["Q6"]
     assert "timed out" not in text

@@ -4,7 +4,8 @@ Two kinds of fixture live in tests/corpus/:
 
 - mutants.yaml: the reference with a few exact text replacements (one classic
   mistake, or a correct variant), described at the top of that file;
-- *.py and real/*.py: whole submissions, whose first comment lines give
+- *.py, real/*.py and notebooks/*.ipynb: whole submissions, whose first comment
+  lines (a notebook's: of its first code cell) give
   ``# expect: {"Q5": 0}`` (JSON; items not listed must get full marks, and
   "any" leaves an item's score unasserted) and
   optionally ``# feedback: {"Q5": "sum"}`` (case-insensitive substrings that
@@ -41,6 +42,7 @@ from conftest import IN_PROCESS, grader_main
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "corpus"
 REAL = CORPUS / "real"
+NOTEBOOKS = CORPUS / "notebooks"
 MUTANTS = CORPUS / "mutants.yaml"
 REFERENCE = ROOT / "reference" / "tensorflow_tutorial.py"
 STARTER = ROOT / "starter" / "tensorflow_tutorial.py"
@@ -98,9 +100,13 @@ def _load_mutants() -> list[Fixture]:
 
 
 def _header(path: Path) -> dict[str, dict]:
-    """The JSON of the leading ``# key: {...}`` comment lines."""
+    """The JSON of the leading ``# key: {...}`` comment lines (of a notebook's first code cell)."""
     found = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".ipynb":
+        cells = [c for c in json.loads(text)["cells"] if c["cell_type"] == "code"]
+        text = "".join(cells[0]["source"]) if cells else ""
+    for line in text.splitlines():
         if not line.startswith("#"):
             break
         key, sep, value = line[1:].strip().partition(":")
@@ -114,9 +120,10 @@ def _header(path: Path) -> dict[str, dict]:
 
 def _load_files() -> list[Fixture]:
     fixtures = []
-    for path in sorted(CORPUS.glob("*.py")) + sorted(REAL.glob("*.py")):
+    for path in (sorted(CORPUS.glob("*.py")) + sorted(REAL.glob("*.py"))
+                 + sorted(NOTEBOOKS.glob("*.ipynb"))):
         header = _header(path)
-        name = path.stem if path.parent == CORPUS else f"real_{path.stem}"
+        name = path.stem if path.parent == CORPUS else f"{path.parent.name}_{path.stem}"
         fixtures.append(Fixture(name=name, origin=str(path.relative_to(CORPUS)),
                                 expect=header.get("expect"),
                                 feedback=header.get("feedback") or {}, path=path,
@@ -338,5 +345,7 @@ def test_a_failing_submission_gets_the_same_json_twice(tmp_path):
 def test_fixture_gets_its_expected_scores(fixture: Fixture, tmp_path):
     assert fixture.expect is not None, f"{fixture.origin}: no '# expect: {{...}}' header"
     path = tmp_path / SUBMISSION_NAME
+    if fixture.path is not None and fixture.path.suffix == ".ipynb":
+        path = path.with_suffix(".ipynb")
     path.write_text(fixture.source(), encoding="utf-8")
     assert_scores(grade(path), fixture.expect, fixture.feedback)

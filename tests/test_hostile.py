@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from conftest import IN_PROCESS, grader_main
+from grader.notebook import filter_script
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = (ROOT / "reference" / "tensorflow_tutorial.py").read_text()
@@ -82,6 +83,13 @@ _MEASURED = (
 )
 
 
+def at_import(code: str) -> str:
+    """``code`` run as the file is imported, all of it.  The grader skips a top-level
+    statement that calls anything, as it skips a tutorial run at top level; a class body
+    may call what an import bound, here ``exec``, which then runs the rest."""
+    return f"import builtins as _b\nclass _AtImport:\n    _ = _b.exec({code!r}, _b.globals())\n"
+
+
 def grade(tmp_path: Path, rubric: Path, code: str, isolation: str,
           base: str = REFERENCE, measure: bool = False) -> tuple[int, dict, int | None, str]:
     """(exit status, JSON report, the grader's peak RSS in KiB, stderr).
@@ -94,7 +102,10 @@ def grade(tmp_path: Path, rubric: Path, code: str, isolation: str,
     path = tmp_path / "submission" / "tensorflow_tutorial.py"
     path.parent.mkdir(exist_ok=True)
     mark = f"{MARK}{os.getpid()}{time.monotonic_ns() % 10**6}"  # unique to this grade
-    path.write_text(base + "\n\n# ---- hostile part ----\n" + code.replace(MARK, mark))
+    hostile = code.replace(MARK, mark)
+    if filter_script(base + hostile, path.name) is not None:
+        hostile = at_import(hostile)   # run as written, not skipped as a tutorial's top level
+    path.write_text(base + "\n\n# ---- hostile part ----\n" + hostile)
     scratch = tmp_path / "grader-tmp"
     scratch.mkdir(exist_ok=True)
     argv = ["check", str(path), "--format", "json", "--rubric", str(rubric), "--isolation", isolation]
