@@ -53,9 +53,11 @@ __all__ = ["LineMap", "NotebookError", "extract", "is_extracted", "line_map", "r
            "script_from_cells", "skipped"]
 
 HEADER = "# Python extracted from "
-HEADER_TAIL = ": the code cells, IPython syntax removed, top-level code that runs the tutorial skipped."
+HEADER_TAIL = (": the code cells, IPython syntax removed, top-level code that runs the tutorial "
+               "skipped.")
 MAX_HEADER_CHARS = 1024
-_HEADER_LINE = re.compile(re.escape(HEADER) + r"[^\n]{1,512}\.ipynb" + re.escape(HEADER_TAIL) + "$")
+_HEADER_LINE = re.compile(re.escape(HEADER) + r"[^\n]{1,512}\.ipynb" + re.escape(HEADER_TAIL)
+                          + "$")
 CELL = re.compile(r"^# %% cell (\d+)\b")
 _CELL_LINE = re.compile(r"^# %% cell (\d{1,9})\b", re.M)
 SKIPPED = "# skipped ("
