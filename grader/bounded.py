@@ -102,22 +102,22 @@ def read_capped(path: Path, limit: int, what: str = "") -> bytes:
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _check_yaml(text: str) -> None:
+def _check_yaml(text: str, what: str) -> None:
     """Walk the document's events (no object is built yet): refuse an alias or an anchor,
     more than MAX_YAML_NODES values, or nesting deeper than MAX_YAML_DEPTH."""
     nodes = depth = 0
     for event in yaml.parse(text, Loader=_YAML_LOADER):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.YAMLError(f"an alias or anchor (&, *) at line {event.start_mark.line + 1}: "
-                                 "not accepted")
+            raise InputError(f"{what}: an alias or anchor (&, *) at line "
+                             f"{event.start_mark.line + 1}: not accepted")
         if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
             nodes += 1
             if nodes > MAX_YAML_NODES:
-                raise yaml.YAMLError(f"more than {MAX_YAML_NODES} values")
+                raise InputError(f"{what}: more than {MAX_YAML_NODES} values")
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_YAML_DEPTH:
-                raise yaml.YAMLError(f"nested more than {MAX_YAML_DEPTH} levels deep")
+                raise InputError(f"{what}: nested more than {MAX_YAML_DEPTH} levels deep")
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -126,7 +126,7 @@ def load_yaml(data: bytes | str, what: str) -> object:
     """The YAML document in ``data`` (already capped in size); InputError naming ``what``."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        _check_yaml(text)
+        _check_yaml(text, what)
         return yaml.load(text, Loader=_YAML_LOADER)
     except UnicodeDecodeError:
         raise InputError(f"{what}: not UTF-8 text") from None
@@ -136,7 +136,7 @@ def load_yaml(data: bytes | str, what: str) -> object:
         mark = getattr(exc, "problem_mark", None)
         if problem and mark is not None:
             first = f"{problem} at line {mark.line + 1}"
-        raise InputError(f"{what}: not valid YAML ({first[:200]})") from None
+        raise InputError(f"{what}: not valid YAML ({' '.join(first.split())[:200]})") from None
     except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as exc:
         raise InputError(f"{what}: cannot be read as YAML ({type(exc).__name__})") from None
 

@@ -105,8 +105,9 @@ def _gradescope(root: Path, rubric: Rubric, ignored: list[dict]) -> list[tuple]:
         metadata = read_metadata(root / "submission_metadata.yml")
     except InputError as exc:   # the export's, not a student's: grade without it
         metadata = {}
+        why = str(exc).removeprefix("submission_metadata.yml: ")
         ignored.append({"path": "submission_metadata.yml",
-                        "reason": f"not used (no names, ids or late flags): {exc}"})
+                        "reason": f"not used (no names, ids or late flags): {why}"})
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not is_ignored(p)):
         entry = metadata.get(folder.name) if isinstance(metadata.get(folder.name), dict) else {}
