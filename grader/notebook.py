@@ -58,7 +58,8 @@ __all__ = ["LineMap", "NotebookError", "extract", "extract_cells", "filter_scrip
 HEADER = "# Python extracted from "
 CELL = re.compile(r"^# %% cell (\d+)\b")
 _CELL_LINE = re.compile(r"^# %% cell (\d{1,9})\b", re.M)
-HEADER_TAIL = NOTEBOOK_TAIL = ": the code cells, IPython syntax removed, top-level code that runs the tutorial skipped."
+HEADER_TAIL = NOTEBOOK_TAIL = (": the code cells, IPython syntax removed, top-level code that "
+                              "runs the tutorial skipped.")
 SCRIPT_TAIL = ": top-level code that runs the tutorial skipped."
 MAX_HEADER_CHARS = 1024
 _HEADER_LINE = re.compile(re.escape(HEADER) + r"[^\n]{1,512}?(?:" + re.escape(NOTEBOOK_TAIL)
