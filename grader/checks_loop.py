@@ -316,8 +316,10 @@ def accuracy_threshold(ctx: Context) -> Verdict:
     labels = ctx.secret.get("test_labels")
     threshold = float(ctx.spec["min_accuracy"])
     if predictions is None or labels is None or predictions.shape != labels.shape:
-        shape = None if predictions is None else predictions.shape
-        return Verdict(False, f"no usable predictions (got shape {fmt_shape(shape)})",
+        got = ("none" if predictions is None else
+               f"predictions of shape {fmt_shape(predictions.shape)} for "
+               f"{'no' if labels is None else len(labels)} test images")
+        return Verdict(False, f"no usable predictions (got {got})",
                        "forward_propagation must give one row of logits per test image")
     accuracy = float(np.mean(predictions == labels))
     steps = ctx.params.get("steps")

@@ -788,7 +788,7 @@ def test_a_frozen_batch_is_named_by_the_model_item(drawn, words):
 
 def test_evaluating_a_slice_of_a_large_set_is_named():
     from grader.inputs import evaluate_values
-    large = make_inputs("evaluate", 1234, "Q10", {"n": 2000})
+    large = make_inputs("evaluate", 1234, "Q10", {"n": 1999})
     found = diagnose("evaluate_partial", np.asarray(evaluate_values(large, 1000)),
                      np.asarray(evaluate_values(large)), large, "returned")
     assert "first 1000 examples" in found
