@@ -65,6 +65,7 @@ class CheckKind:
 
 
 CHECKS: dict[str, CheckKind] = {}
+PARAMETER_NAMES = ("W1", "b1", "W2", "b2")  # the dict initialize_parameters returns
 COMMON_KEYS = {"name": str, "kind": str, "weight": (int, float), "visibility": str,
                "hint": str, "diagnoses": list, "asked_by": str, "advice": bool}
 ADVICE_PREFIX = "advice (no points): "
@@ -98,7 +99,8 @@ def check(name: str, required: dict | None = None, optional: dict | None = None,
 
 def run_diagnoses(ctx: Context, target: str, got, expected) -> str | None:
     case = Case(target=target, got=np.asarray(got), expected=np.asarray(expected),
-                inputs=ctx.inputs, params=ctx.params, outputs=dict(ctx.got.arrays))
+                inputs=ctx.inputs, params=ctx.params, outputs=dict(ctx.got.arrays),
+                meta=dict(ctx.got.meta))
     for name in ctx.spec.get("diagnoses", []):
         try:
             found = DIAGNOSES[name](case)
@@ -113,9 +115,16 @@ def run_diagnoses(ctx: Context, target: str, got, expected) -> str | None:
 
 def fmt_shape(shape) -> str:
     if shape is None:
-        return "an unknown shape"
+        return "(unknown)"
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + \
         ("," if len(shape) == 1 else "") + ")"
+
+
+def has_shape(name: str, shape) -> str:
+    """"W1 has shape (784, 128)", or "W1 has no static shape" when TensorFlow does not know it."""
+    if shape is None:
+        return f"{name} has no static shape"
+    return f"{name} has shape {fmt_shape(shape)}"
 
 
 def fmt_value(a) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .checks_base import Context, Verdict, check
 from .diagnoses import close
-from .inputs import linear_cost
+from .inputs import linear_cost, window_costs
 from .probes import model_predictions
 
 # ------------------------------------------------------------ the training loop
@@ -35,9 +35,20 @@ def batches(ctx: Context) -> Verdict:
                        "step drew")
     message = (f"{steps} steps called next_batch {len(sizes)} time(s) with sizes "
                f"{sorted(set(sizes)) or 'none'} and ran the training step {ran} time(s)")
-    if len(sizes) in (0, 1) and steps > 1:
-        hint = ("every step trained on the same batch (or none): call "
-                "mnist.train.next_batch(batch_size) inside the loop")
+    if not sizes and _sliced(ctx) is not None:
+        return Verdict(False, f"train() never called mnist.train.next_batch: its {steps} steps "
+                              "took their batches from mnist.train.images and "
+                              "mnist.train.labels directly (slicing the arrays yourself)",
+                       "draw each step's batch with mnist.train.next_batch(batch_size) inside "
+                       "the loop: it shuffles the examples afresh every epoch, which slices in "
+                       "a fixed order do not")
+    if not sizes:
+        hint = ("train() never drew a batch: call mnist.train.next_batch(batch_size) inside "
+                "the loop and feed that batch to the training step")
+    elif len(sizes) == 1 and steps > 1:
+        hint = ("every step trained on the same batch: next_batch was called once, outside "
+                "the loop; call mnist.train.next_batch(batch_size) inside the loop, so that "
+                "each step sees different examples")
     elif sizes and all(s != batch for s in sizes):
         hint = f"next_batch was called with {sizes[0]}, not the batch_size argument ({batch})"
     elif len(sizes) == 2 * steps:
@@ -73,15 +84,43 @@ def returned_costs(ctx: Context) -> Verdict:
         return Verdict(False, f"train() returned {len(values)} costs for {steps} steps",
                        "append exactly one cost per step")
     served, problem = _served_costs(ctx)
+    sliced = _sliced(ctx)
+    if served is None and sliced is not None:
+        # how the batches were drawn is the `batches` check's business: only the costs here
+        if _each_among(values, sliced):
+            return Verdict(True, f"{steps} costs, one per step, each the cost of a batch of "
+                                 f"{ctx.params['batch_size']} training examples")
+        return Verdict(False, "the returned costs are not the costs of batches of "
+                              f"{ctx.params['batch_size']} training examples",
+                       "return the cost sess.run gave for each step's batch, in order")
     if served is None:
         return Verdict(False, f"{problem}, so the costs cannot be those of the batches",
-                       "fetch the cost in the same sess.run as the training step, on that "
-                       "step's batch from mnist.train.next_batch")
+                       "draw each step's batch with mnist.train.next_batch(batch_size) and "
+                       "fetch its cost in the same sess.run as the training step")
     if not _costs_of_served_batches(values, served):
         return Verdict(False, "the returned costs are not the costs of the batches fed at each step",
                        "fetch the cost in the same sess.run as the step, on that step's batch")
     # how the batches were drawn is the `batches` check's business, not this one's
     return Verdict(True, f"{steps} costs, one per step, each the cost of a batch fed")
+
+
+def _sliced(ctx: Context) -> np.ndarray | None:
+    """The costs of every batch_size run of the training examples, sorted, when train()
+    drew no batch from next_batch but read the arrays (slicing them itself); else None."""
+    sizes = ctx.got.meta.get("batch_sizes")
+    if sizes or ctx.got.meta.get("arrays_read") is not True or "images" not in ctx.inputs:
+        return None
+    return np.sort(window_costs(ctx.inputs, int(ctx.params["batch_size"])))
+
+
+def _each_among(values: np.ndarray, candidates: np.ndarray) -> bool:
+    """Each value is within float32 rounding of one of the sorted ``candidates``."""
+    if candidates.size == 0 or values.size == 0 or not np.isfinite(values).all():
+        return False
+    tolerance = 1e-3 * np.abs(values) + 1e-4
+    low = np.searchsorted(candidates, values - tolerance, side="left")
+    nearest = candidates[np.minimum(low, len(candidates) - 1)]
+    return bool(np.all((low < len(candidates)) & (nearest <= values + tolerance)))
 
 
 def _costs_of_served_batches(values: np.ndarray, served: np.ndarray) -> bool:
@@ -221,10 +260,12 @@ def printed(ctx: Context) -> Verdict:
                        "print the iteration number and the cost every print_every steps, so "
                        "that you can watch the training progress")
     served, problem = _served_costs(ctx)
-    if served is None:
+    sliced = _sliced(ctx)  # the loop sliced the arrays itself: any batch's cost may show
+    if served is None and sliced is None:
         return Verdict(False, f"the printed cost cannot be checked: {problem}",
                        "draw each step's batch with mnist.train.next_batch(batch_size)")
-    records, only_iteration, only_cost = _progress_lines(text, steps, _cost_candidates(served, every))
+    candidates = sliced if served is None else _cost_candidates(served, every)
+    records, only_iteration, only_cost = _progress_lines(text, steps, candidates)
     expected = math.ceil(steps / max(every, 1))
     low, high = max(1, expected - 1), expected + 2
     if low <= records <= high:
@@ -283,11 +324,24 @@ def accuracy_threshold(ctx: Context) -> Verdict:
     steps = ctx.params.get("steps")
     if accuracy >= threshold:
         return Verdict(True, f"test accuracy {accuracy:.3f} >= {threshold:.3f} after {steps} steps")
-    hint = ("the network did not learn (chance is 0.10): check the initial weights, the cost, "
-            "the training step and the loop" if accuracy < 0.2 else
-            "the network learns too slowly: check the initial scale of the weights, the "
-            "learning rate and the activation")
+    hint = _one_batch(ctx) or (
+        "the network did not learn (chance is 0.10): check the initial weights, the cost, "
+        "the training step and the loop" if accuracy < 0.2 else
+        "the network learns too slowly: check the initial scale of the weights, the "
+        "learning rate and the activation")
     return Verdict(False, f"test accuracy {accuracy:.3f} after {steps} steps; "
                           f"the threshold is {threshold:.3f}", hint)
 
 
+def _one_batch(ctx: Context) -> str | None:
+    """The cause when train() drew at most one batch for all its steps (a frozen batch)."""
+    drawn, steps = ctx.got.meta.get("batches_drawn"), ctx.params.get("steps")
+    if not isinstance(drawn, int) or not isinstance(steps, int) or drawn > 1 or steps <= 1 \
+            or ctx.got.meta.get("arrays_read") is True:
+        return None
+    if drawn == 0:
+        return (f"train() drew no batch in {steps} steps: call "
+                "mnist.train.next_batch(batch_size) inside the loop and train on that batch")
+    return (f"train() called mnist.train.next_batch once for {steps} steps, so every step "
+            "trained on the same batch and the network learned only those examples: call "
+            "next_batch inside the loop")

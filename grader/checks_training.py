@@ -12,12 +12,9 @@ import math
 
 import numpy as np
 
-from .checks_base import Context, Verdict, _tensor, check
+from .checks_base import PARAMETER_NAMES, Context, Verdict, _tensor, check
 from .diagnoses import close
 from .numerics import log_softmax, softmax
-
-PARAMETER_NAMES = ("W1", "b1", "W2", "b2")
-
 
 def _mlp_logits(x: np.ndarray, p: dict) -> tuple[np.ndarray, np.ndarray]:
     z1 = x @ p["W1"] + p["b1"].reshape(-1)
@@ -79,15 +76,21 @@ _MAXIMIZING = ("the first step moved the parameters up the slope of the cost, so
                "optimizer.minimize(cost), not minimize(-cost)")
 
 
-@check("lowers_cost", required={"window": int, "min_relative_drop": (int, float),
-                                "max_blowup": (int, float)}, probes=("create_train_step",))
+@check("lowers_cost", required={"window": int, "noise_multiple": (int, float),
+                                "min_relative_drop": (int, float), "max_blowup": (int, float)},
+       probes=("create_train_step",))
 def lowers_cost(ctx: Context) -> Verdict:
     """Training with the student's step lowers the assignment's cost.
 
-    Judged over the steps, not step by step: the mean cost of the last
-    ``window`` steps must be below the start and below the mean of the first
-    ``window`` steps by ``min_relative_drop``, without the cost ever becoming
-    NaN or more than ``max_blowup`` times its start (diverging)."""
+    Judged over the steps against the cost's own fluctuation, not by a fixed
+    percentage: the mean cost of the last ``window`` steps must be below the
+    start and below the mean of the first ``window`` steps, by more than
+    ``noise_multiple`` times the spread of the last ``window`` costs (how much
+    the cost still moves from step to step) and by more than
+    ``min_relative_drop`` of the start (what float32 rounding can fake);
+    without the cost ever becoming NaN or more than ``max_blowup`` times its
+    start (diverging).  A slow but steady descent passes; a cost that jumps up
+    and down as much as it falls does not."""
     x, y, start = _problem(ctx)
     steps, k = int(ctx.params["steps"]), int(ctx.spec["window"])
     traces = _traces(ctx, start, steps)
@@ -116,19 +119,36 @@ def lowers_cost(ctx: Context) -> Verdict:
                       "Adam 0.001-0.01): use a smaller rate, e.g. the learning_rate argument")
     window = max(1, min(k, (steps + 1) // 2))
     first, last = float(costs[:window].mean()), float(costs[-window:].mean())
-    goal = (1.0 - float(ctx.spec["min_relative_drop"])) * min(first, c0)
+    spread = float(costs[-window:].std(ddof=1)) if window > 1 else 0.0
+    drop = min(first, c0) - last
     message = (f"{what}: the cost went from {c0:.4g} to {float(costs[-1]):.4g} (mean of the "
                f"first {window} steps {first:.4g}, of the last {window} {last:.4g})")
-    if last <= goal:
+    resolution = float(ctx.spec["min_relative_drop"]) * c0
+    if drop > max(float(ctx.spec["noise_multiple"]) * spread, resolution):
         return Verdict(True, message)
     if all(np.array_equal(traces[key][-1], start[key]) for key in PARAMETER_NAMES):
         return Verdict(False, f"{what}: the parameters never changed",
                        "running the returned operation must update the variables: return "
                        "optimizer.minimize(cost), not the cost or another tensor")
-    return _worse(x, y, start, first_step, message, "the cost did not go down",
-                  "each run of the training step should lower the cost: minimize the cost "
-                  "you are given, with a learning rate that moves the weights (e.g. Adam "
-                  "0.001-0.01, gradient descent 0.1-0.5)")
+    if last >= c0:
+        return _worse(x, y, start, first_step, message, "the cost did not go down",
+                      "each run of the training step should lower the cost: minimize the cost "
+                      "you are given, with a learning rate that moves the weights (e.g. Adam "
+                      "0.001-0.01, gradient descent 0.1-0.5)")
+    if last >= first:
+        return Verdict(False, f"{message}: the cost fell in the first steps, then rose again",
+                       "the later steps undo the first ones: the learning rate is too large "
+                       "for this network (Adam 0.001-0.01, gradient descent 0.1-0.5 train it)")
+    if drop <= resolution:
+        return Verdict(False, f"{message}: it went down by {drop:.2g} only, too little to tell "
+                              "from rounding",
+                       "the step hardly moves the weights: use a larger learning rate (e.g. "
+                       "Adam 0.001-0.01, gradient descent 0.1-0.5)")
+    return Verdict(False, f"{message}: it went down by {drop:.2g}, less than the "
+                          f"{ctx.spec['noise_multiple']:g}x its step-to-step spread at the end "
+                          f"({spread:.2g}) that tells a descent from noise",
+                   "the cost jumps up and down as much as it falls: a smaller learning rate "
+                   "makes each step lower it")
 
 
 def _worse(x, y, start: dict, first_step: dict, message: str, why: str, hint: str) -> Verdict:
@@ -174,9 +194,19 @@ def initialized(ctx: Context) -> Verdict:
     total = meta.get("n_variables", 0)
     if missing:
         if len(missing) >= total:
+            created = meta.get("initializer_created")
+            if created is False:
+                return Verdict(False, f"none of the {total} variables is initialized: no "
+                                      "initializer was created",
+                               "create the initializer and run it in the session: "
+                               "sess.run(tf.global_variables_initializer())")
+            if created:
+                return Verdict(False, f"none of the {total} variables is initialized: the "
+                                      "initializer was created but never run",
+                               "run it in the session: sess.run(tf.global_variables_initializer())"
+                               "; creating the initializer alone does nothing")
             return Verdict(False, f"none of the {total} variables is initialized",
-                           "create tf.global_variables_initializer() and run it in the session: "
-                           "creating the initializer alone does nothing")
+                           "create tf.global_variables_initializer() and run it in the session")
         return Verdict(False, f"{len(missing)} of {total} variables are not initialized "
                               f"({', '.join(missing[:3])})",
                        "use tf.global_variables_initializer(), which covers every variable")

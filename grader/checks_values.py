@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from .checks_base import (Context, Verdict, _non_numeric_elements, _tensor, check, fmt_shape,
-                          fmt_value, run_diagnoses)
+from .checks_base import (PARAMETER_NAMES, Context, Verdict, _non_numeric_elements, _tensor, check, fmt_shape,
+                          fmt_value, has_shape, run_diagnoses)
 from .diagnoses import close
 from .numerics import softmax
 
@@ -32,7 +32,7 @@ def placeholder(ctx: Context) -> Verdict:
     shape = info.get("shape")
     if shape == want_shape:
         return _fed(ctx, target, want_dtype, shape)
-    got = f"{target} has shape {fmt_shape(shape)}; expected {fmt_shape(want_shape)}"
+    got = f"{has_shape(target, shape)}; expected {fmt_shape(want_shape)}"
     if shape is None:
         hint = f"give {target} a shape: tf.placeholder(tf.{want_dtype}, shape={want_shape})"
     elif len(shape) == len(want_shape) and shape[0] is not None and shape[1:] == want_shape[1:]:
@@ -73,9 +73,27 @@ def keys(ctx: Context) -> Verdict:
         return Verdict(True, "the dict has " + ", ".join(ctx.spec["expected"]))
     lower = {k.lower(): k for k in have}
     near = [f"{lower[m.lower()]!r} for {m!r}" for m in missing if m.lower() in lower]
+    if not near and set(missing) <= set(BIASES) and set(WEIGHTS) <= set(have):
+        return Verdict(False, f"no biases: the dict has {', '.join(have)} but no "
+                              f"{' and '.join(missing)}",
+                       "each linear layer adds a bias: create b1 (shape [n_hidden]) and b2 "
+                       "(shape [10]) as tf.Variables (zeros are fine), return them in the dict "
+                       "and add them in forward_propagation")
     hint = (f"keys are case-sensitive: found {', '.join(near)}" if near else
             "return a dict with the keys " + ", ".join(repr(k) for k in ctx.spec["expected"]))
     return Verdict(False, f"missing {', '.join(missing)}; the dict has {have or 'no keys'}", hint)
+
+
+WEIGHTS, BIASES = ("W1", "W2"), ("b1", "b2")
+
+
+def _present(ctx: Context) -> tuple[list[str], str]:
+    """The parameters the dict holds, and a note on those it lacks (the `keys` check's
+    business: a missing parameter is reported once, there)."""
+    present = [k for k in PARAMETER_NAMES if isinstance(ctx.got.meta.get(k), dict)]
+    absent = [k for k in PARAMETER_NAMES if k not in present]
+    note = f" ({', '.join(absent)}: missing, see the four parameters)" if absent else ""
+    return present, note
 
 
 def _expected_parameter_shapes(n_hidden: int) -> dict:
@@ -85,13 +103,24 @@ def _expected_parameter_shapes(n_hidden: int) -> dict:
 
 @check("parameter_shapes", probes=("initialize_parameters",))
 def parameter_shapes(ctx: Context) -> Verdict:
+    """The shapes of the parameters the dict holds (a missing one is the `keys` check's)."""
     n_hidden = ctx.params.get("n_hidden") or 128
+    present, note = _present(ctx)
+    if not present:
+        return Verdict(False, "the dict holds none of W1, b1, W2, b2",
+                       "return a dict with the keys 'W1', 'b1', 'W2', 'b2'")
     problems, hints = [], []
-    for key, allowed in _expected_parameter_shapes(n_hidden).items():
-        shape = _tensor(ctx, key).get("shape")
+    expected = _expected_parameter_shapes(n_hidden)
+    for key in present:
+        allowed, info = expected[key], _tensor(ctx, key)
+        shape = info.get("shape")
         if shape in allowed:
             continue
-        problems.append(f"{key} has shape {fmt_shape(shape)}; expected {fmt_shape(allowed[0])}")
+        if not info.get("is_tensor"):
+            problems.append(f"{key} is a {info.get('type', 'value')}, not a tensor; expected "
+                            f"shape {fmt_shape(allowed[0])}")
+            continue
+        problems.append(f"{has_shape(key, shape)}; expected {fmt_shape(allowed[0])}")
         if shape is not None and len(shape) == 2 and shape[::-1] == allowed[0]:
             hints.append(f"{key} is transposed: with X of shape (m, 784), X @ W1 needs W1 "
                          "of shape (784, n_hidden), and W2 maps n_hidden units to 10 classes")
@@ -99,7 +128,8 @@ def parameter_shapes(ctx: Context) -> Verdict:
             hints.append(f"{key} has 128 hidden units although n_hidden={n_hidden} was "
                          "passed: use the n_hidden argument")
     if not problems:
-        return Verdict(True, f"W1, b1, W2, b2 have the right shapes for n_hidden={n_hidden}")
+        return Verdict(True, f"{', '.join(present)} have the right shapes for "
+                             f"n_hidden={n_hidden}{note}")
     hint = hints[0] if hints else ("W1 maps 784 pixels to n_hidden units, W2 maps n_hidden "
                                    "units to 10 classes; each bias has one entry per unit")
     return Verdict(False, "; ".join(problems), hint)
@@ -107,15 +137,20 @@ def parameter_shapes(ctx: Context) -> Verdict:
 
 @check("trainable", probes=("initialize_parameters",))
 def trainable(ctx: Context) -> Verdict:
+    """The parameters the dict holds are trainable variables (a missing one is `keys`')."""
+    present, note = _present(ctx)
+    if not present:
+        return Verdict(False, "the dict holds none of W1, b1, W2, b2",
+                       "create each parameter with tf.Variable(...) and return them in a dict")
     bad = []
-    for key in ("W1", "b1", "W2", "b2"):
+    for key in present:
         info = _tensor(ctx, key)
         if not info.get("is_variable"):
-            bad.append(f"{key} is a {info.get('type', 'missing value')}, not a tf.Variable")
+            bad.append(f"{key} is a {info.get('type', 'value')}, not a tf.Variable")
         elif not info.get("trainable"):
             bad.append(f"{key} is not trainable")
     if not bad:
-        return Verdict(True, "all four parameters are trainable tf.Variables")
+        return Verdict(True, f"{', '.join(present)} are trainable tf.Variables{note}")
     return Verdict(False, "; ".join(bad),
                    "the optimizer only updates trainable variables: create each parameter "
                    "with tf.Variable(...) or tf.get_variable(...)")
@@ -154,6 +189,14 @@ def init_scale(ctx: Context) -> Verdict:
 
 # --------------------------------------------------------- values vs reference
 
+def _numpy_dtype(name) -> np.dtype:
+    """The numpy dtype of a TensorFlow dtype's name; object when numpy has no such dtype."""
+    try:
+        return np.dtype(str(name))
+    except TypeError:
+        return np.dtype(object)
+
+
 def _scalar_like(shape) -> bool:
     return shape is not None and (list(shape) == [] or list(shape) == [1])
 
@@ -180,9 +223,11 @@ def output_shape(ctx: Context) -> Verdict:
         dtype = ctx.spec.get("dtype")
         got_dtype = _tensor(ctx, target).get("dtype")
         if dtype and got_dtype != dtype:
-            diag = run_diagnoses(ctx, "dtype", np.zeros(1, np.int32), np.zeros(1))
+            # the diagnoses see a value of the tensor's dtype: they name it, never guess it
+            diag = run_diagnoses(ctx, "dtype", np.zeros(1, _numpy_dtype(got_dtype)), np.zeros(1))
             return Verdict(False, f"{target} has dtype {got_dtype}; expected {dtype}",
-                           diag or f"cast {target} to {dtype}")
+                           diag or (f"{target} is a {got_dtype} tensor: cast it to tf.{dtype}" if got_dtype
+                                   else f"cast {target} to {dtype}"))
     names = " and ".join(ctx.spec["targets"])
     return Verdict(True, f"{names} {'have' if len(ctx.spec['targets']) > 1 else 'has'} the right shape")
 

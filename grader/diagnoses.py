@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .inputs import evaluate_values
+from .inputs import linear_costs
 from .numerics import log_softmax, softmax
 
 
@@ -29,6 +29,7 @@ class Case:
     inputs: dict
     params: dict
     outputs: dict = field(default_factory=dict)   # every array the probe returned
+    meta: dict = field(default_factory=dict)      # the probe's JSON facts (as declared)
 
 
 Diagnosis = Callable[[Case], "str | None"]
@@ -154,9 +155,24 @@ def accuracy_cast_to_int(case: Case):
     if got.size == 1 and float(got.reshape(-1)[0]) == 0.0 and 0 < expected < 1:
         return ("the accuracy is 0 although some predictions are right: an integer mean "
                 "truncates; cast the comparison to float32 before averaging")
-    if case.target == "dtype" or got.dtype.kind in "iub":
+    kind = np.asarray(case.got).dtype.kind
+    if kind in "iu":
         return ("the accuracy is an integer tensor: cast the boolean comparison to "
                 "float32 before tf.reduce_mean, or the mean truncates to 0")
+    if kind == "b":
+        return ("the accuracy is a boolean tensor: cast the comparison to float32 and "
+                "average it with tf.reduce_mean")
+    return None
+
+
+@diagnosis("accuracy_not_float32")
+def accuracy_not_float32(case: Case):
+    """A float accuracy of another precision (the output_shape check passes the dtype)."""
+    got = np.asarray(case.got)
+    if case.target == "dtype" and got.dtype.kind == "f" and got.dtype != np.float32:
+        return (f"the accuracy is a {got.dtype.name} tensor: the contract asks for float32, "
+                "so cast the comparison with tf.cast(correct, tf.float32) (not "
+                f"tf.{got.dtype.name})")
     return None
 
 
@@ -224,13 +240,38 @@ def forward_missing_relu(case: Case):
                   "the hidden layer adds nothing)")
 
 
+def _elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+# The hidden activations recognised, by the name a student reads in TensorFlow.
+_ACTIVATIONS = {
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "leaky ReLU": lambda x: np.where(x > 0, x, 0.2 * x),
+    "ELU": _elu,
+    "SELU": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * _elu(x)),
+    "softplus": lambda x: np.logaddexp(0, x),
+    "softsign": lambda x: x / (1 + np.abs(x)),
+    "swish": lambda x: x * _sigmoid(x),
+}
+_BIAS_VARIANTS = {"": (True, True), "b1": (False, True), "b2": (True, False),
+                  "b1 and b2": (False, False)}
+
+
 @diagnosis("forward_wrong_activation")
 def forward_wrong_activation(case: Case):
+    """Another hidden activation than ReLU, named, with or without the biases."""
     x, W1, b1, W2, b2 = _forward_parts(case)
-    for name, fn in (("sigmoid", _sigmoid), ("tanh", np.tanh)):
-        if close(case.got, fn(x @ W1 + b1) @ W2 + b2):
-            return (f"Z2 matches a {name} hidden activation: the assignment's network uses "
-                    "ReLU (LINEAR -> RELU -> LINEAR -> SOFTMAX)")
+    with np.errstate(all="ignore"):
+        for missing, (use_b1, use_b2) in _BIAS_VARIANTS.items():
+            z1 = x @ W1 + (b1 if use_b1 else 0)
+            for name, fn in _ACTIVATIONS.items():
+                if close(case.got, fn(z1) @ W2 + (b2 if use_b2 else 0)):
+                    also = (f"; Z2 also leaves out {missing}: add the biases to each linear "
+                            "layer" if missing else "")
+                    return (f"the hidden layer uses {name}; the tutorial asks for ReLU "
+                            f"(LINEAR -> RELU -> LINEAR -> SOFTMAX): A1 = tf.nn.relu(Z1){also}")
     return None
 
 
@@ -284,17 +325,25 @@ def evaluate_swapped(case: Case):
 _BATCH_SIZES = (1, 32, 50, 64, 100, 128, 200, 256)
 
 
-def _rows(inputs: dict, start: int, stop: int) -> dict:
-    """The ``evaluate`` inputs restricted to the examples start:stop."""
-    return {**inputs, "images": inputs["images"][start:stop],
-            "labels": inputs["labels"][start:stop]}
+def _per_example(inputs: dict) -> np.ndarray:
+    """(cost, correct) of each example of the ``evaluate`` inputs, shape (n, 2): a slice's or
+    a batch's values are the means of its rows (what ``evaluate_values`` computes), so each
+    candidate costs a mean, not another pass over the images."""
+    images = np.asarray(inputs["images"], dtype=np.float64).reshape(len(inputs["images"]), -1)
+    labels = np.asarray(inputs["labels"], dtype=np.float64)
+    correct = np.argmax(images @ inputs["R"], 1) == np.argmax(labels, 1)
+    return np.stack([linear_costs(inputs, images, labels), correct.astype(np.float64)], axis=1)
+
+
+# The slices a partial evaluate is recognised by: a batch, or a round share of the test set.
+_SLICES = _BATCH_SIZES + (500, 512, 1000, 1024, 1500)
 
 
 @diagnosis("evaluate_partial")
 def evaluate_partial(case: Case):
-    n = len(case.inputs["images"])
-    for count in _BATCH_SIZES:
-        if count < n and close(case.got, evaluate_values(case.inputs, count)):
+    rows = _per_example(case.inputs)
+    for count in _SLICES:
+        if count < len(rows) and close(case.got, rows[:count].mean(axis=0)):
             return (f"the values match the first {count} examples only: evaluate every "
                     "example (when batching, weight each batch by its size)")
     return None
@@ -302,13 +351,32 @@ def evaluate_partial(case: Case):
 
 @diagnosis("evaluate_unweighted_batches")
 def evaluate_unweighted_batches(case: Case):
-    n = len(case.inputs["images"])
+    rows = _per_example(case.inputs)
+    n = len(rows)
     for size in _BATCH_SIZES[1:]:
         if size >= n or n % size == 0:  # equal batches: the plain mean is right
             continue
-        per_batch = [evaluate_values(_rows(case.inputs, start, start + size))
-                     for start in range(0, n, size)]
+        per_batch = [rows[start:start + size].mean(axis=0) for start in range(0, n, size)]
         if close(case.got, np.mean(per_batch, axis=0)):
             return (f"the values match the plain mean of per-batch results over batches of "
                     f"{size}, the last one smaller: weight each batch by its number of examples")
     return None
+
+
+# -------------------------------------------------------------- the loop
+
+@diagnosis("train_sliced_arrays")
+def train_sliced_arrays(case: Case):
+    if case.meta.get("batch_sizes") or case.meta.get("arrays_read") is not True:
+        return None
+    return ("the costs are those of batches sliced from mnist.train.images, not of "
+            "mnist.train.next_batch's: draw each step's batch with next_batch(batch_size)")
+
+
+@diagnosis("train_same_batch")
+def train_same_batch(case: Case):
+    sizes = case.meta.get("batch_sizes")
+    if not isinstance(sizes, list) or len(sizes) != 1 or len(np.asarray(case.got).reshape(-1)) < 2:
+        return None
+    return ("every cost is of the same batch: next_batch was called once, outside the loop; "
+            "call it inside the loop, once per step")

@@ -147,12 +147,27 @@ def _evaluate(rng, params) -> Inputs:
     return inputs
 
 
+def linear_costs(inputs: Inputs, images, labels) -> np.ndarray:
+    """The stand-in cost of each example, (x . u) * (y . v), in float64."""
+    flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    u, v = inputs["u"].astype(np.float64), inputs["v"].astype(np.float64)
+    return (flat @ u) * (np.asarray(labels, dtype=np.float64) @ v)
+
+
 def linear_cost(inputs: Inputs, images, labels) -> float:
     """The stand-in cost of the ``train`` and ``evaluate`` probes on one batch, in float64:
     mean((x . u) * (y . v)) (see :func:`_linear_task`)."""
-    flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
-    u, v = inputs["u"].astype(np.float64), inputs["v"].astype(np.float64)
-    return float(np.mean((flat @ u) * (np.asarray(labels, dtype=np.float64) @ v)))
+    return float(np.mean(linear_costs(inputs, images, labels)))
+
+
+def window_costs(inputs: Inputs, size: int) -> np.ndarray:
+    """The stand-in cost of every run of ``size`` consecutive examples, images[o:o + size]
+    for each offset o: the batches a loop that slices the arrays itself can feed."""
+    per_example = linear_costs(inputs, inputs["images"], inputs["labels"])
+    if not 1 <= size <= len(per_example):
+        return np.zeros(0)
+    sums = np.concatenate([[0.0], np.cumsum(per_example)])
+    return (sums[size:] - sums[:-size]) / size
 
 
 def evaluate_values(inputs: Inputs, count: int | None = None) -> tuple[float, float]:

@@ -211,11 +211,13 @@ PROBES: dict[str, Probe] = {p.name: p for p in (
     Probe("initialize_session",
           meta("session", required=True) + meta("is_session", kind="bool", required=True)
           + meta("same_graph", kind="bool") + meta("uninitialized", kind="strings")
-          + meta("n_variables", kind="int") + arrays("a"),
+          + meta("n_variables", kind="int") + meta("initializer_created", kind="bool")
+          + arrays("a"),
           pipeline=True),
     Probe("train",
           meta("printed", kind="str") + meta("batch_sizes", kind="list")
           + meta("steps_run", kind="int") + meta("returned", kind="returned")
+          + meta("arrays_read", kind="bool")
           + arrays("fed_total") + arrays("returned", ndim=(1,)),
           params={"num_steps": int, "batch_size": int, "print_every": int, "n": int},
           pipeline=True),
@@ -224,7 +226,8 @@ PROBES: dict[str, Probe] = {p.name: p for p in (
     Probe("improvements", meta("text_type", "text", kind="str", required=True)),
     Probe("model", arrays("W1", "W2", ndim=(2,), required=True)
           + arrays("b1", "b2", ndim=(1, 2), required=True)
-          + arrays("costs", ndim=(1,)) + meta("learning_rate", kind="number"),
+          + arrays("costs", ndim=(1,)) + meta("learning_rate", kind="number")
+          + meta("batches_drawn", kind="int") + meta("arrays_read", kind="bool"),
           params={"steps": int, "batch_size": int, "learning_rate": NUMBER, "n_hidden": int},
           optional={"sgd_learning_rate": NUMBER}, inputs=_grading_data, whole=True),
 )}

@@ -169,8 +169,9 @@ def probe_initialize_session(h: Harness, inputs, params) -> dict:
     tf.get_variable("grader_b", shape=[7, 5], initializer=tf.glorot_uniform_initializer())
     tf.Variable(tf.constant(3.0, shape=[4]), name="grader_c")
     tf.Variable(tf.zeros([2]), name="grader_step", trainable=False)  # as optimizers make
+    before = {op.name for op in graph.get_operations()}
     sess = h.call("initialize_session")
-    out = {"session": describe(tf, sess)}
+    out = {"session": describe(tf, sess), "initializer_created": _initializer_created(tf, before)}
     is_session = isinstance(sess, tf.Session) or isinstance(sess, tf.InteractiveSession)
     out["is_session"] = bool(is_session)
     if not is_session:
@@ -187,6 +188,18 @@ def probe_initialize_session(h: Harness, inputs, params) -> dict:
         a = h.run(sess, graph.get_tensor_by_name("grader_a:0"), what="reading a variable")
         out["value_a"] = np.asarray(a, dtype=np.float64)
     return out
+
+
+def _initializer_created(tf, before: set) -> bool:
+    """Whether a new op of the default graph groups variable initializers (what
+    tf.global_variables_initializer() and tf.variables_initializer() make)."""
+    try:
+        initializers = {v.initializer.name for v in tf.global_variables()}
+        return any(op.type == "NoOp" and op.name not in before
+                   and any(c.name in initializers for c in op.control_inputs)
+                   for op in tf.get_default_graph().get_operations())
+    except Exception:  # a graph the student rigged: no answer rather than a wrong one
+        return False
 
 
 def _linear_task(tf, inputs):
@@ -208,10 +221,24 @@ class _RecordingSplit:
     def __init__(self, dataset, limit: int):
         self._data = dataset
         self._limit = limit
-        self.images = dataset.images
-        self.labels = dataset.labels
         self.num_examples = dataset.num_examples
         self.sizes: list[int] = []
+        self.arrays_read = False  # the loop read .images or .labels (slicing them itself?)
+
+    @property
+    def images(self):
+        self.arrays_read = True
+        return self._data.images
+
+    @property
+    def labels(self):
+        self.arrays_read = True
+        return self._data.labels
+
+    def __getattr__(self, name):  # anything else a split has (epochs_completed...)
+        if "_data" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["_data"], name)
 
     def next_batch(self, batch_size, *args, **kwargs):
         if len(self.sizes) >= self._limit:
@@ -249,7 +276,7 @@ def probe_train(h: Harness, inputs, params) -> dict:
             raise StudentError(str(exc) + ": did train() ignore num_steps?") from None
         steps_run, fed_total = h.run(sess, [counter, fed], what="reading the step counter")
     out = {"printed": h.captured, "batch_sizes": split.sizes[:MAX_LIST],
-           "value_fed_total": np.float64(fed_total),
+           "arrays_read": split.arrays_read, "value_fed_total": np.float64(fed_total),
            "steps_run": int(steps_run), "returned": {"type": type(returned).__name__}}
     if isinstance(returned, (list, tuple)) or type(returned).__name__ == "ndarray":
         floats, types = _float_list(np, returned)
@@ -322,7 +349,9 @@ def probe_model(h: Harness, inputs, params) -> dict:
     # No test split here: a submission that reads mnist.test gets training images, labelled "0".
     dummy = np.zeros((min(len(images), 1000), 10), np.float32)
     dummy[:, 0] = 1.0
-    mnist = _Splits(train, mnist_loader.DataSet(images[:len(dummy)], dummy))
+    # Counts the batches train() draws, so that a loop on one batch is named (no limit here).
+    mnist = _Splits(_RecordingSplit(train, 2**62),
+                    mnist_loader.DataSet(images[:len(dummy)], dummy))
     rate = float(params["learning_rate"])
     X, Y, parameters, cost, step = _build_pipeline(h, params, rate)
     sgd_rate = params.get("sgd_learning_rate")
@@ -347,7 +376,8 @@ def _train(h: Harness, X, Y, parameters, cost, step, mnist, params, rate: float)
                    what="reading the trained parameters W1, b1, W2 and b2")
     floats, _ = _float_list(np, costs if isinstance(costs, (list, tuple)) else [])
     return {**{f"value_{k}": np.asarray(v, dtype=np.float32) for k, v in zip(names, values)},
-            "value_costs": np.asarray(floats, dtype=np.float64), "learning_rate": rate}
+            "value_costs": np.asarray(floats, dtype=np.float64), "learning_rate": rate,
+            "batches_drawn": len(mnist.train.sizes), "arrays_read": mnist.train.arrays_read}
 
 
 PROBES = {
