@@ -15,8 +15,9 @@ The names other modules use are re-exported here.
 from __future__ import annotations
 
 import os
-import threading
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from . import config, integrity, sandbox, zygote
@@ -63,7 +64,7 @@ class _Live(Watch):
     """Scores each item as soon as all its tasks are in, for ``progress``."""
 
     def __init__(self, progress: Progress, tasks: list[Task], expected: dict,
-                 shown) -> None:
+                 shown: Callable[[Item, list[Task], dict, dict], QuestionResult]) -> None:
         self._progress, self._tasks, self._expected, self._shown = progress, tasks, expected, shown
         self._by_id = {t.id: t for t in tasks}
         self._got: dict = {}
@@ -82,11 +83,12 @@ class _Live(Watch):
             own = [t for t in self._tasks if t.item is task.item]
             if not all(t.id in self._got for t in own):
                 return
+            got = {t.id: self._got[t.id] for t in own}
         try:
-            question = self._shown(task.item, own, self._got, self._expected)
-        except Exception:  # noqa: BLE001 - the final scoring raises it again, as a fault
+            question = self._shown(task.item, own, got, self._expected)
+        except Exception:  # a grader fault: the final scoring raises it again, as one
             return
-        self._progress.scored(question, all(self._got[t.id].during_import for t in own))
+        self._progress.scored(question, all(out.during_import for out in got.values()))
 
 
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),
