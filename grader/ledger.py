@@ -40,15 +40,17 @@ from pathlib import Path
 import numpy as np
 
 from . import config, protocol
+from .checks_base import Verdict
 from .errors import UsageError
 from .outcome import ProbeOutput, ProbeStatus
 from .plan import Task
 from .rubric import LatePolicy, Rubric
+from .scoring import VALID
 
 __all__ = ["LedgerError", "MEASURE_NEUTRAL", "Manual", "compose_row", "decode_measurements",
            "encode_measurements", "late_hours", "late_penalty", "manual_items", "parse_extensions",
            "parse_manual", "read_table",
-           "measurement_base", "read_measurements", "task_keys", "verdict_keys"]
+           "measurement_base", "read_measurements", "task_keys", "verdict_keys", "Verdicts"]
 
 # Grader modules that only score, render or drive a batch: a change there is a rescore.
 MEASURE_NEUTRAL = frozenset({
@@ -210,6 +212,57 @@ def read_measurements(path: Path, max_bytes: int) -> tuple[dict, dict[str, tuple
     if len(data) > max_bytes:
         raise LedgerError(f"the stored measurements are larger than {max_bytes} bytes")
     return decode_measurements(data)
+
+
+# ------------------------------------------------------------------ kept verdicts
+
+class Verdicts(dict):
+    """The checks' verdicts of one row (and what each task's validation found), noting which
+    the report used: the others go."""
+
+    def __init__(self, saved=None):
+        super().__init__()
+        self.used: set[str] = set()
+        for key, value in (saved.items() if isinstance(saved, dict) else ()):
+            found = _memo_loaded(value)
+            if found is not None:
+                super().__setitem__(key, found)
+
+    def get(self, key, default=None):
+        self.used.add(key)
+        return super().get(key, default)
+
+    def __setitem__(self, key, value) -> None:
+        self.used.add(key)
+        super().__setitem__(key, value)
+
+    def saved(self) -> dict:
+        return {k: _memo_saved(v) for k, v in self.items() if k in self.used}
+
+
+def _memo_saved(value) -> list:
+    if value is VALID:
+        return ["ok"]
+    if isinstance(value, ProbeOutput):
+        return ["x", str(value.status), value.message, value.traceback, value.unanswered]
+    return ["v", value.passed, value.message, value.diagnosis, value.pending, value.advice,
+            value.unanswered]
+
+
+def _memo_loaded(value):
+    """A saved verdict or validation, or None for anything malformed (then recomputed)."""
+    if value == ["ok"]:
+        return VALID
+    if not isinstance(value, list) or not value:
+        return None
+    if value[0] == "x" and len(value) == 5 and all(isinstance(v, str) for v in value[1:4]) \
+            and isinstance(value[4], bool) and value[1] in {str(s) for s in ProbeStatus}:
+        return ProbeOutput.failure(value[1], value[2], value[3], value[4])
+    if value[0] == "v" and len(value) == 7 and isinstance(value[2], str) and \
+            all(isinstance(v, bool) for v in (value[1], *value[4:])) and \
+            (value[3] is None or isinstance(value[3], str)):
+        return Verdict(*value[1:])
+    return None
 
 
 # ------------------------------------------------------------------ manual scores

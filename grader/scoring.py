@@ -91,14 +91,24 @@ def _validated(declared, task: Task, got, verdicts: dict | None, key: str | None
     return out
 
 
+_VERDICT_KEYS: dict[tuple, str] = {}
+
+
 def verdict_key(item: Item, spec, task_key: str, rubric: Rubric) -> str:
     """What a check's verdict depends on: the check (but its weight), the tolerances and
-    the task's measurement key."""
+    the task's measurement key (the same for every student: computed once per rubric)."""
     import hashlib
     import json
-    own = {k: v for k, v in spec.spec.items() if k != "weight"}
-    return hashlib.sha256(json.dumps([item.id, own, rubric.tolerances, task_key], sort_keys=True,
-                                     default=str).encode()).hexdigest()[:24]
+    index = (rubric.digest, item.id, spec.name, spec.kind, spec.visibility, task_key)
+    found = _VERDICT_KEYS.get(index)
+    if found is None:
+        if len(_VERDICT_KEYS) > 4096:
+            _VERDICT_KEYS.clear()
+        own = {k: v for k, v in spec.spec.items() if k != "weight"}
+        found = hashlib.sha256(json.dumps([item.id, own, rubric.tolerances, task_key],
+                                          sort_keys=True, default=str).encode()).hexdigest()[:24]
+        _VERDICT_KEYS[index] = found
+    return found
 
 
 def score_item(item: Item, tasks: list[Task], got: dict, expected: dict,

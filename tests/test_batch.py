@@ -388,6 +388,10 @@ def test_progress_prints_plain_lines_off_a_terminal():
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("[1/2] ann: graded, 87.5/100 (4.2 s, ETA ")
     assert lines[1].startswith("[2/2] bob: ungradable, the sandbox cannot start")
+    progress = batch.Progress(1, 1, stream := io.StringIO())
+    progress.finished("cy", {"status": "graded", "total": None, "raw": 95, "pending": ["Q11"],
+                             "max_total": 100, "seconds": 1.0})
+    assert stream.getvalue().startswith("[1/1] cy: graded, 95/100 so far, Q11 pending")
 
 
 def test_a_grader_fault_on_one_submission_is_ungradable_not_zero(tmp_path, monkeypatch):

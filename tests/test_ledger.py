@@ -476,6 +476,7 @@ def e2e_rubric(tmp_path: Path, name: str = "rubric.yaml", policy: dict | None = 
     """rubric.yaml with Q11 graded by hand and a short import budget."""
     data = rubric_data("manual")
     data["limits"]["import_seconds"] = 4
+    data["limits"]["startup_seconds"] = 600   # bounds a hang only: these machines are shared
     if policy:
         data["late_policy"] = policy
     if q5_weight is not None:

@@ -44,8 +44,13 @@ class Progress:
         if self.tty:
             self.draw(force=True)
             return
-        score = (f"{entry['total']:.4g}/{entry['max_total']:g}" if status.scored
-                 else clean_line(entry.get("reason", ""))[:120])
+        if not status.scored:
+            score = clean_line(entry.get("reason", ""))[:120]
+        elif entry.get("total") is None:   # an item graded by hand is pending
+            score = (f"{entry.get('raw') or 0:.4g}/{entry['max_total']:g} so far, "
+                     f"{' '.join(entry.get('pending') or [])} pending")
+        else:
+            score = f"{entry['total']:.4g}/{entry['max_total']:g}"
         if status is RowStatus.IMPORT_ERROR:
             score += f": {clean_line(entry.get('reason', ''))[:120]}"
         print(f"[{self.done}/{self.total}] {clean_line(student)}: {status}, {score} "

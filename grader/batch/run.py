@@ -252,9 +252,8 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
         output.mark_pending(sub, key)
         if len(stale) < len(everything):
             output.partial[sub.student] = stale
-            for t in tasks:
-                if t.id in stale:
-                    rerun_items[t.item.id] = rerun_items.get(t.item.id, 0) + 1
+            for item in dict.fromkeys(t.item.id for t in tasks if t.id in stale):
+                rerun_items[item] = rerun_items.get(item, 0) + 1
         todo.append((sub, key, copy))
     if getattr(args, "manual", None):
         taken = output.merge_manual(args.manual)

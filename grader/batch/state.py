@@ -19,13 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import engine, keys, ledger, lms, summary
-from ..checks_base import Verdict
 from ..files import PACKAGE_DIR, grader_sources, write_atomic
 from ..notebook import NotebookError, extract
-from ..outcome import Flag, FlagKind, ItemStatus, ProbeOutput, ProbeStatus, RowStatus
-from ..report import Report, clean_line, to_text
+from ..outcome import Flag, FlagKind, ItemStatus, ProbeStatus, RowStatus
+from ..report import Report, clean_line
 from ..rubric import Rubric
-from ..scoring import VALID, _import_error, build_report
+from ..scoring import _import_error, build_report
 from .discovery import Submission
 from .grading import Outcome
 
@@ -132,55 +131,6 @@ def _write_derived(path: Path, data: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-class _Verdicts(dict):
-    """The checks' verdicts of one row (and what each task's validation found), noting which
-    the report used: the others go."""
-
-    def __init__(self, saved=None):
-        super().__init__()
-        self.used: set[str] = set()
-        for key, value in (saved.items() if isinstance(saved, dict) else ()):
-            found = _memo_loaded(value)
-            if found is not None:
-                super().__setitem__(key, found)
-
-    def get(self, key, default=None):
-        self.used.add(key)
-        return super().get(key, default)
-
-    def __setitem__(self, key, value) -> None:
-        self.used.add(key)
-        super().__setitem__(key, value)
-
-    def saved(self) -> dict:
-        return {k: _memo_saved(v) for k, v in self.items() if k in self.used}
-
-
-def _memo_saved(value) -> list:
-    if value is VALID:
-        return ["ok"]
-    if isinstance(value, ProbeOutput):
-        return ["x", str(value.status), value.message, value.traceback, value.unanswered]
-    return ["v", value.passed, value.message, value.diagnosis, value.pending, value.advice,
-            value.unanswered]
-
-
-def _memo_loaded(value):
-    """A saved verdict or validation, or None for anything malformed (then recomputed)."""
-    if value == ["ok"]:
-        return VALID
-    if not isinstance(value, list) or not value:
-        return None
-    if value[0] == "x" and len(value) == 5 and all(isinstance(v, str) for v in value[1:4]) \
-            and isinstance(value[4], bool) and value[1] in {str(s) for s in ProbeStatus}:
-        return ProbeOutput.failure(value[1], value[2], value[3], value[4])
-    if value[0] == "v" and len(value) == 7 and isinstance(value[2], str) and \
-            all(isinstance(v, bool) for v in (value[1], *value[4:])) and \
-            (value[3] is None or isinstance(value[3], str)):
-        return Verdict(*value[1:])
-    return None
 
 
 class _Stored(dict):
@@ -357,7 +307,7 @@ class Output:
         return [t for t in everything if old["measured"].get(t) != self.keys[t]]
 
     def _report(self, student: str, source: str, got: dict, facts: dict,
-                verdicts: _Verdicts | None = None) -> Report:
+                verdicts: ledger.Verdicts | None = None) -> Report:
         text = {k: facts.get(k, "") for k in ("problem", "isolation", "confinement", "startup",
                                                "import_error")}
         if not all(isinstance(v, str) for v in text.values()):
@@ -392,7 +342,7 @@ class Output:
         stale = [t.item.id for t in self.tasks if measured.get(t.id) != self.keys[t.id]]
         if stale:
             raise ledger.LedgerError(f"{stale[0]} needs a new run")
-        verdicts = _Verdicts(entry.get("verdicts"))
+        verdicts = ledger.Verdicts(entry.get("verdicts"))
         report = self._report(student, str(entry.get("source", "")), _Stored(self, student),
                               facts, verdicts)
         status = row_status(report)
@@ -451,7 +401,7 @@ class Output:
                 facts = {**facts, "import_error": _import_error(got, str(facts.get("problem") or ""))}
                 write_atomic(self.measured / f"{sub.student}.results",
                              ledger.encode_measurements(got, self.keys, facts))
-                verdicts = _Verdicts()
+                verdicts = ledger.Verdicts()
                 report = self._report(sub.student, sub.source, got, facts, verdicts)
             else:
                 got, report = None, replace(outcome.report, submission=sub.source)
