@@ -101,7 +101,7 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
             expected = expected_outputs(rubric, tasks, workroot)
         source, problem, extracted = _as_script(submission.resolve(), workroot / "notebook",
                                                 rubric)
-        scanned = [] if problem else integrity.scan_file(source)  # flags, never a score
+        scanning = (lambda: []) if problem else integrity.start_scan(source)  # never a score
         if problem:  # a broken notebook is the student's, like a syntax error
             got = {t.id: ProbeOutput.failure(ERROR, problem) for t in tasks}
             level, confinement = sandbox.detect_isolation(isolation)[0], ""
@@ -121,7 +121,7 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
         questions = tuple(_as_cells(q, extracted, rubric.submission_name) for q in questions)
         import_error = relocate(import_error, extracted, rubric.submission_name)
         notes = tuple(skipped(extracted))
-    flags = tuple(scanned + integrity.behaviour_flags(got))
+    flags = tuple(scanning() + integrity.behaviour_flags(got))
     complete = set(visibilities) >= {"public", "hidden"} and rubric.full_total == rubric.max_total
     checks_run = "all" if complete else "public"
     return Report(submission=str(submission), total=round(sum(q.score for q in questions), 6),
