@@ -125,7 +125,7 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
             expected = expected_outputs(rubric, tasks, workroot)
         source, problem, extracted = _as_script(submission.resolve(), workroot / "notebook",
                                                 rubric)
-        scanned = [] if problem else integrity.scan_file(source)  # flags, never a score
+        scanning = (lambda: []) if problem else integrity.start_scan(source)  # never a score
 
         def shown(item: Item, own: list[Task], got: dict, expected: dict) -> QuestionResult:
             return shown_question(item, own, got, expected, rubric, extracted, submission.name)
@@ -140,7 +140,7 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
                            startup=startup, watch=live)
             got, level, confinement, started = (probed.results, probed.level,
                                                 probed.confinement, probed.startup)
-    flags = tuple(scanned + integrity.behaviour_flags(got))
+    flags = tuple(scanning() + integrity.behaviour_flags(got))
     if keep is not None:   # what batch stores, to rescore without running anything
         keep.update(tasks=tasks, got=got, expected=expected, problem=problem,
                     extracted=bool(extracted), isolation=level, confinement=confinement,

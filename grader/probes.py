@@ -132,6 +132,12 @@ def model_predictions(arrays: dict, images: np.ndarray) -> tuple[np.ndarray | No
     W1, b1, W2, b2 = (arrays.get(k) for k in PARAMETERS)
     if any(a is None for a in (W1, b1, W2, b2)):
         return None, "the trained parameters W1, b1, W2 and b2 did not all come back"
+    # A pipeline that keeps W1 as (n, 784) or W2 as (10, n) and transposes them in its
+    # products is consistent: read them the way round that fits (the contract's first).
+    if W1.ndim == 2 and W1.shape[0] != 784 and W1.shape[1] == 784:
+        W1 = W1.T
+    if W2.ndim == 2 and W2.shape[1] != 10 and W2.shape[0] == 10:
+        W2 = W2.T
     n = W1.shape[1] if W1.ndim == 2 else -1
     if W1.shape != (784, n) or W2.shape != (n, 10) or b1.size != n or b2.size != 10 \
             or not 0 < n <= MAX_HIDDEN:

@@ -425,7 +425,7 @@ def _pair(types, values):
                    {"returned": {"type": "tuple", "element_types": types}})
 
 
-def _threshold(permute):
+def _threshold(permute, transposed=False):
     """Images whose digit is the brightest of their first 10 pixels, and a 784 -> 10 -> 10
     network that reads those pixels through ``permute`` (the identity reads them right)."""
     labels = np.arange(50) % 10
@@ -435,8 +435,17 @@ def _threshold(permute):
     W1[np.arange(10), np.arange(10)] = 1.0
     trained = {"W1": W1, "b1": np.zeros(10, np.float32), "W2": permute(np.eye(10, dtype=np.float32)),
                "b2": np.zeros((1, 10), np.float32)}
+    if transposed:  # kept as (n, 784) and (10, n), transposed in the products: as good
+        trained["W1"] = np.ascontiguousarray(np.pad(W1, ((0, 0), (0, 2))).T)
+        trained["W2"], trained["b1"] = np.pad(trained["W2"], ((0, 2), (0, 0))).T, np.zeros(12)
     return verdict("accuracy_threshold", {"min_accuracy": 0.8}, trained,
                    secret={"test_images": images, "test_labels": labels}, params={"steps": 100})
+
+
+def test_the_model_is_read_with_its_weights_either_way_round():
+    """W1 kept as (n, 784) and W2 as (10, n), transposed in the products, is consistent."""
+    assert _threshold(lambda w: w, transposed=True).passed
+    assert not _threshold(lambda w: np.roll(w, 1, axis=1), transposed=True).passed
 
 
 Q9_META = {"batch_sizes": SIZES, "steps_run": 12,

@@ -114,3 +114,12 @@ def test_flags_are_in_the_json_and_one_line_of_the_text_report():
     lines = [line for line in text.splitlines() if "review" in line]
     assert len(lines) == 1 and "no effect on the score" in lines[0] and "processes" in lines[0]
     assert "review" not in to_text(_report()) and to_dict(_report())["flags"] == []
+
+
+def test_the_scan_on_a_thread_gives_what_the_scan_gives(tmp_path):
+    path = tmp_path / "s.py"
+    path.write_text("import subprocess\nimport os\nos.fork()\n")
+    result = integrity.start_scan(path)
+    path.unlink()  # read at once: the grade may remove the file before the scan ends
+    assert result() == integrity.scan("import subprocess\nimport os\nos.fork()\n")
+    assert [f.kind for f in integrity.start_scan(tmp_path / "gone.py")()] == [FlagKind.UNSCANNED]
