@@ -198,13 +198,14 @@ def initialized(ctx: Context) -> Verdict:
             if created is False:
                 return Verdict(False, f"none of the {total} variables is initialized: no "
                                       "initializer was created",
-                               "create the initializer and run it in the session: "
-                               "sess.run(tf.global_variables_initializer())")
+                               "create the initializer, init = tf.global_variables_initializer(), "
+                               "and run it in the session: sess.run(init)")
             if created:
                 return Verdict(False, f"none of the {total} variables is initialized: the "
                                       "initializer was created but never run",
-                               "run it in the session: sess.run(tf.global_variables_initializer())"
-                               "; creating the initializer alone does nothing")
+                               "run it in the session, sess.run(init) for "
+                               "init = tf.global_variables_initializer(); creating the "
+                               "initializer alone does nothing")
             return Verdict(False, f"none of the {total} variables is initialized",
                            "create tf.global_variables_initializer() and run it in the session")
         return Verdict(False, f"{len(missing)} of {total} variables are not initialized "

@@ -6,7 +6,8 @@ parse tree, no recursion) up to :data:`MAX_TOKENS`; it never runs or
 compiles anything. It flags a file that reaches into the grader (its
 modules, probes or harness), into the interpreter (``sys.modules``, frames,
 ``gc``, ``inspect``), into native code (``ctypes``), ``/proc``, signals or
-other processes (``fork``, ``subprocess``, ``multiprocessing``, ``exec``).
+other processes (``fork``, ``subprocess``, ``multiprocessing``, ``exec``), also where
+such code is written in a string literal, and code run from text (``exec``, ``eval``).
 What the child reports it found changed (a probe replaced) is added by
 :func:`behaviour_flags`. A correct solution may do some of these things for
 reasons of its own: a flag is a question for the instructor, not an answer.
@@ -15,6 +16,7 @@ reasons of its own: a flag is a question for the instructor, not an answer.
 from __future__ import annotations
 
 import io
+import re
 import threading
 import token
 import tokenize
@@ -58,6 +60,19 @@ _NAMES = {"PROBES": FlagKind.GRADER, "Harness": FlagKind.GRADER, "GraderLimit": 
           "grader_inside": FlagKind.GRADER}
 # Text flagged inside string literals.
 _STRINGS = {"/proc": FlagKind.PROC, "grader_inside": FlagKind.GRADER}
+# Code inside string literals (what ``exec`` would run), by the kind it is flagged as.
+_CODE_IN_STRINGS = re.compile(
+    r"\b(?:(?P<grader>(?:import|from)\s+grader\b|PROBES|Harness)"
+    r"|(?P<introspection>sys\s*\.\s*modules|_getframe|f_back|f_globals|get_referrers"
+    r"|(?:import|from)\s+(?:gc|inspect)\b)"
+    r"|(?P<native>(?:import|from)\s+c?types\b|ctypes)"
+    r"|(?P<processes>(?:import|from)\s+(?:subprocess|multiprocessing)\b|\.fork\s*\()"
+    r"|(?P<signals>(?:import|from)\s+signal\b|\.kill\s*\())")
+_STRING_KINDS = {"grader": FlagKind.GRADER, "introspection": FlagKind.INTROSPECTION,
+                 "native": FlagKind.NATIVE, "processes": FlagKind.PROCESSES,
+                 "signals": FlagKind.SIGNALS}
+# Builtins that run code built from text: a way to hide the rest from this scan.
+_DYNAMIC = frozenset({"exec", "eval", "compile", "__import__"})
 
 
 class _Found:
@@ -110,10 +125,17 @@ def scan(source: str | bytes) -> list[Flag]:
                     found.add(FlagKind.INTROSPECTION, f"{owner}.modules", line)
                 if tok.string in _NAMES and not (importing and tok.string in _MODULES):
                     found.add(_NAMES[tok.string], tok.string, line)
+                if not importing and (tok.string in _DYNAMIC and not after_dot
+                                      or tok.string in ("exec", "__import__")):
+                    found.add(FlagKind.DYNAMIC, tok.string, line)
             elif tok.type == token.STRING or tok.type == getattr(token, "FSTRING_MIDDLE", -1):
                 for text, kind in _STRINGS.items():
                     if text in tok.string:
                         found.add(kind, repr(text), line)
+                text = tok.string.replace("\\n", "\n").replace("\\t", "\t")   # escapes as code
+                for match in _CODE_IN_STRINGS.finditer(text):
+                    found.add(_STRING_KINDS[match.lastgroup],
+                              f"{' '.join(match.group(0).split())!r} in a string", line)
             previous = (previous + [tok])[-2:]
     except (tokenize.TokenError, SyntaxError, UnicodeDecodeError, ValueError):
         pass  # what was read so far counts; the import reports the syntax error itself

@@ -116,6 +116,7 @@ class FlagKind(StrEnum):
     PROC = "proc"                    # reads /proc
     SIGNALS = "signals"              # the signal module, os.kill
     PROCESSES = "processes"          # fork, subprocess, multiprocessing, exec
+    DYNAMIC = "dynamic-code"         # runs code built from text (exec, eval, compile)
     TAMPERING = "tampering"          # the child found the grader's probes replaced
     UNSCANNED = "unscanned"          # the source was too large or unreadable to scan
 

@@ -21,7 +21,7 @@ import nbformat
 import pytest
 import yaml
 
-from conftest import IN_PROCESS, grader_main
+from conftest import IN_PROCESS, at_import, grader_main
 from grader import batch, engine, summary
 from grader.errors import UsageError
 from grader.notebook import NotebookError, extract
@@ -36,7 +36,7 @@ ITEMS = ["Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "Q10", "Q11", "model"]
 EXTRA = ["raw", "penalty", "hours_late", "pending", "overrides", "review", "flags"]
 HEADER = ["student", "user_id", "late", "source", *ITEMS, "total", "status", *EXTRA]
 COST_MEAN = "return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=Y, logits=Z2))"
-HANGS = "import time\ntime.sleep(3600)\n"
+HANGS = at_import("import time\ntime.sleep(3600)\n")
 HOSTILE = """import os, sys
 if os.fork() == 0:          # a daemon that should not outlive its grade
     os.setsid()
@@ -45,6 +45,7 @@ if os.fork() == 0:          # a daemon that should not outlive its grade
 sys.stdout.write("x" * 5_000_000)
 os._exit(3)
 """
+HOSTILE = at_import(HOSTILE)   # run as written, not skipped as a tutorial's top level
 
 
 # ---------------------------------------------------------------- helpers

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import at_import
+
 from grader import sandbox
 from grader.child import _ChildRun, _death
 from grader.outcome import ChildEnd
@@ -565,8 +567,8 @@ def test_a_grader_ended_by_a_signal_while_grading_a_loop_leaves_nothing_running(
             pytest.skip(f"full isolation unavailable: {reason}")
     name = f"graded{os.getpid() % 10000}.{int(signum)}{mode[0]}"[:15]
     submission = tmp_path / "tensorflow_tutorial.py"
-    submission.write_text(f"import ctypes\nctypes.CDLL(None).prctl(15, {name.encode()!r}, 0, 0, 0)\n"
-                          "while True:\n    pass\n")
+    submission.write_text(at_import(f"import ctypes\nctypes.CDLL(None).prctl(15, {name.encode()!r}, 0, 0, 0)\n"
+                                    "while True:\n    pass\n"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
     grader = subprocess.Popen([sys.executable, "-m", "grader", "check", str(submission), "--isolation", mode],
                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

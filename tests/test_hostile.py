@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import IN_PROCESS, grader_main
+from conftest import IN_PROCESS, at_import, grader_main
 from grader.notebook import filter_script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,13 +81,6 @@ _MEASURED = (
     "    with open(__peak__, 'w') as f:\n"
     "        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
 )
-
-
-def at_import(code: str) -> str:
-    """``code`` run as the file is imported, all of it.  The grader skips a top-level
-    statement that calls anything, as it skips a tutorial run at top level; a class body
-    may call what an import bound, here ``exec``, which then runs the rest."""
-    return f"import builtins as _b\nclass _AtImport:\n    _ = _b.exec({code!r}, _b.globals())\n"
 
 
 def grade(tmp_path: Path, rubric: Path, code: str, isolation: str,
@@ -732,7 +725,7 @@ def _export(tmp_path: Path) -> Path:
         "submission_4/tensorflow_tutorial.ipynb": b'{"cells": [' * 50_000,
         "submission_5/tensorflow_tutorial.py": b"corrupted " * 100,
         "submission_6/tensorflow_tutorial.py":
-            f"raise RuntimeError({('boom ' + INVISIBLE)!r})\n".encode(),
+            at_import(f"raise RuntimeError({('boom ' + INVISIBLE)!r})\n").encode(),
     }
     archive = tmp_path / "export.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:

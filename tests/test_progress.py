@@ -126,7 +126,8 @@ def test_an_item_still_running_says_so_with_its_elapsed_time_and_budget(clock):
     view.close()
 
 
-def test_on_a_terminal_the_view_is_redrawn_in_place_and_erased_at_the_end(clock):
+def test_on_a_terminal_the_view_is_redrawn_in_place_and_erased_at_the_end(clock, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")   # the view fits the terminal: one wide enough here
     out = io.StringIO()
     view = LiveView(out, HEADER, ITEMS, redraw=True)
     assert screen(out.getvalue())[:2] == HEADER  # the header at once

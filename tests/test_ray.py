@@ -30,6 +30,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import at_import
+
 from grader import zygote
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,8 +180,8 @@ def make_class(src: Path, port: int) -> None:
     nb.cells = [nbformat.v4.new_code_cell("!pip install tensorflow\n" + head)]
     nb.cells += [nbformat.v4.new_code_cell("def " + f) for f in functions]
     nbformat.write(nb, str(src / "erin.ipynb"))
-    (src / "mallory.py").write_text(HOSTILE.format(port=port))
-    (src / "oscar.py").write_text(HOSTILE.format(port=port))
+    (src / "mallory.py").write_text(at_import(HOSTILE.format(port=port)))
+    (src / "oscar.py").write_text(at_import(HOSTILE.format(port=port)))
 
 
 def killer(stop_at: dict[str, int]):

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import at_import
+
 from grader import engine, zygote
 from grader.report import to_dict
 from grader.rubric import load_rubric
@@ -287,7 +289,7 @@ def compute_cost(Z2, Y):
     _SAID.append(f"searched {{files}} files; found: {{found or 'nothing'}}")
     raise RuntimeError(_SAID[0])
 '''
-    path = submission(tmp_path, STARTER + "\n\n" + code)
+    path = submission(tmp_path, STARTER + "\n\n" + at_import(code))
     warm = zygote.for_env(engine._zygote_env(rubric))
     assert warm.ready(300)
     graded: list = []

@@ -369,9 +369,12 @@ def _train(h: Harness, X, Y, parameters, cost, step, mnist, params, rate: float)
     sess = h.call("initialize_session")
     costs = h.call("train", sess, step, cost, X, Y, mnist, num_steps=int(params["steps"]),
                    batch_size=int(params["batch_size"]), print_every=int(params["steps"]))
-    names = ("W1", "b1", "W2", "b2")
-    if not isinstance(parameters, dict) or not all(k in parameters for k in names):
-        raise StudentError("initialize_parameters() did not return a dict with W1, b1, W2 and b2")
+    # A network without biases is still a network: the grader reads missing ones as zeros.
+    names = tuple(k for k in ("W1", "b1", "W2", "b2")
+                  if isinstance(parameters, dict) and k in parameters)
+    if not {"W1", "W2"} <= set(names):
+        raise StudentError("initialize_parameters() did not return a dict with W1 and W2 "
+                           "(and b1, b2)")
     values = h.run(sess, [parameters[k] for k in names], {},
                    what="reading the trained parameters W1, b1, W2 and b2")
     floats, _ = _float_list(np, costs if isinstance(costs, (list, tuple)) else [])
