@@ -271,7 +271,7 @@ def forward_wrong_activation(case: Case):
                     also = (f"; Z2 also leaves out {missing}: add the biases to each linear "
                             "layer" if missing else "")
                     return (f"the hidden layer uses {name}; the tutorial asks for ReLU "
-                            f"(LINEAR -> RELU -> LINEAR -> SOFTMAX): A1 = tf.nn.relu(Z1){also}")
+                            f"(LINEAR -> RELU -> LINEAR -> SOFTMAX): apply tf.nn.relu to Z1{also}")
     return None
 
 

@@ -147,8 +147,8 @@ def test_the_starter_notebook_grades_todo_and_the_reference_notebook_full_marks(
     code, out, _ = grader_main(["check", str(ROOT / "reference" / "tensorflow_tutorial.ipynb"),
                                 "--checks", "all"])
     assert code == 0 and "Total: 100/100" in out
-    assert re.search(r"^self-check \(\d+\):$", out, re.M) and 'check("Q5")' in out
-    assert re.search(r"^loads data \(\d+\):$", out, re.M) and "load_dataset()" in out
+    assert re.search(r"^ *self-check \(\d+\):$", out, re.M) and 'check("Q5")' in out
+    assert re.search(r"^ *loads data \(\d+\):$", out, re.M) and "load_dataset()" in out
 
 
 def _kernel(nb, tmp_path: Path, timeout: int = 900):
