@@ -10,8 +10,9 @@ that learns and the highest of one that does not:
 
 * pipelines that learn: the reference over ``--seeds`` seeds, and the corpus's
   fixtures expected to get the model's full marks;
-* pipelines that do not: the corpus's fixtures expected to get 0 for the model
-  (one that fails with an error fails at any step count, at accuracy 0);
+* pipelines that do not: the corpus's fixtures expected to get 0 for the model;
+* a pipeline that fails (an error, a timeout) at every step count is listed and
+  left out: no step count changes its verdict;
 * fixtures whose model score the corpus does not assert ("any") are shown only.
 
 A step count separates when a threshold exists at least ``--margin`` below every
@@ -36,7 +37,8 @@ from .errors import GraderError, UsageError
 from .probes import model_predictions
 from .rubric import load_rubric
 
-__all__ = ["Pipeline", "corpus_pipelines", "run_calibrate", "separation"]
+__all__ = ["Pipeline", "always_failing", "corpus_pipelines", "run_calibrate",
+           "separation"]
 
 LEARNS, STILL, SHOWN = "learns", "does not learn", "not asserted"
 
@@ -120,11 +122,21 @@ def _accuracies(pipeline: Pipeline, task, counts: list[int], rubric, workroot: P
     return found
 
 
+def always_failing(rows: dict[str, tuple[str, dict]]) -> list[str]:
+    """The pipelines that fail (an error, a timeout) at every step count: no step count
+    changes their verdict, so the separation leaves them out."""
+    return [name for name, (_, found) in rows.items()
+            if not any(isinstance(v, float) for v in found.values())]
+
+
 def separation(rows: dict[str, tuple[str, dict]], n: int,
                margin: float) -> tuple[float | None, str, str]:
-    """(threshold or None, lowest learner, highest non-learner) at ``n`` steps."""
+    """(threshold or None, lowest learner, highest non-learner) at ``n`` steps: the highest
+    threshold (in hundredths) ``margin`` below every learner, if it is ``margin`` above every
+    non-learner too. A failure at ``n`` counts as accuracy 0."""
     def acc(value) -> float:
         return value if isinstance(value, float) else 0.0  # a failure fails at any threshold
+    rows = {k: v for k, v in rows.items() if k not in always_failing(rows)}
     learners = [(acc(found[n]), name) for name, (kind, found) in rows.items() if kind == LEARNS]
     still = [(acc(found[n]), name) for name, (kind, found) in rows.items() if kind == STILL]
     low = min(learners) if learners else (1.0, "-")
@@ -163,6 +175,13 @@ def _sweep(args, rubric, item, threshold_check) -> int:
             print(f"{p.name:<{width}}{p.kind:<16}" + "".join(
                 f"{v:>10.4f}" if isinstance(v, float) else f"{v:>10}" for v in found.values()),
                 flush=True)
+    failing = always_failing(rows)
+    if failing:
+        print(f"\nfailing at every step count, left out: {', '.join(failing)}")
+        odd = [name for name in failing if rows[name][0] == LEARNS]
+        if odd:
+            print(f"  (expected to learn, yet failing: {', '.join(odd)}: see their corpus "
+                  "fixtures)")
     print(f"\nsteps  lowest learner{'':<28}highest non-learner{'':<23}threshold (margin "
           f"{args.margin:.2f})")
     chosen = None

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.calibrate import LEARNS, SHOWN, STILL, corpus_pipelines, separation
+from grader.calibrate import (LEARNS, SHOWN, STILL, always_failing, corpus_pipelines,
+                              separation)
 from grader.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,5 +44,8 @@ def test_a_step_count_separates_only_with_the_margin_on_both_sides():
     assert low.endswith("slow") and high.endswith("frozen")
     threshold, low, high = separation(rows, 1500, 0.05)
     assert threshold == pytest.approx(0.84)         # 0.89 - 0.05, and 0.14 above 0.70
-    rows["crash"] = (LEARNS, {300: "error", 1500: "error"})  # a learner that fails: never
-    assert separation(rows, 1500, 0.05)[0] is None
+    rows["broken"] = (LEARNS, {300: "error", 1500: "error"})  # fails whatever the steps:
+    assert always_failing(rows) == ["crash", "broken"]       # left out of the separation
+    assert separation(rows, 1500, 0.05)[0] == pytest.approx(0.84)
+    rows["late"] = (LEARNS, {300: "timeout", 1500: 0.95})     # fails at 300 only: counts as 0
+    assert separation(rows, 300, 0.0)[0] is None
