@@ -33,7 +33,7 @@ watch: ``python -m grader watch`` re-grading the reference after a save, against
 phases: where a grade's time goes, from the grader's own clock
        (``GRADER_TIMINGS``, see grader/timings.py): a single ``check`` of the
        reference (its expected values cached) and each submission of a class of
-       4 under ``batch --jobs 2``, split into the parent's preparation, the wait
+       8 under ``batch --jobs 2``, split into the parent's preparation, the wait
        for the zygote, each child's start-up, import and items, and scoring
        (the median of each phase over the runs).
 ray:   the same 20 submissions with ``batch --ray --jobs 2`` (a local Ray instance
@@ -641,7 +641,8 @@ def bench_phases(repeat: int) -> bool:
         print(f"\nphases of a single grade: check on the reference (cached expected values), "
               f"median of {repeat}; a bare import takes {bare:.2f} s")
         _phase_table(records, walls)
-        src = _class_of(Path(tmp), 4)
+        src = _class_of(Path(tmp), 8)
+        starters = {f"student{i:02d}.py" for i in range(8) if i % 4 == 3}
         batch_records = []
         for i in range(max(1, repeat - 1)):
             out = Path(tmp) / f"batch{i}.jsonl"
@@ -650,9 +651,9 @@ def bench_phases(repeat: int) -> bool:
             wall, _, code = timed(argv, env=dict(ENV, GRADER_TIMINGS=str(out)))
             if code not in (0, 1):
                 sys.exit(f"bench: batch failed with exit code {code}")
-            batch_records += [r for r in _read_timings(out) if r["submission"] != "student03.py"]
-        print("\nphases of one submission of a batch (--jobs 2, a class of 4: the reference's "
-              "3 copies; the starter left out), median over the submissions")
+            batch_records += [r for r in _read_timings(out) if r["submission"] not in starters]
+        print("\nphases of one submission of a batch (--jobs 2, a class of 8: the reference's "
+              "6 copies, the 2 starters left out), median over the submissions")
         _phase_table(batch_records)
     print(f"  load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
           "(the lengths need a quiet machine)")
