@@ -27,8 +27,9 @@ help:
 	@echo "make run [RUN=path] [ARGS=..]  run the tutorial end to end (default: $(RUN))"
 # instructor:begin
 	@echo "make test                      run the test suite (make test-fast: the tier without TensorFlow)"
-	@echo "make bench                     time the grader against a bare TensorFlow import"
-	@echo "make calibrate                 suggest the model item's accuracy threshold"
+	@echo "make bench [ARGS=--only phases] time the grader against a bare TensorFlow import"
+	@echo "make calibrate [ARGS=..]       suggest the model item's accuracy threshold (ARGS='--steps"
+	@echo "                               300,600,1500 --corpus tests/corpus': and its step count)"
 	@echo "make student-bundle            build dist/student.zip (no reference, public checks)"
 	@echo "make gradescope                build dist/gradescope_autograder.zip"
 	@echo "make batch SRC=path OUT=dir    grade a class (folder or .zip) into a gradebook [ARGS=--force ..]"
@@ -96,10 +97,10 @@ test-fast: $(DEV_STAMP) $(SIM_STAMP)
 	$(PY) -m pytest -q -m "not tf" tests
 
 bench: $(RAY_STAMP) $(DEV_STAMP) $(SIM_STAMP)
-	$(PY) bench/bench.py
+	$(PY) bench/bench.py $(ARGS)
 
 calibrate: $(STAMP)
-	$(PY) -m grader calibrate
+	$(PY) -m grader calibrate $(ARGS)
 
 student-bundle: $(STAMP)
 	$(PY) -m grader bundle student

@@ -30,6 +30,12 @@ watch: ``python -m grader watch`` re-grading the reference after a save, against
        bare import timed in the same run (target <= 0.3x); ``check("Q5")`` in a
        Jupyter kernel after its first call (target < 1 s), and its first call
        (target: at most ``make grade``).
+phases: where a grade's time goes, from the grader's own clock
+       (``GRADER_TIMINGS``, see grader/timings.py): a single ``check`` of the
+       reference (its expected values cached) and each submission of a class of
+       8 under ``batch --jobs 2``, split into the parent's preparation, the wait
+       for the zygote, each child's start-up, import and items, and scoring
+       (the median of each phase over the runs).
 ray:   the same 20 submissions with ``batch --ray --jobs 2`` (a local Ray instance
        started by the run, in a network namespace of its own: needs root and
        Ray) against local ``--jobs 2``; target: Ray's time within 15%.
@@ -593,10 +599,71 @@ def _kernel_checks(repeat: int) -> dict:
             "later": times["cold"]["later"] + times["warm"]["later"]}
 
 
+def _phase_table(records: list[dict], walls: list[float] | None = None) -> None:
+    """The median start and length of each phase over ``records`` (grader/timings.py lines)."""
+    names: dict[str, list[tuple[float, float]]] = {}
+    for rec in records:
+        for name, (start, end) in rec["spans"].items():
+            names.setdefault(name, []).append((start, end - start))
+    rows = sorted(names.items(), key=lambda kv: statistics.median(v[0] for v in kv[1]))
+    if walls:
+        print(f"  {'the whole command (wall clock)':<36} {'':>8} {statistics.median(walls):8.2f} s")
+    totals = [r["total"] for r in records]
+    print(f"  {'inside engine.grade':<36} {'':>8} {statistics.median(totals):8.2f} s")
+    if walls:
+        print(f"  {'outside it (Python, imports, rubric)':<36} {'':>8} "
+              f"{statistics.median(walls) - statistics.median(totals):8.2f} s")
+    print(f"  {'phase':<36} {'starts':>8} {'lasts':>8}")
+    for name, values in rows:
+        print(f"  {name:<36} {statistics.median(v[0] for v in values):7.2f}s "
+              f"{statistics.median(v[1] for v in values):7.2f}s")
+
+
+def _read_timings(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def bench_phases(repeat: int) -> bool:
+    reference = ROOT / "reference" / "tensorflow_tutorial.py"
+    check = [PY, "-m", "grader", "check", str(reference), "--format", "json"]
+    timed(check)  # warm the expected-values cache, as any grade after the first
+    walls, imports, records = [], [], []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        for i in range(repeat):
+            imports.append(timed([PY, "-c", "import tensorflow"])[0])
+            out = Path(tmp) / f"single{i}.jsonl"
+            wall, _, code = timed(check, env=dict(ENV, GRADER_TIMINGS=str(out)))
+            if code not in (0, 1):
+                sys.exit(f"bench: check failed with exit code {code}")
+            walls.append(wall)
+            records += _read_timings(out)
+        bare = statistics.median(imports)
+        print(f"\nphases of a single grade: check on the reference (cached expected values), "
+              f"median of {repeat}; a bare import takes {bare:.2f} s")
+        _phase_table(records, walls)
+        src = _class_of(Path(tmp), 8)
+        starters = {f"student{i:02d}.py" for i in range(8) if i % 4 == 3}
+        batch_records = []
+        for i in range(max(1, repeat - 1)):
+            out = Path(tmp) / f"batch{i}.jsonl"
+            argv = [PY, "-m", "grader", "batch", str(src), "--out", str(Path(tmp) / "out"),
+                    "--jobs", "2", "--force"]
+            wall, _, code = timed(argv, env=dict(ENV, GRADER_TIMINGS=str(out)))
+            if code not in (0, 1):
+                sys.exit(f"bench: batch failed with exit code {code}")
+            batch_records += [r for r in _read_timings(out) if r["submission"] not in starters]
+        print("\nphases of one submission of a batch (--jobs 2, a class of 8: the reference's "
+              "6 copies, the 2 starters left out), median over the submissions")
+        _phase_table(batch_records)
+    print(f"  load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(the lengths need a quiet machine)")
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("grade", "parent", "tests", "batch", "rescore",
-                                           "items", "ray", "watch", "similarity"))
+                                           "items", "ray", "watch", "similarity", "phases"))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     ok = True
@@ -618,6 +685,8 @@ def main() -> int:
         ok &= bench_watch(args.repeat)
     if args.only in (None, "similarity"):
         ok &= bench_similarity(max(1, args.repeat - 2))
+    if args.only in (None, "phases"):
+        ok &= bench_phases(args.repeat)
     return 0 if ok else 1
 
 

@@ -19,12 +19,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from . import engine
 from .defaults import DEFAULT_RUBRIC, default_checks
 from .errors import GraderError, UsageError
-from .probes import model_predictions
 from .report import text_header, to_gradescope, to_json, to_text
 from .rubric import Rubric, load_rubric
 
@@ -84,6 +81,17 @@ def _parser(instructor: bool | None = None) -> argparse.ArgumentParser:
     cal.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
     cal.add_argument("--seeds", type=int, default=8)
     cal.add_argument("--item", default="model")
+    cal.add_argument("--steps", metavar="N,N,...",
+                     help="train at each of these step counts and print which separates the "
+                          "pipelines that learn from those that do not")
+    cal.add_argument("--corpus", type=Path, metavar="DIR",
+                     help="with --steps: also the fixtures of this corpus (tests/corpus)")
+    cal.add_argument("--only", metavar="NAME,...", help="with --corpus: only these fixtures")
+    cal.add_argument("--jobs", type=int, default=1,
+                     help="with --steps: train this many pipelines at once (default 1)")
+    cal.add_argument("--margin", type=float, default=0.05,
+                     help="with --steps: the least distance of the threshold from every "
+                          "pipeline (default 0.05)")
 
     bundle = command("bundle", "build dist/student.zip or dist/gradescope_autograder.zip")
     bundle.add_argument("kind", choices=("student", "gradescope"))
@@ -217,52 +225,6 @@ def run_watch(args) -> int:
     return Watcher(args.file, args.rubric, grade_once).run()
 
 
-def run_calibrate(args) -> int:
-    rubric = load_rubric(args.rubric)
-    try:
-        item = rubric.item(args.item)
-    except StopIteration:
-        raise UsageError(f"{args.rubric.name} has no item {args.item!r}") from None
-    if args.seeds < 2:
-        raise UsageError("--seeds must be at least 2")
-    threshold_check = next((c for c in item.checks if c.kind == "accuracy_threshold"), None)
-    if threshold_check is None:
-        raise UsageError(f"item {item.id} has no accuracy_threshold check")
-    base = engine.plan(rubric, (threshold_check.visibility,))
-    task = next(t for t in base if t.item is item)
-    seeds = [rubric.seed + i for i in range(args.seeds)]
-    tasks = [replace(task, id=f"{item.id}-seed{s}") for s in seeds]
-    seed_of = {t.id: s for t, s in zip(tasks, seeds)}
-    print(f"Training the reference {len(seeds)} times ({task.params.get('steps')} steps each)...",
-          file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
-        results, _, _ = engine.run_probes(engine.REFERENCE_PATH, tasks, rubric, "basic", Path(tmp),
-                                       seed_of=lambda t: seed_of[t.id], trusted=True)
-    labels = task.secret["test_labels"]
-    accuracies = []
-    for t in tasks:
-        out = results[t.id]
-        if not out.ok:
-            raise GraderError(f"the reference failed on seed {seed_of[t.id]}: {out.message}")
-        predictions, why = model_predictions(out.arrays, task.secret["test_images"])
-        if predictions is None:
-            raise GraderError(f"the reference failed on seed {seed_of[t.id]}: {why}")
-        accuracies.append(float(np.mean(predictions == labels)))
-    acc = np.array(accuracies)
-    margin = max(0.02, 3 * float(acc.std()))
-    suggested = float(np.floor((acc.min() - margin) * 100) / 100)
-    current = float(threshold_check.spec["min_accuracy"])
-    for s, a in zip(seeds, accuracies):
-        print(f"  seed {s}: test accuracy {a:.4f}")
-    print(f"accuracy: min {acc.min():.4f}  mean {acc.mean():.4f}  max {acc.max():.4f}  "
-          f"std {acc.std():.4f}")
-    print(f"suggested min_accuracy: {suggested:.2f} (the lowest run minus a margin of {margin:.3f})")
-    ok = bool((acc >= current).all())
-    print(f"current min_accuracy {current:.2f}: the reference "
-          f"{'passes on every seed' if ok else 'FAILS on some seeds'}")
-    return 0 if ok else 1
-
-
 def run_bundle(args) -> int:
     from . import distribute
     if not engine.REFERENCE_PATH.is_file():
@@ -302,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "watch":
             return run_watch(args)
         if args.command == "calibrate":
+            from .calibrate import run_calibrate
             return run_calibrate(args)
         if args.command == "bundle":
             return run_bundle(args)

@@ -33,6 +33,7 @@ from .rubric import Item, Rubric
 from .scoring import build_report, score_item, shown_question
 from .submission_file import graded_source
 from .supervise import Probed, probe, run_probes
+from .timings import grade_timings, measured
 
 __all__ = ["CACHE_DIR", "EXPECTED_DIR", "GRADER_VERSION", "LOADER_PATH", "PACKAGE_DIR",
            "PROJECT_ROOT", "Probed", "REFERENCE_PATH", "Task", "UNREADABLE", "_zygote_env",
@@ -112,9 +113,18 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
     """
     if not submission.is_file():
         raise UsageError(f"{submission}: no such file")
+    with grade_timings(submission.name):  # measured only with $GRADER_TIMINGS (the benchmark)
+        return _grade(submission, rubric, visibilities, isolation, prepared, startup, progress,
+                      keep)
+
+
+def _grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...], isolation: str,
+           prepared: tuple[list[Task], dict] | None, startup: str | None,
+           progress: Progress | None, keep: dict | None) -> Report:
     startup = startup or zygote.requested_mode()
     _warm(rubric, startup)  # TensorFlow imports while the inputs are prepared
-    tasks, expected = prepared if prepared is not None else (plan(rubric, visibilities), None)
+    with measured("plan"):
+        tasks, expected = prepared if prepared is not None else (plan(rubric, visibilities), None)
     if prepared is not None and not {id(t.item) for t in tasks} <= {id(i) for i in rubric.items}:
         # scoring matches a task to its item by identity: they must travel together
         raise UngradableError("the prepared plan is not made of this rubric's items")
@@ -122,10 +132,12 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
         workroot = Path(tmp)
         os.chmod(workroot, 0o711)
         if expected is None:
-            expected = expected_outputs(rubric, tasks, workroot)
-        source, problem, extracted = _as_script(submission.resolve(), workroot / "notebook",
-                                                rubric)
-        scanning = (lambda: []) if problem else integrity.start_scan(source)  # never a score
+            with measured("expected", children=True):
+                expected = expected_outputs(rubric, tasks, workroot)
+        with measured("source"):
+            source, problem, extracted = _as_script(submission.resolve(), workroot / "notebook",
+                                                    rubric)
+            scanning = (lambda: []) if problem else integrity.start_scan(source)  # never a score
 
         def shown(item: Item, own: list[Task], got: dict, expected: dict) -> QuestionResult:
             return shown_question(item, own, got, expected, rubric, extracted, submission.name)
@@ -145,7 +157,8 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
         keep.update(tasks=tasks, got=got, expected=expected, problem=problem,
                     extracted=bool(extracted), isolation=level, confinement=confinement,
                     startup=started, flags=[[str(f.kind), f.detail] for f in flags])
-    return build_report(rubric, tasks, got, expected, visibilities=visibilities,
-                        submission=str(submission), problem=problem, extracted=extracted,
-                        isolation=level, confinement=confinement, startup=started,
-                        version=GRADER_VERSION, flags=flags, student_name=submission.name)
+    with measured("scoring"):
+        return build_report(rubric, tasks, got, expected, visibilities=visibilities,
+                            submission=str(submission), problem=problem, extracted=extracted,
+                            isolation=level, confinement=confinement, startup=started,
+                            version=GRADER_VERSION, flags=flags, student_name=submission.name)

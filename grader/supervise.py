@@ -17,6 +17,7 @@ from .plan import Task
 from .probes import PROBES
 from .progress import IMPORT, STARTUP, Watch
 from .rubric import Rubric
+from .timings import measured, watched
 
 
 @dataclass(frozen=True)
@@ -66,14 +67,15 @@ def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workr
     """
     watch = watch or Watch()
     lim = rubric.limits
-    warm = _startup(rubric, startup or zygote.requested_mode())
+    with measured("zygote wait"):
+        warm = _startup(rubric, startup or zygote.requested_mode())
     deadline = time.monotonic() + float(lim["startup_seconds"]) + float(lim["import_seconds"]) \
         + sum(float(t.item.budget_seconds) for t in tasks)
     # What all children together may send, taken live by the groups side by side: a hostile
     # one cannot fill the parent's memory (each child also has 1 MiB of its own, child.OWN_BYTES).
     budget = protocol.ByteBudget(4 * int(lim["result_mib"]) * 2**20)
     runner = _GroupRun(source, rubric, isolation, workroot, seed_of, deadline, budget, warm,
-                       trusted, watch)
+                       trusted, watched(watch, "main"))
     with _concurrency() as running:
         model = [t for t in tasks if PROBES[t.item.probe].whole]
         others = [t for t in tasks if not PROBES[t.item.probe].whole]
@@ -82,10 +84,11 @@ def probe(source: Path, tasks: list[Task], rubric: Rubric, isolation: str, workr
             return Probed(done.results, done.level, done.confinement, done.startup)
         cancel = threading.Event()
         side: list = []
+        beside = watched(_Beside(watch), "model")  # here: the grade's timings are this thread's
 
         def run_model() -> None:
             try:
-                side.append(replace(runner, watch=_Beside(watch)).run(model, cancel))
+                side.append(replace(runner, watch=beside).run(model, cancel))
             except BaseException as exc:  # raised again below
                 side.append(exc)
 

@@ -257,3 +257,49 @@ def test_make_grade_takes_a_path_as_a_goal_and_q_for_one_question(tmp_path):
     run = subprocess.run(["make", "-n", "grade", "SUBMISSION=my answers.py"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert '-m grader check "my answers.py"  ' in run.stdout   # a name with spaces: this way
+
+
+def test_calibrate_steps_prints_each_pipeline_and_the_separation_table():
+    run = grader("calibrate", "--steps", "40,20", "--seeds", "2", "--corpus", "tests/corpus",
+                 "--only", "weights_zeros,parameters_constants", timeout=600)
+    assert run.returncode in (0, 1), run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].split()[-2:] == ["20", "40"]       # the counts, in order
+    rows = {line.split("  ")[0]: line.split() for line in lines[1:5]}
+    assert set(rows) == {"reference seed 20261128", "reference seed 20261129", "weights_zeros",
+                         "parameters_constants"}
+    assert rows["parameters_constants"][-2:] == ["error", "error"]  # nothing to train, any steps
+    assert float(rows["weights_zeros"][-1]) < 0.2                    # zero weights stay at chance
+    table = [line for line in lines if line[:5].strip() in ("20", "40")]
+    assert len(table) == 2
+    assert "weights_zeros" in table[0] or "parameters_constants" in table[0]  # highest non-learner
+    assert lines[-1].startswith(("suggested: steps ", "no step count separates"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--steps", "ten"], "--steps 'ten': give step counts separated by commas"),
+    (["--steps", "0,10"], "--steps: every step count must be at least 1"),
+    (["--corpus", "tests/corpus"], "--corpus and --only go with --steps"),
+    (["--steps", "10", "--corpus", "tests/corpus", "--only", "nope"],
+     "no corpus fixture named nope"),
+])
+def test_calibrate_steps_usage_errors(args, message):
+    run = grader("calibrate", *args, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == f"usage error: {message}", run.stderr
+
+
+def test_timings_are_written_only_when_asked(tmp_path):
+    out = tmp_path / "timings.jsonl"
+    run = subprocess.run([sys.executable, "-m", "grader", "check", str(REFERENCE), "--only", "Q2",
+                          "--format", "json"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env=dict(ENV, GRADER_TIMINGS=str(out)))
+    assert run.returncode == 0, run.stderr
+    assert "spans" not in run.stdout and "GRADER_TIMINGS" not in run.stdout + run.stderr
+    [line] = [json.loads(text) for text in out.read_text().splitlines()]
+    assert line["submission"] == "tensorflow_tutorial.py"
+    spans = line["spans"]
+    assert {"plan", "source", "zygote wait", "main/startup", "main/import", "main/Q2-public",
+            "scoring"} <= set(spans)
+    assert spans["main/import"][1] <= spans["main/Q2-public"][0] <= spans["main/Q2-public"][1]
+    assert spans["scoring"][1] <= line["total"]
