@@ -406,7 +406,7 @@ def test_the_boundary_holds(name, isolation, tmp_path, rubric_root):
 
 # A file that implements nothing and forges, inside its own process, every fact
 # its probes report: structure, constants and echoes of its own inputs, but no
-# computation of an answer. What it can buy is the limit stated in the README.
+# computation of an answer. What it can buy is the limit stated in docs/security.md.
 FORGER = '''
 import sys as _sys
 import numpy as _np
@@ -465,7 +465,7 @@ _runner.PROBES.update({
     "model": _model,
 })
 '''
-FORGED_LIMIT = 20  # the README's security model states this number
+FORGED_LIMIT = 20  # docs/security.md states this number
 
 # What the forger sends for the model: parameters of the right shapes that it did not train
 # (the grader predicts from them, on test images that never enter the sandbox).
@@ -524,7 +524,7 @@ def _evaluate_values(h, i, p):
 _runner.PROBES.update({"create_placeholders": _placeholders, "initialize_session": _session_values,
                        "train": _train_values, "evaluate": _evaluate_values})
 '''
-COMPUTING_LIMIT = 53  # the README's security model states this number (measured: 52.3)
+COMPUTING_LIMIT = 53  # docs/security.md states this number (measured: 52.3)
 
 
 def test_a_forger_that_implements_nothing_earns_little(tmp_path, rubric_root):
