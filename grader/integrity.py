@@ -63,7 +63,7 @@ _STRINGS = {"/proc": FlagKind.PROC, "grader_inside": FlagKind.GRADER}
 # Code inside string literals (what ``exec`` would run), by the kind it is flagged as.
 _CODE_IN_STRINGS = re.compile(
     r"\b(?:(?P<grader>(?:import|from)\s+grader\b|PROBES|Harness)"
-    r"|(?P<introspection>sys\s*\.\s*modules|_getframe|f_back|f_globals|get_referrers"
+    r"|(?P<introspection>\w+\s*\.\s*modules\b|_getframe|f_back|f_globals|get_referrers"
     r"|(?:import|from)\s+(?:gc|inspect)\b)"
     r"|(?P<native>(?:import|from)\s+c?types\b|ctypes)"
     r"|(?P<processes>(?:import|from)\s+(?:subprocess|multiprocessing)\b|\.fork\s*\()"

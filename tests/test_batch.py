@@ -111,7 +111,7 @@ def make_class(src: Path) -> None:
         "\nfor step in range(10**9):\n    pass\nprint(mnist.train.num_examples)"))
     nbformat.write(nb, str(erin))
     (src / "gil.ipynb").write_text('{"cells": [')   # a broken notebook: the student's error
-    (src / "ivan.py").write_text("import numpy\nimport no_such_module_for_grading\n")
+    (src / "ivan.py").write_text("import numpy\nfrom numpy import no_such_name_for_grading\n")
     (src / "hank.py").write_text(HANGS)
     (src / "mallory.py").write_text(HOSTILE)
     (src / "notes.txt").write_text("I could not finish, sorry.\n")
@@ -138,8 +138,8 @@ def test_batch_grades_a_class_like_check_and_resumes(tmp_path):
     assert all(r["user_id"] == "" and r["late"] == "false" for r in rows.values())
     assert not (out / ".batch.lock").exists()
     ivan = (out / "reports" / "ivan.txt").read_text()
-    assert ivan.count("No module named 'no_such_module_for_grading'") == 1
-    assert "line 2" in ivan and "import no_such_module_for_grading" in ivan
+    assert ivan.count("cannot import name 'no_such_name_for_grading'") == 1
+    assert "line 2" in ivan and "from numpy import no_such_name_for_grading" in ivan
     erin_report = (out / "reports" / "erin.txt").read_text()
     assert "(a loop at top level): for step in range(10**9):" in erin_report
     assert rows["notes"]["total"] == "" and rows["notes"]["Q2"] == ""
