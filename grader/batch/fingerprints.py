@@ -63,15 +63,14 @@ def fingerprint_text(code: str, boilerplate: np.ndarray | None = None) -> np.nda
 
 
 def read_code(path: Path) -> str | None:
-    """The first :data:`MAX_CODE_BYTES` of a graded file as text, or None if it has more."""
+    """A graded file as text, or None if it holds more than :data:`MAX_CODE_BYTES` or
+    cannot be read (``bounded.read_capped``: a regular file, no link followed)."""
+    from ..bounded import InputError, read_capped
+
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CODE_BYTES + 1)
-    except OSError:
+        return read_capped(path, MAX_CODE_BYTES).decode("utf-8", errors="replace")
+    except InputError:
         return None
-    if len(data) > MAX_CODE_BYTES:
-        return None
-    return data.decode("utf-8", errors="replace")
 
 
 def _limit_worker() -> None:
