@@ -42,6 +42,7 @@ import ast
 import bisect
 import functools
 import re
+import threading
 from array import array
 from collections.abc import Mapping
 from pathlib import Path
@@ -248,11 +249,12 @@ _ANNOTATED = ", which the grader "
 def _skipped_names(source: str) -> dict[str, tuple[int, str, str]]:
     """{name: (script line, why, code)} of the names skipped statements set."""
     lines, found = source.splitlines(), {}
-    for prefix in (SKIPPED, FROM_DATA):
-        for number, inside, code in statements(lines, prefix):
-            why = inside if prefix == SKIPPED else READS_DATA
-            for name in statement_names(code):
-                found.setdefault(name, (number, why, code))
+    with _COMPILING:   # statement_names parses
+        for prefix in (SKIPPED, FROM_DATA):
+            for number, inside, code in statements(lines, prefix):
+                why = inside if prefix == SKIPPED else READS_DATA
+                for name in statement_names(code):
+                    found.setdefault(name, (number, why, code))
     return found
 
 
@@ -354,10 +356,20 @@ def extract_cells(sources: list[str], name: str = "the kernel's history",
     return demote("\n\n".join(parts) + "\n", keeper)
 
 
+# CPython 3.11's compiler is not safe from two threads at once ("AST constructor recursion
+# depth mismatch"): batch's workers are threads, so the parent compiles one file at a time.
+_COMPILING = threading.Lock()
+
+
 def filter_script(source: str, name: str) -> str | None:
     """A ``.py`` that runs code at import as the grader imports it (its lines unmoved, after
     two header lines), or None when importing it as it is runs nothing of the tutorial
     (or it is too large, or does not parse: graded as it is)."""
+    with _COMPILING:
+        return _filter_script(source, name)
+
+
+def _filter_script(source: str, name: str) -> str | None:
     if len(source) > MAX_FILTERED_BYTES or is_extracted(source) or \
             source.count("\r") != source.count("\r\n"):   # lines as Python counts them
         return None

@@ -72,14 +72,17 @@ def leftovers(mark: str) -> list[str]:
     return found
 
 
-# Runs the grader and reports its own peak memory (the parent's, not the sandbox's).
+# Runs the grader and reports its own peak memory (the parent's, not the sandbox's):
+# VmHWM, the peak of this process's own memory since it started (ru_maxrss would also
+# count the pytest worker it was forked from, which it keeps across exec).
 _MEASURED = (
-    "import resource, runpy, sys\n"
+    "import runpy, sys\n"
     "sys.argv = ['grader'] + sys.argv[2:]\n"
     "try:\n    runpy.run_module('grader', run_name='__main__')\n"
     "finally:\n"
+    "    peak = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')]\n"
     "    with open(__peak__, 'w') as f:\n"
-    "        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    "        f.write(peak[0])\n"
 )
 
 
