@@ -61,13 +61,13 @@ _NAMES = {"PROBES": FlagKind.GRADER, "Harness": FlagKind.GRADER, "GraderLimit": 
 # Text flagged inside string literals.
 _STRINGS = {"/proc": FlagKind.PROC, "grader_inside": FlagKind.GRADER}
 # Code inside string literals (what ``exec`` would run), by the kind it is flagged as.
-_CODE_IN_STRINGS = re.compile(
-    r"\b(?:(?P<grader>(?:import|from)\s+grader\b|PROBES|Harness)"
-    r"|(?P<introspection>\w+\s*\.\s*modules\b|_getframe|f_back|f_globals|get_referrers"
-    r"|(?:import|from)\s+(?:gc|inspect)\b)"
-    r"|(?P<native>(?:import|from)\s+c?types\b|ctypes)"
-    r"|(?P<processes>(?:import|from)\s+(?:subprocess|multiprocessing)\b|\.fork\s*\()"
-    r"|(?P<signals>(?:import|from)\s+signal\b|\.kill\s*\())")
+_CODE_IN_STRINGS = re.compile(   # bounded repeats: a 2 MiB string costs linear time
+    r"\b(?:(?P<grader>(?:import|from)\s{1,8}grader\b|PROBES|Harness)"
+    r"|(?P<introspection>\w{1,64}\s{0,8}\.\s{0,8}modules\b|_getframe|f_back|f_globals"
+    r"|get_referrers|(?:import|from)\s{1,8}(?:gc|inspect)\b)"
+    r"|(?P<native>(?:import|from)\s{1,8}c?types\b|ctypes)"
+    r"|(?P<processes>(?:import|from)\s{1,8}(?:subprocess|multiprocessing)\b|\.fork\s{0,8}\()"
+    r"|(?P<signals>(?:import|from)\s{1,8}signal\b|\.kill\s{0,8}\())")
 _STRING_KINDS = {"grader": FlagKind.GRADER, "introspection": FlagKind.INTROSPECTION,
                  "native": FlagKind.NATIVE, "processes": FlagKind.PROCESSES,
                  "signals": FlagKind.SIGNALS}

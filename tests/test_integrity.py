@@ -123,3 +123,16 @@ def test_the_scan_on_a_thread_gives_what_the_scan_gives(tmp_path):
     path.unlink()  # read at once: the grade may remove the file before the scan ends
     assert result() == integrity.scan("import subprocess\nimport os\nos.fork()\n")
     assert [f.kind for f in integrity.start_scan(tmp_path / "gone.py")()] == [FlagKind.UNSCANNED]
+
+
+def test_code_in_a_long_string_is_scanned_in_linear_time():
+    """Bounded repeats in the string patterns: a 2 MiB string of word characters (quadratic
+    for an unbounded ``\\w+\\s*\\.``) ends; the bound only tells a hang from an answer."""
+    import threading
+    done = []
+    worker = threading.Thread(target=lambda: done.append(
+        integrity.scan('x = "' + "a" * (integrity.MAX_SOURCE_BYTES - 16) + '"\n')), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert done == [[]]
+    assert any(f.kind == "introspection" for f in integrity.scan('s = "import sys\\nm = sys.modules"\n'))
