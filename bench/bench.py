@@ -416,7 +416,7 @@ def _stored_class(out: Path, n: int) -> None:
     visibilities = ("public", "hidden")
     context = ledger.measurement_base(rubric, "auto")
     output = Output(out, rubric, context)
-    output.options.update(isolation="auto", visibilities=list(visibilities))
+    output.note_grading("auto", visibilities)
     tasks = engine.plan(rubric, visibilities)
     output.plan(tasks, ledger.task_keys(context, tasks), visibilities)
     with tempfile.TemporaryDirectory(prefix="bench-ref-") as tmp:

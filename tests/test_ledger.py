@@ -72,7 +72,7 @@ def record_class(tmp_path: Path, rubric_path: Path, answers: dict[str, str],
     rubric = load_rubric(rubric_path)
     context = ledger.measurement_base(rubric, "auto")
     output = Output(tmp_path / "out", rubric, context, **options)
-    output.options.update(isolation="auto", visibilities=["public", "hidden"])
+    output.note_grading("auto", ("public", "hidden"))
     tasks = engine.plan(rubric, ("public", "hidden"))
     output.plan(tasks, ledger.task_keys(context, tasks), ("public", "hidden"))
     output.set_reference({t.id: answered(LONG) for t in tasks})
@@ -340,6 +340,43 @@ def test_rescore_names_the_items_that_need_new_runs_and_writes_nothing(tmp_path,
     assert code == 2 and "new runs are needed for Q11 (1 students)" in err
     assert "--items Q11" in err
     assert (output.out / "gradebook.csv").read_text() == before
+
+
+def test_a_rubric_edited_in_another_folder_is_scored_with_the_class_grading_key(
+        tmp_path, no_child, monkeypatch):
+    """The hidden inputs come from the key beside the rubric: a copy of the rubric edited
+    elsewhere must not make a new key (every hidden input would change), and a different
+    key there is refused by name."""
+    monkeypatch.delenv("GRADER_KEY_FILE", raising=False)
+    data = rubric_data("completion")
+    data["questions"] = [q for q in data["questions"] if q["id"] in ("Q5", "Q11")]
+    course, elsewhere = tmp_path / "course", tmp_path / "elsewhere"
+    course.mkdir()
+    elsewhere.mkdir()
+    (course / "rubric.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    output = record_class(tmp_path, course / "rubric.yaml", {"ann": LONG, "bob": LONG})
+    assert (course / "grading.key").is_file()
+    data["questions"][0]["checks"][0]["weight"] = 3
+    (elsewhere / "rubric.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    code, _, err = grader_main(["rescore", str(output.out), "--rubric",
+                                str(elsewhere / "rubric.yaml")])
+    assert code == 0, err
+    assert not (elsewhere / "grading.key").exists()      # the class's key was used, none made
+    assert "GRADER_KEY_FILE" not in __import__("os").environ
+
+    (elsewhere / "grading.key").write_text("ab" * 32 + "\n")
+    before = (output.out / "gradebook.csv").read_text()
+    code, _, err = grader_main(["rescore", str(output.out), "--rubric",
+                                str(elsewhere / "rubric.yaml")])
+    assert code == 2 and "not the grading key" in err and str(course / "grading.key") in err
+    assert (output.out / "gradebook.csv").read_text() == before
+
+    (elsewhere / "grading.key").unlink()
+    (course / "grading.key").unlink()
+    code, _, err = grader_main(["rescore", str(output.out), "--rubric",
+                                str(elsewhere / "rubric.yaml")])
+    assert code == 2 and "which is gone or changed" in err
+    assert not (elsewhere / "grading.key").exists()
 
 
 def test_a_damaged_stored_result_is_that_rows_problem(tmp_path, no_child):

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import engine, ledger
+from .. import engine, keys, ledger
 from ..defaults import DEFAULT_RUBRIC, default_checks
 from ..errors import UsageError
 from ..rubric import load_rubric
@@ -49,6 +49,34 @@ def _graded_key(output: Output, student: str, context: str) -> str:
     return ""
 
 
+def _use_the_class_key(rubric, recorded, out: Path) -> None:
+    """Score with the grading key the class was graded with: the hidden inputs come from it.
+
+    A rubric edited in another folder has no key beside it; the one the batch recorded is
+    used (rescore never makes a key). A different key there would change every hidden input,
+    so it is refused by name rather than taken for "new runs are needed".
+    """
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("fingerprint"), str):
+        return  # graded before keys were recorded: the rubric's own key, as before
+    mine = keys.key_path(rubric.path)
+    key = keys.read_existing(mine)
+    if key is not None:
+        if keys.fingerprint(key) != recorded["fingerprint"]:
+            raise UsageError(f"{mine}: not the grading key {out} was graded with "
+                             f"({recorded.get('path', '?')}): its hidden inputs would all change. "
+                             f"Use that key (copy it beside the rubric, or set "
+                             f"{keys.KEY_VARIABLE}), or regrade with batch --force")
+        return
+    theirs = Path(str(recorded.get("path", "")))
+    key = keys.read_existing(theirs) if recorded.get("path") else None
+    if key is None or keys.fingerprint(key) != recorded["fingerprint"]:
+        raise UsageError(f"rescore: {out} was graded with the grading key "
+                         f"{recorded.get('path', '?')}, which is gone or changed, and there is "
+                         f"no {keys.KEY_NAME} beside {rubric.path}: restore the key (or set "
+                         f"{keys.KEY_VARIABLE}), or regrade with batch --force")
+    os.environ[keys.KEY_VARIABLE] = str(theirs)
+
+
 def run_rescore(args) -> int:
     from .run import lock, write_summary
     started = time.monotonic()
@@ -63,6 +91,9 @@ def run_rescore(args) -> int:
     default = ("public", "hidden") if default_checks() == "all" else ("public",)
     visibilities = tuple(v for v in options.get("visibilities") or default
                          if v in ("public", "hidden")) or default
+    restore = os.environ.get(keys.KEY_VARIABLE)
+    if "hidden" in visibilities:
+        _use_the_class_key(rubric, options.get("grading_key"), args.out)
     fd = lock(out)
     try:
         context = ledger.measurement_base(rubric, isolation)
@@ -105,6 +136,10 @@ def run_rescore(args) -> int:
                                 "rescored": len(scored) - len(failed)})
     finally:
         os.close(fd)
+        if restore is None:
+            os.environ.pop(keys.KEY_VARIABLE, None)
+        else:
+            os.environ[keys.KEY_VARIABLE] = restore
     print(f"rescore: {len(scored) - len(failed)} students scored again from stored results "
           f"in {time.monotonic() - started:.1f} s, nothing run", file=sys.stderr)
     for line in failed:

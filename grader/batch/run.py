@@ -203,7 +203,7 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
     context = ledger.measurement_base(rubric, args.isolation)
     output = Output(out, rubric, context, getattr(args, "lms", None),
                     getattr(args, "canvas_column", None), getattr(args, "anonymise", None))
-    output.options.update(isolation=args.isolation, visibilities=list(visibilities))
+    output.note_grading(args.isolation, visibilities)
     if not only:
         output.forget({s.student for s in found.submissions})
     tasks = engine.plan(rubric, visibilities)

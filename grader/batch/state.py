@@ -200,6 +200,9 @@ class Output:
         options = saved.get("options") if isinstance(saved.get("options"), dict) else {}
         given = {"lms": lms, "canvas_column": canvas_column, "anonymise": anonymise}
         self.options = {k: v if v is not None else options.get(k) for k, v in given.items()}
+        # how the class was graded, kept through a rescore (batch sets them again)
+        self.options.update({k: options[k] for k in ("isolation", "visibilities", "grading_key")
+                             if k in options})
         self.lms = self.options["lms"]
         salt = saved.get("salt")
         self.salt = salt if isinstance(salt, str) and salt else secrets.token_hex(8)
@@ -267,6 +270,16 @@ class Output:
         return len(found)
 
     # ------------------------------------------------------------ measurements
+
+    def note_grading(self, isolation: str, visibilities) -> None:
+        """Record how the class is graded: the isolation, the visibilities and which grading
+        key the hidden inputs come from (a fingerprint: rescore checks it, see rescore.py)."""
+        self.options.update(isolation=isolation, visibilities=list(visibilities))
+        self.options.pop("grading_key", None)
+        if "hidden" in visibilities:
+            self.options["grading_key"] = {
+                "path": str(keys.key_path(self.rubric.path)),
+                "fingerprint": keys.fingerprint(keys.load_or_create(self.rubric.path))}
 
     def plan(self, tasks: list, keys: dict[str, str], visibilities: tuple[str, ...]) -> None:
         self.tasks, self.keys, self.visibilities = tasks, keys, visibilities
