@@ -347,3 +347,20 @@ def test_a_zygote_that_cannot_start_says_why_and_is_not_used(monkeypatch):
     assert not made.alive and not made.ready(0)
     assert made.reason.startswith("cannot start:") and "Cannot allocate memory" in made.reason
     assert made.pid is None and not os.path.exists(made._home)
+
+
+def test_the_submissions_own_session_uses_the_rubrics_threads(tmp_path):
+    """A bare tf.Session() in a submission takes the runtime's defaults, which TensorFlow
+    would set to every core: two children side by side then fight for them. The child
+    makes the rubric's ``threads`` (1) the default, warm or fresh."""
+    probe = ("def compute_cost(Z2, Y):\n"
+             "    import tensorflow.compat.v1 as _tf\n"
+             "    _config = _tf.Session()._config\n"
+             "    raise ValueError(f'threads {_config.intra_op_parallelism_threads} '\n"
+             "                     f'{_config.inter_op_parallelism_threads}')\n")
+    path = submission(tmp_path, REFERENCE + "\n\n" + probe)
+    rubric = rubric_with(tmp_path)
+    for startup in ("zygote", "fresh"):
+        report = engine.grade(path, rubric, startup=startup, visibilities=("public",))
+        q5 = next(q for q in to_dict(report)["questions"] if q["id"] == "Q5")
+        assert "threads 1 1" in json.dumps(q5), (startup, q5)

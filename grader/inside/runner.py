@@ -68,6 +68,20 @@ def start_tensorflow():
     return np, tf
 
 
+def _limit_threads(threads: int) -> None:
+    """Make ``threads`` the default of every session, the submission's own ``tf.Session()``
+    included (a session made without a config takes the runtime's). Left to TensorFlow, a
+    session uses every core, and with two children side by side the threads fight: 1,500
+    training steps took 2.3-2.7 s and 3.3-3.8 s of CPU, against 1.5-1.8 s for both with one
+    thread. It must come before the runtime starts, which no op has done yet here."""
+    import tensorflow as tf2
+    try:
+        tf2.config.threading.set_intra_op_parallelism_threads(threads)
+        tf2.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # the runtime had started: TensorFlow's defaults stay
+        pass
+
+
 def _bind_grading_data(module, job: dict, np) -> None:
     """Run the submission's statements that only read the data it loads at top level.
 
@@ -144,6 +158,7 @@ def main() -> int:
     sys.path.insert(0, os.getcwd())
     channel = protocol.Writer(int(os.environ[protocol.FD_VARIABLE]))
     np, tf = start_tensorflow()
+    _limit_threads(int(job.get("threads", 1)))
     seed = int(job["seed"])
     channel.event(protocol.READY)
 
