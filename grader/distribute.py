@@ -115,6 +115,10 @@ def student_makefile(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).rstrip("\n") + "\n"
 
 
+# unpacked readable by their owner only (root on Gradescope): never by a sandbox's user
+PRIVATE_FILES = frozenset({keys.KEY_NAME})
+
+
 def _zip_tree(tree: Path, out: Path, prefix: str = "") -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
@@ -122,7 +126,9 @@ def _zip_tree(tree: Path, out: Path, prefix: str = "") -> None:
             if path.is_file():
                 name = prefix + path.relative_to(tree).as_posix()
                 info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
-                info.external_attr = (0o755 if os.access(path, os.X_OK) else 0o644) << 16
+                mode = (0o600 if path.name in PRIVATE_FILES else
+                        0o755 if os.access(path, os.X_OK) else 0o644)
+                info.external_attr = mode << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 z.writestr(info, path.read_bytes())
 
@@ -168,6 +174,7 @@ SETUP_SH = """#!/usr/bin/env bash
 # reference solution (selftest/) and fails the build unless it gets full marks.
 set -euo pipefail
 cd /autograder/source
+chmod 600 grading.key 2>/dev/null || true  # the hidden inputs' secret: root's alone
 export DEBIAN_FRONTEND=noninteractive TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0
 if ! command -v python3.11 >/dev/null; then
   apt-get update

@@ -68,6 +68,7 @@ def load_or_create(rubric_path: Path) -> bytes:
     """
     path = key_path(rubric_path)
     if path.exists():
+        _make_private(path)
         return _read(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +88,17 @@ def load_or_create(rubric_path: Path) -> bytes:
     except OSError as exc:
         raise UngradableError(f"{path}: cannot create the grading key: {exc.strerror}") from None
     return _read(path)
+
+
+def _make_private(path: Path) -> None:
+    """A key readable by others (unpacked from a zip, copied) is made its owner's alone
+    before any child starts: a sandbox's user must not read it."""
+    try:
+        info = os.stat(path)
+        if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+            os.chmod(path, 0o600)
+    except OSError:
+        pass  # reading it says what is wrong
 
 
 def read_existing(path: Path) -> bytes | None:

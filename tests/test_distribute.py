@@ -211,6 +211,8 @@ def test_the_autograder_zip_has_gradescopes_layout(autograder):
     assert not any(n.startswith(("reference/", "tests/")) for n in names)
     modes = {i.filename: i.external_attr >> 16 for i in zipfile.ZipFile(autograder).infolist()}
     assert modes["run_autograder"] & 0o111 and modes["setup.sh"] & 0o111
+    assert modes[keys.KEY_NAME] == 0o600       # unpacked unreadable to a sandbox's user
+    assert "chmod 600 grading.key" in zipfile.ZipFile(autograder).read("setup.sh").decode()
 
 
 def test_gradescope_correct_submission(autograder, tmp_path):

@@ -42,6 +42,16 @@ def test_the_key_is_made_once_beside_the_rubric_private_and_random(rubric):
     assert keys.load_or_create(other / "rubric.yaml") != first
 
 
+def test_a_key_readable_by_others_is_made_private_before_use(rubric):
+    """Unpacked from a zip or copied with the default umask, a key would be readable by a
+    sandbox's user: the grader makes it its owner's alone when it reads it."""
+    path = rubric.path.parent / keys.KEY_NAME
+    path.write_text("cd" * 32 + "\n")
+    path.chmod(0o644)
+    assert keys.load_or_create(rubric.path) == bytes.fromhex("cd" * 32)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
 def test_the_key_file_can_live_elsewhere(rubric, tmp_path, monkeypatch):
     elsewhere = tmp_path / "secrets" / "course.key"
     monkeypatch.setenv(keys.KEY_VARIABLE, str(elsewhere))
