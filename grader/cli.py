@@ -204,6 +204,7 @@ def run_check(args) -> int:
 
 
 def run_watch(args) -> int:
+    from .reuse import ModelReuse
     from .watch import Watcher
     rubric = load_rubric(args.rubric)
     checks = args.checks or default_checks()
@@ -213,10 +214,12 @@ def run_watch(args) -> int:
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         expected = engine.expected_outputs(rubric, tasks, Path(tmp))
 
+    reuse = ModelReuse()  # the model's result while the code it runs is unchanged
+
     def grade_once(path: Path) -> tuple[str, int]:
         try:
             report = engine.grade(path, rubric, visibilities, isolation=args.isolation,
-                                  prepared=(tasks, expected))
+                                  prepared=(tasks, expected), reuse=reuse)
         except GraderError as exc:  # this save could not be graded; the next one may be
             label = "usage error" if isinstance(exc, UsageError) else "ungradable"
             return f"{label}: {exc}\n", exc.exit_code

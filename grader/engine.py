@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import config, integrity, sandbox, zygote
+from .bounded import InputError, read_capped
 from .cache import expected_outputs, read_result_file, save_outputs
 from .child import UNREADABLE, _warm, _zygote_env, hidden_paths, output_from_result, prestart
 from .data import grading_data, load_loader
@@ -29,6 +30,7 @@ from .outcome import ProbeOutput
 from .plan import Task, child_seed, plan, planned_seed
 from .progress import Progress, Watch
 from .report import ERROR, QuestionResult, Report
+from .reuse import MAX_SOURCE, ModelReuse
 from .rubric import Item, Rubric
 from .scoring import build_report, score_item, shown_question
 from .submission_file import graded_source
@@ -92,10 +94,23 @@ class _Live(Watch):
         self._progress.scored(question, all(out.during_import for out in got.values()))
 
 
+def _reusable(reuse: ModelReuse | None, source: Path, tasks: list[Task]
+              ) -> tuple[dict[str, str], dict]:
+    """({task id: reuse key}, {task id: reused output}) for this grade."""
+    if reuse is None:
+        return {}, {}
+    try:
+        text = read_capped(source, MAX_SOURCE)
+    except (InputError, OSError):
+        return {}, {}
+    keys = reuse.keys(text.decode("utf-8", "replace"), tasks)
+    return keys, reuse.lookup(keys)
+
+
 def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("public", "hidden"),
           isolation: str = "auto", prepared: tuple[list[Task], dict] | None = None,
           startup: str | None = None, progress: Progress | None = None,
-          keep: dict | None = None) -> Report:
+          keep: dict | None = None, reuse: ModelReuse | None = None) -> Report:
     """Grade one file; raises GraderError (exit 2) for anything that is not the student's.
 
     ``prepared``: the plan of ``rubric`` for ``visibilities`` and the reference's
@@ -110,17 +125,21 @@ def grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...] = ("pu
     once it is scored (as the report will show it).
     ``keep``: a dict that receives the measurements the report is scored from
     (the plan, each task's output, the reference's, and the facts of the run).
+    ``reuse``: the ``model`` results of earlier grades of this file, kept in memory by
+    ``watch`` and a kernel's ``check`` (see grader/reuse.py); reused while the code the
+    item runs is unchanged.
     """
     if not submission.is_file():
         raise UsageError(f"{submission}: no such file")
     with grade_timings(submission.name):  # measured only with $GRADER_TIMINGS (the benchmark)
         return _grade(submission, rubric, visibilities, isolation, prepared, startup, progress,
-                      keep)
+                      keep, reuse)
 
 
 def _grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...], isolation: str,
            prepared: tuple[list[Task], dict] | None, startup: str | None,
-           progress: Progress | None, keep: dict | None) -> Report:
+           progress: Progress | None, keep: dict | None,
+           reuse: ModelReuse | None = None) -> Report:
     startup = startup or zygote.requested_mode()
     _warm(rubric, startup)  # TensorFlow imports while the inputs are prepared
     with measured("plan"):
@@ -148,10 +167,13 @@ def _grade(submission: Path, rubric: Rubric, visibilities: tuple[str, ...], isol
             started = ""
         else:
             live = None if progress is None else _Live(progress, tasks, expected, shown)
+            keys, reused = _reusable(reuse, source, tasks)
             probed = probe(source, tasks, rubric, isolation, workroot, seed_of=planned_seed,
-                           startup=startup, watch=live)
+                           startup=startup, watch=live, reused=reused)
             got, level, confinement, started = (probed.results, probed.level,
                                                 probed.confinement, probed.startup)
+            if reuse is not None:
+                reuse.store(keys, got)
     flags = tuple(scanning() + integrity.behaviour_flags(got))
     if keep is not None:   # what batch stores, to rescore without running anything
         keep.update(tasks=tasks, got=got, expected=expected, problem=problem,

@@ -43,8 +43,10 @@ class _Grader:
 
     def __init__(self, rubric_path: Path) -> None:
         from . import engine
+        from .reuse import ModelReuse
         from .rubric import load_rubric
 
+        self.reuse = ModelReuse()  # check() reuses the model's result while its code is the same
         self.rubric = load_rubric(rubric_path)
         engine.prestart(self.rubric)
         self.tasks = engine.plan(self.rubric, ("public",))
@@ -70,7 +72,7 @@ class _Grader:
                 script = Path(tmp) / rubric.submission_name
                 script.write_text(str(request["source"]), encoding="utf-8")
                 report = engine.grade(script, rubric, ("public",),
-                                      prepared=(tasks, self.expected))
+                                      prepared=(tasks, self.expected), reuse=self.reuse)
             report = replace(report, submission=str(request.get("label") or "the notebook"),
                              notes=())
         except GraderError as exc:
