@@ -423,6 +423,7 @@ def _stored_class(out: Path, n: int) -> None:
     from grader import engine, ledger
     from grader.batch.discovery import Submission
     from grader.batch.grading import Outcome
+    from grader.batch.run import note_grading
     from grader.batch.state import Output, resume_key
     from grader.outcome import ProbeOutput
     from grader.report import Report
@@ -431,7 +432,7 @@ def _stored_class(out: Path, n: int) -> None:
     visibilities = ("public", "hidden")
     context = ledger.measurement_base(rubric, "auto")
     output = Output(out, rubric, context)
-    output.note_grading("auto", visibilities)
+    note_grading(output, "auto", visibilities)
     tasks = engine.plan(rubric, visibilities)
     output.plan(tasks, ledger.task_keys(context, tasks), visibilities)
     with tempfile.TemporaryDirectory(prefix="bench-ref-") as tmp:

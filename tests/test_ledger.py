@@ -22,7 +22,7 @@ from conftest import grader_main
 from grader import engine, ledger, lms, sandbox, summary, supervise, zygote
 from grader.batch import discover
 from grader.batch.grading import Outcome
-from grader.batch.run import write_summary
+from grader.batch.run import note_grading, write_summary
 from grader.batch.state import Output, resume_key
 from grader.batch.discovery import Submission
 from grader.errors import RubricError, UsageError
@@ -72,7 +72,7 @@ def record_class(tmp_path: Path, rubric_path: Path, answers: dict[str, str],
     rubric = load_rubric(rubric_path)
     context = ledger.measurement_base(rubric, "auto")
     output = Output(tmp_path / "out", rubric, context, **options)
-    output.note_grading("auto", ("public", "hidden"))
+    note_grading(output, "auto", ("public", "hidden"))
     tasks = engine.plan(rubric, ("public", "hidden"))
     output.plan(tasks, ledger.task_keys(context, tasks), ("public", "hidden"))
     output.set_reference({t.id: answered(LONG) for t in tasks})

@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .. import engine, ledger, sandbox, summary
+from .. import engine, keys, ledger, sandbox, summary
 from ..defaults import DEFAULT_RUBRIC, default_checks
 from ..errors import UngradableError, UsageError
 from ..files import write_atomic
@@ -192,6 +192,16 @@ def _checked_items(args, rubric: Rubric) -> set[str]:
     return set(args.items)
 
 
+def note_grading(output: Output, isolation: str, visibilities) -> None:
+    """Record how the class is graded: the isolation, the visibilities and which grading
+    key the hidden inputs come from (a fingerprint: rescore checks it, see rescore.py)."""
+    key = None
+    if "hidden" in visibilities:
+        key = {"path": str(keys.key_path(output.rubric.path)),
+               "fingerprint": keys.fingerprint(keys.load_or_create(output.rubric.path))}
+    output.options.update(isolation=isolation, visibilities=list(visibilities), grading_key=key)
+
+
 def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path,
          found: Discovery) -> int:
     started = time.monotonic()
@@ -203,7 +213,7 @@ def _run(args, rubric: Rubric, visibilities, jobs: int, why_jobs: str, out: Path
     context = ledger.measurement_base(rubric, args.isolation)
     output = Output(out, rubric, context, getattr(args, "lms", None),
                     getattr(args, "canvas_column", None), getattr(args, "anonymise", None))
-    output.note_grading(args.isolation, visibilities)
+    note_grading(output, args.isolation, visibilities)
     if not only:
         output.forget({s.student for s in found.submissions})
     tasks = engine.plan(rubric, visibilities)

@@ -271,16 +271,6 @@ class Output:
 
     # ------------------------------------------------------------ measurements
 
-    def note_grading(self, isolation: str, visibilities) -> None:
-        """Record how the class is graded: the isolation, the visibilities and which grading
-        key the hidden inputs come from (a fingerprint: rescore checks it, see rescore.py)."""
-        self.options.update(isolation=isolation, visibilities=list(visibilities))
-        self.options.pop("grading_key", None)
-        if "hidden" in visibilities:
-            self.options["grading_key"] = {
-                "path": str(keys.key_path(self.rubric.path)),
-                "fingerprint": keys.fingerprint(keys.load_or_create(self.rubric.path))}
-
     def plan(self, tasks: list, keys: dict[str, str], visibilities: tuple[str, ...]) -> None:
         self.tasks, self.keys, self.visibilities = tasks, keys, visibilities
         self.verdict_keys = ledger.verdict_keys(keys)
