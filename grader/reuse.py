@@ -38,6 +38,7 @@ import hashlib
 import json
 from collections import OrderedDict
 
+from .notebook import _COMPILING, MAX_FILTERED_BYTES
 from .outcome import ProbeOutput, ProbeStatus
 from .plan import Task
 
@@ -113,7 +114,7 @@ def _state(tree: ast.Module) -> set[str]:
     return bound
 
 
-MAX_SOURCE = 256 * 1024             # larger scripts are never reused (and never parsed here)
+MAX_SOURCE = MAX_FILTERED_BYTES     # larger scripts are never reused (the parent parses no more)
 MAX_KEPT = 4                        # results kept: the last few versions of the file
 _MARKERS = ("# from the grading data (", "# skipped, continued: ", "# Python extracted from ")
 
@@ -142,9 +143,8 @@ def model_key(source: str, task: Task) -> str | None:
     """The key of ``task``'s result for the script ``source``, or None: never reused."""
     if len(source) > MAX_SOURCE:
         return None
-    from .notebook import _COMPILING  # CPython's compiler is not thread-safe
     try:
-        with _COMPILING:
+        with _COMPILING:  # CPython's compiler is not thread-safe
             tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None

@@ -92,10 +92,11 @@ def run_rescore(args) -> int:
     visibilities = tuple(v for v in options.get("visibilities") or default
                          if v in ("public", "hidden")) or default
     restore = os.environ.get(keys.KEY_VARIABLE)
-    if "hidden" in visibilities:
-        _use_the_class_key(rubric, options.get("grading_key"), args.out)
-    fd = lock(out)
+    fd = None
     try:
+        if "hidden" in visibilities:
+            _use_the_class_key(rubric, options.get("grading_key"), args.out)
+        fd = lock(out)
         context = ledger.measurement_base(rubric, isolation)
         output = Output(out, rubric, context, args.lms, args.canvas_column, args.anonymise)
         tasks = engine.plan(rubric, visibilities)
@@ -135,7 +136,8 @@ def run_rescore(args) -> int:
                                {"seconds": round(time.monotonic() - started, 2),
                                 "rescored": len(scored) - len(failed)})
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
         if restore is None:
             os.environ.pop(keys.KEY_VARIABLE, None)
         else:
